@@ -1,0 +1,77 @@
+"""The only module that changes messages on the queue: delete, change visibility, return for redelivery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from consumer.aws import error_code
+from consumer.logs import get_logger
+
+log = get_logger(__name__)
+_GONE = {"ReceiptHandleIsInvalid", "InvalidParameterValue", "AWS.SimpleQueueService.NonExistentQueue"}
+_transient = retry(
+    retry=retry_if_exception_type((BotoCoreError, ClientError)),
+    wait=wait_random_exponential(multiplier=0.2, max=5),
+    stop=stop_after_attempt(4),
+    reraise=True,
+)
+
+
+class Queue:
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self.sqs = sqs
+        self.url = queue_url
+
+    def delete(self, receipt_handle: str) -> bool:
+        """Delete after success. Returns False if the receipt is no longer valid (the message was
+        redelivered elsewhere: that worker will find the job finished and replay its event)."""
+        try:
+            _transient(self.sqs.delete_message)(QueueUrl=self.url, ReceiptHandle=receipt_handle)
+        except ClientError as exc:
+            if error_code(exc) in _GONE:
+                log.warning("delete_receipt_gone", error=str(exc))
+                return False
+            raise
+        return True
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        self.sqs.change_message_visibility(
+            QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=int(seconds)
+        )
+
+    def release(self, receipt_handle: str, delay_s: int = 0) -> bool:
+        """Hand a message back for redelivery after `delay_s` (0: at once). Best effort with retries."""
+        try:
+            _transient(self.change_visibility)(receipt_handle, delay_s)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("release_failed", error=str(exc), consequence="redelivered when visibility expires")
+            return False
+        return True
+
+    def release_batch(self, receipt_handles: list[str]) -> int:
+        """Return unstarted messages at once; checks the batch's `Failed` list. Returns how many failed."""
+        failed = 0
+        for start in range(0, len(receipt_handles), 10):
+            chunk = receipt_handles[start : start + 10]
+            entries = [{"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": 0} for i, r in enumerate(chunk)]
+            try:
+                response = self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
+            except (ClientError, BotoCoreError) as exc:
+                log.warning("release_batch_failed", error=str(exc), count=len(chunk))
+                failed += len(chunk)
+                continue
+            for entry in response.get("Failed", []):
+                failed += 1
+                log.warning("release_batch_entry_failed", code=entry.get("Code"), message=entry.get("Message"))
+        return failed
+
+    def max_receive_count(self) -> int | None:
+        """maxReceiveCount of the queue's redrive policy (None: no DLQ configured)."""
+        import json
+
+        attrs = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"])
+        policy = attrs.get("Attributes", {}).get("RedrivePolicy")
+        return int(json.loads(policy)["maxReceiveCount"]) if policy else None

@@ -1,0 +1,69 @@
+"""Wiring: settings → clients → services → worker. The start-up timeline is logged and exported."""
+
+from __future__ import annotations
+
+import time
+
+from consumer.ack import Queue
+from consumer.aws import AwsClients, make_clients
+from consumer.engine import Engine
+from consumer.lifecycle import Services
+from consumer.logs import get_logger
+from consumer.metrics import Metrics
+from consumer.notify import Notifier
+from consumer.settings import Settings
+from consumer.state import JobStore
+from consumer.store import AudioStore
+from consumer.voices import VoiceResolver
+
+log = get_logger(__name__)
+
+
+class StartupTimeline:
+    """Seconds from process start to each phase: settings → model loaded → warm-up → first poll."""
+
+    def __init__(self, metrics: Metrics, t0: float | None = None) -> None:
+        self._t0 = t0 if t0 is not None else time.monotonic()
+        self._metrics = metrics
+        self.phases: dict[str, float] = {}
+
+    def mark(self, phase: str) -> float:
+        elapsed = time.monotonic() - self._t0
+        self.phases[phase] = round(elapsed, 3)
+        self._metrics.startup_seconds.labels(phase).set(elapsed)
+        log.info("startup_phase", phase=phase, seconds=round(elapsed, 3))
+        return elapsed
+
+
+def build_services(
+    settings: Settings, engine: Engine, clients: AwsClients | None = None, metrics: Metrics | None = None
+) -> Services:
+    if not settings.queue_url or not settings.bucket:
+        raise ValueError("F5_WORKER_QUEUE_URL and F5_WORKER_BUCKET are required")
+    clients = clients or make_clients(settings)
+    queue = Queue(clients.sqs, settings.queue_url)
+    max_receive = settings.max_receive_count or queue.max_receive_count()
+    return Services(
+        settings=settings,
+        queue=queue,
+        jobs=JobStore(clients.s3, settings.bucket, settings.jobs_prefix),
+        audio=AudioStore(clients.s3),
+        voices=VoiceResolver(
+            clients.s3,
+            settings.bucket,
+            settings.voices_prefix,
+            settings.allowed_reference_buckets,
+            sample_rate=engine.sample_rate,
+        ),
+        engine=engine,
+        notifier=Notifier(
+            clients.sns,
+            settings.topic_arn,
+            webhook_secret=settings.webhook_secret,
+            webhook_allow_private=settings.webhook_allow_private,
+            webhook_timeout_s=settings.webhook_timeout_s,
+            attempts=settings.notify_attempts,
+        ),
+        metrics=metrics or Metrics(),
+        max_receive_count=max_receive,
+    )

@@ -1,0 +1,116 @@
+"""A light producer client (boto3 and contracts only; never torch): submit requests, wait for their
+outcome, fetch the audio."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from consumer.aws import AwsClients, error_code
+from consumer.state import JobStore
+from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
+from contracts.requests import SynthesisRequest
+
+Event = SynthesisCompleted | SynthesisFailed
+
+
+@dataclass
+class BatchResult:
+    sent: list[str] = field(default_factory=list)  # job ids
+    failed: dict[str, str] = field(default_factory=dict)  # job id → reason
+
+
+class JobTimeoutError(TimeoutError):
+    pass
+
+
+class Client:
+    def __init__(
+        self,
+        clients: AwsClients,
+        queue_url: str,
+        bucket: str,
+        *,
+        jobs_prefix: str = "jobs",
+        events_queue_url: str | None = None,
+    ) -> None:
+        self._aws = clients
+        self.queue_url = queue_url
+        self.bucket = bucket
+        self.events_queue_url = events_queue_url
+        self._jobs = JobStore(clients.s3, bucket, jobs_prefix)
+        self._fifo = queue_url.endswith(".fifo")
+        self._seen: dict[str, tuple[Event, str]] = {}
+
+    def _message(self, request: SynthesisRequest) -> dict[str, Any]:
+        entry: dict[str, Any] = {"MessageBody": request.model_dump_json()}
+        if self._fifo:
+            # Order per voice; dedup on the job id (not on content: identical texts are distinct jobs).
+            entry["MessageGroupId"] = request.voice.voice_id or "reference"
+            entry["MessageDeduplicationId"] = request.job_id
+        return entry
+
+    def submit(self, request: SynthesisRequest) -> str:
+        self._aws.sqs.send_message(QueueUrl=self.queue_url, **self._message(request))
+        return request.job_id
+
+    def submit_batch(self, requests: list[SynthesisRequest]) -> BatchResult:
+        """SendMessageBatch, 10 per call; per-entry failures are reported, not raised."""
+        result = BatchResult()
+        for start in range(0, len(requests), 10):
+            chunk = requests[start : start + 10]
+            entries = [{"Id": str(i), **self._message(r)} for i, r in enumerate(chunk)]
+            response = self._aws.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            result.sent += [chunk[int(ok["Id"])].job_id for ok in response.get("Successful", [])]
+            for bad in response.get("Failed", []):
+                result.failed[chunk[int(bad["Id"])].job_id] = f"{bad.get('Code')}: {bad.get('Message', '')}"
+        return result
+
+    def result(self, job_id: str) -> Event | None:
+        """The recorded outcome of a finished job (completed jobs are recorded in S3)."""
+        return self._jobs.result(job_id)
+
+    def wait(self, job_id: str, timeout_s: float = 300.0, poll_s: float = 1.0) -> Event:
+        """Wait for the job's event: from the events queue when configured (failures included), else from
+        the job's result record in S3 (completions only)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if job_id in self._seen:
+                event, receipt = self._seen.pop(job_id)
+                self._aws.sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=receipt)
+                return event
+            recorded = self.result(job_id)
+            if recorded is not None:
+                return recorded
+            if self.events_queue_url:
+                self._drain_events(wait_s=int(min(poll_s, max(0.0, deadline - time.monotonic()))))
+            else:
+                time.sleep(poll_s)
+        raise JobTimeoutError(f"job {job_id} did not finish within {timeout_s:.0f}s")
+
+    def _drain_events(self, wait_s: int) -> None:
+        response = self._aws.sqs.receive_message(
+            QueueUrl=self.events_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s
+        )
+        for message in response.get("Messages", []):
+            try:
+                event = parse_event(message["Body"])
+            except ValueError:
+                continue
+            self._seen[event.job_id] = (event, message["ReceiptHandle"])  # others' events stay queued
+
+    def presigned_url(self, event: SynthesisCompleted, expires_s: int = 3600) -> str:
+        return self._aws.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": event.output.bucket, "Key": event.output.key}, ExpiresIn=expires_s
+        )
+
+    def download(self, event: SynthesisCompleted, path: Path) -> Path:
+        try:
+            self._aws.s3.download_file(event.output.bucket, event.output.key, str(path))
+        except ClientError as exc:
+            raise FileNotFoundError(f"{event.output.uri}: {error_code(exc)}") from exc
+        return path

@@ -1,0 +1,73 @@
+"""The synthesis engine behind a small interface. Only `consumer.engine.f5` (and the checkpoint tools in
+`consumer.engine.checkpoints`) import torch or f5_tts; everything here is torch-free."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from contracts.requests import SynthesisOptions
+
+
+class SynthesisAborted(Exception):
+    """Raised inside the engine when the job's abort check fires (shutdown, hard timeout, lost lease)."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A decoded, processed reference clip: mono float32 at the engine's sample rate."""
+
+    samples: np.ndarray = field(repr=False)
+    sample_rate: int
+    transcript: str
+    cache_key: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class SynthesisJob:
+    text: str
+    reference: Reference
+    options: SynthesisOptions
+    seed: int
+    should_abort: Callable[[], bool] = field(default=lambda: False, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class SynthesizedAudio:
+    samples: np.ndarray = field(repr=False)  # mono float32 in [-1, 1]
+    sample_rate: int
+    seed: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the consumer needs from a TTS engine."""
+
+    model_id: str
+    device: str
+    sample_rate: int
+
+    def load(self) -> None:
+        """Load weights once at start (never per request)."""
+
+    def warm_up(self) -> None:
+        """Run one short synthesis so the first real request is not slow."""
+
+    def synthesize(self, job: SynthesisJob) -> SynthesizedAudio:
+        """Synthesize one job. Raises `SynthesisAborted` when `job.should_abort()` turns true,
+        `consumer.errors.TextNotRepresentable` for text the vocabulary cannot express, and
+        `consumer.errors.EngineError` for transient device failures."""
+
+    def close(self) -> None:
+        """Free device memory."""

@@ -1,0 +1,376 @@
+"""The F5-TTS engine: f5-tts's own loaders and `CFM.sample`, driven the way `infer_batch_process` drives
+them, minus its file I/O, global RNG seeding, thread pool and silent clipping.
+
+Per job, for each text chunk (upstream's `chunk_text`, sized from the reference's speaking rate as
+`infer_process` does), the steps are upstream's `_infer_basic` verbatim: the same prompt text, the same
+duration estimate, the same `sample(...)` call and vocoder decode, so a single-chunk job equals
+`torch.manual_seed(seed); infer_batch_process((audio, sr), ref_text, [text], model, vocoder, ...)` bit for
+bit (tests/test_engine_f5.py proves it). What differs, on purpose:
+
+- the reference mel is computed once per `Reference.cache_key` and reused (bounded LRU);
+- chunks run one after another, chunk i seeded from (job seed, i) inside `torch.random.fork_rng`, so
+  multi-chunk output is reproducible and the process-wide RNG is never left seeded;
+- text the vocabulary cannot represent is refused (`TextNotRepresentable`) instead of spoken as silence;
+- a single sentence too long for one chunk is split at word boundaries instead of generated in one pass;
+- `job.should_abort()` is checked before every ODE step (a forward-pre-hook on the DiT);
+- CUDA out-of-memory becomes `EngineError` (retryable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from cachetools import LRUCache
+
+from consumer.engine import Reference, SynthesisAborted, SynthesisJob, SynthesizedAudio
+from consumer.engine.audio import cross_fade, remove_long_silences
+from consumer.engine.model_spec import ModelSpec, wheel_example_path
+from consumer.errors import EngineError, InvalidRequest, TextNotRepresentable
+from consumer.logs import get_logger
+from contracts.requests import SynthesisOptions
+
+log = get_logger(__name__)
+
+TARGET_RMS = 0.1  # upstream's target_rms
+CROSS_FADE_S = 0.15  # upstream's cross_fade_duration
+MAX_PROMPT_S = 22.0  # upstream sizes chunks so that reference + chunk stay within ~22 s
+SHORT_TEXT_BYTES = 10  # upstream slows texts under 10 bytes to speed 0.3
+WARM_UP_TEXT = "Warming up."
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    """A reference prepared for `CFM.sample`, reusable across jobs."""
+
+    mel: torch.Tensor  # (1, frames, n_mels) float32 on the engine's device
+    rms: torch.Tensor  # RMS of the reference before it was raised to TARGET_RMS
+    n_samples: int
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """Everything a synthesis produced, before clipping to [-1, 1]."""
+
+    samples: np.ndarray  # float32 waveform at the engine's rate
+    mel: np.ndarray  # (n_mels, frames) generated mel, chunks concatenated (upstream's "combined_spectrogram")
+    chunks: tuple[str, ...]
+    chunk_seeds: tuple[int, ...]
+
+
+def chunk_seed(seed: int, index: int) -> int:
+    """Chunk 0 uses the job seed itself (so single-chunk jobs match upstream seeded with it); later chunks
+    get independent, deterministic seeds."""
+    if index == 0:
+        return seed
+    digest = hashlib.sha256(f"f5-worker/chunk/{seed}/{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> torch.dtype:
+    """upstream's rule (load_checkpoint): fp16 on CUDA compute capability >= 7, otherwise fp32."""
+    if device.startswith("cuda") and torch.cuda.get_device_properties(torch.device(device)).major >= 7:
+        return torch.float16
+    return torch.float32
+
+
+class F5Engine:
+    """`consumer.engine.Engine` on f5-tts. Thread-safe: calls are serialised by one lock."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        device: str | None = None,
+        dtype: str | None = None,
+        *,
+        reference_cache_size: int = 32,
+        hub_cache_dir: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.model_id = spec.model_id
+        self.sample_rate = spec.sample_rate
+        self.device = device or default_device()
+        self.dtype: torch.dtype = getattr(torch, dtype) if dtype else default_dtype(self.device)
+        self.checkpoint_sha256: str | None = None
+        self._hub_cache_dir = hub_cache_dir
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._vocoder: Any = None
+        self._vocab: dict[str, int] = {}
+        self._prompts: LRUCache[tuple[str, int, int], _Prompt] = LRUCache(maxsize=reference_cache_size)
+        self._should_abort: Callable[[], bool] | None = None
+        self._rng_devices: list[int] = []
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    def load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            from f5_tts.infer.utils_infer import load_model, load_vocoder
+            from f5_tts.model import DiT
+            from f5_tts.model.utils import get_tokenizer
+
+            if self.spec.mel_spec_type != "vocos":
+                raise EngineError(f"{self.model_id}: only the vocos vocoder is supported")
+            checkpoint = self._local_checkpoint()
+            vocoder_dir = self._local_vocoder()
+            self.checkpoint_sha256 = _sha256(checkpoint)
+            with contextlib.redirect_stdout(sys.stderr):  # upstream prints; keep stdout for our JSON logs
+                # Loaded in fp32 on the CPU, then cast and moved: the same values as upstream's
+                # `model.to(dtype)` followed by `load_state_dict`, with the dtype under our control.
+                model = load_model(
+                    DiT,
+                    self.spec.arch,
+                    checkpoint,
+                    mel_spec_type=self.spec.mel_spec_type,
+                    vocab_file=self.spec.vocab,
+                    ode_method="euler",
+                    use_ema=True,
+                    device="cpu",
+                )
+                vocoder = load_vocoder(
+                    self.spec.mel_spec_type, is_local=True, local_path=vocoder_dir, device=self.device
+                )
+            self._model = model.to(device=self.device, dtype=self.dtype).eval()
+            self._vocoder = vocoder
+            self._vocab = get_tokenizer(self.spec.vocab, "custom")[0]
+            self._model.transformer.register_forward_pre_hook(self._before_ode_step)
+            if self.device.startswith("cuda"):
+                self._rng_devices = list(range(torch.cuda.device_count()))
+            log.info(
+                "engine_loaded",
+                model_id=self.model_id,
+                device=self.device,
+                dtype=str(self.dtype).removeprefix("torch."),
+                checkpoint_sha256=self.checkpoint_sha256,
+                parameters=sum(p.numel() for p in self._model.parameters()),
+            )
+
+    def warm_up(self) -> None:
+        """One short synthesis (few ODE steps) so that lazy initialisation is not paid by a real job."""
+        from consumer.engine.reference import decode_reference
+
+        data = wheel_example_path("infer/examples/basic/basic_ref_en.wav").read_bytes()
+        reference = decode_reference(
+            data, "Some call me nature, others call me mother nature.", sample_rate=self.sample_rate
+        )
+        job = SynthesisJob(WARM_UP_TEXT, reference, SynthesisOptions(nfe_steps=2), seed=0)
+        self.synthesize(job)
+
+    def close(self) -> None:
+        with self._lock:
+            self._model = self._vocoder = None
+            self._prompts.clear()
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    # --- synthesis --------------------------------------------------------------------------------------
+    def synthesize(self, job: SynthesisJob) -> SynthesizedAudio:
+        rendering = self.render(job)
+        samples = np.clip(rendering.samples, -1.0, 1.0).astype(np.float32, copy=False)
+        return SynthesizedAudio(samples=samples, sample_rate=self.sample_rate, seed=job.seed)
+
+    def render(self, job: SynthesisJob) -> Rendering:
+        """Synthesize and return the unclipped waveform with the generated mel (for tests and tools)."""
+        text = " ".join(job.text.split())
+        if not text:
+            raise InvalidRequest("the text to synthesize is empty")
+        if not job.reference.transcript.strip():
+            raise InvalidRequest("the reference transcript is empty")
+        with self._lock:
+            if self._model is None:
+                raise EngineError("the engine is not loaded (call load() first)")
+            self._check_representable(job.reference.transcript, "the reference transcript")
+            self._check_representable(text, "the text")
+            prompt = self._prompt(job.reference)
+            chunks = self.chunks(text, job.reference, job.options.speed)
+            seeds = tuple(chunk_seed(job.seed, i) for i in range(len(chunks)))
+            waves, mels = [], []
+            self._should_abort = job.should_abort
+            try:
+                for chunk, seed in zip(chunks, seeds, strict=True):
+                    if job.should_abort():
+                        raise SynthesisAborted("synthesis aborted between chunks")
+                    wave, mel = self._infer_chunk(prompt, job.reference.transcript, chunk, job.options, seed)
+                    waves.append(wave)
+                    mels.append(mel)
+            except torch.cuda.OutOfMemoryError as exc:
+                raise EngineError(f"CUDA out of memory while synthesizing {len(text)} characters") from exc
+            finally:
+                self._should_abort = None
+                self._model.transformer.clear_cache()  # an aborted sample() leaves its text cache behind
+                if self.device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+        samples = cross_fade(waves, self.sample_rate, CROSS_FADE_S).astype(np.float32, copy=False)
+        if job.options.remove_silence:
+            samples = remove_long_silences(samples, self.sample_rate)
+        return Rendering(samples, np.concatenate(mels, axis=1), tuple(chunks), seeds)
+
+    def chunks(self, text: str, reference: Reference, speed: float = 1.0) -> list[str]:
+        """upstream's `infer_process` chunking: as many bytes per chunk as the reference speaks in the time
+        left of ~22 s. A single sentence over twice that (upstream would generate it in one, arbitrarily
+        long, pass) is split at spaces, or between characters when it has none."""
+        from f5_tts.infer.utils_infer import chunk_text
+
+        ref_s = reference.duration_s
+        max_chars = max(1, int(len(reference.transcript.encode("utf-8")) / ref_s * (MAX_PROMPT_S - ref_s) * speed))
+        hard_limit = max(2 * max_chars, 200)
+        out: list[str] = []
+        for chunk in chunk_text(text, max_chars=max_chars):
+            out.extend(_split_long(chunk, hard_limit) if len(chunk.encode("utf-8")) > hard_limit else [chunk])
+        return out
+
+    # --- internals --------------------------------------------------------------------------------------
+    def _before_ode_step(self, _module: torch.nn.Module, _args: tuple[Any, ...]) -> None:
+        """Forward-pre-hook on the DiT: `CFM.sample` calls it once per ODE step (cond+uncond packed)."""
+        should_abort = self._should_abort
+        if should_abort is not None and should_abort():
+            raise SynthesisAborted("synthesis aborted between ODE steps")
+
+    def _prompt(self, reference: Reference) -> _Prompt:
+        key = (reference.cache_key, reference.sample_rate, len(reference.samples))
+        if reference.cache_key and (cached := self._prompts.get(key)) is not None:
+            return cached
+        # upstream's infer_batch_process, step by step (mono, RMS, resample, device, mel).
+        audio = torch.from_numpy(np.array(reference.samples, dtype=np.float32).reshape(1, -1))
+        rms = torch.sqrt(torch.mean(torch.square(audio)))
+        if rms < TARGET_RMS:
+            audio = audio * TARGET_RMS / rms
+        if reference.sample_rate != self.sample_rate:
+            import torchaudio
+
+            audio = torchaudio.transforms.Resample(reference.sample_rate, self.sample_rate)(audio)
+        audio = audio.to(self.device)
+        with torch.inference_mode():
+            mel = self._model.mel_spec(audio).permute(0, 2, 1)  # what CFM.sample does with a waveform
+        prompt = _Prompt(mel=mel, rms=rms, n_samples=audio.shape[-1])
+        if reference.cache_key:
+            self._prompts[key] = prompt
+        return prompt
+
+    def _infer_chunk(
+        self, prompt: _Prompt, transcript: str, gen_text: str, options: SynthesisOptions, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """upstream's `_infer_basic` for one chunk."""
+        from f5_tts.model.utils import convert_char_to_pinyin
+
+        ref_text = transcript + " " if len(transcript[-1].encode("utf-8")) == 1 else transcript
+        local_speed = 0.3 if len(gen_text.encode("utf-8")) < SHORT_TEXT_BYTES else options.speed
+        final_text_list = convert_char_to_pinyin([ref_text + gen_text])
+        ref_audio_len = prompt.n_samples // self.spec.hop_length
+        ref_text_len = len(ref_text.encode("utf-8"))
+        gen_text_len = len(gen_text.encode("utf-8"))
+        duration = ref_audio_len + int(ref_audio_len / ref_text_len * gen_text_len / local_speed)
+
+        with torch.inference_mode(), self._seeded(seed):
+            generated, trajectory = self._model.sample(
+                cond=prompt.mel,
+                text=final_text_list,
+                duration=duration,
+                steps=options.nfe_steps,
+                cfg_strength=options.cfg_strength,
+                sway_sampling_coef=options.sway_sampling_coef,
+            )
+            del trajectory
+            generated = generated.to(torch.float32)[:, ref_audio_len:, :].permute(0, 2, 1)
+            if self._should_abort is not None and self._should_abort():
+                raise SynthesisAborted("synthesis aborted before vocoding")
+            wave = self._vocoder.decode(generated)
+            if prompt.rms < TARGET_RMS:
+                wave = wave * prompt.rms / TARGET_RMS
+            return wave.squeeze().cpu().numpy(), generated[0].cpu().numpy()
+
+    @contextlib.contextmanager
+    def _seeded(self, seed: int) -> Iterator[None]:
+        """`torch.manual_seed(seed)` (what upstream's seed_everything does for torch) for this block only."""
+        with torch.random.fork_rng(devices=self._rng_devices):
+            torch.manual_seed(seed)
+            yield
+
+    def _check_representable(self, text: str, what: str) -> None:
+        from f5_tts.model.utils import convert_char_to_pinyin
+
+        tokens = convert_char_to_pinyin([text])[0]
+        unknown = list(dict.fromkeys(t for t in tokens if t not in self._vocab))
+        if unknown:
+            shown = ", ".join(_describe(t) for t in unknown[:20])
+            more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+            raise TextNotRepresentable(
+                f"{what} contains characters the model's vocabulary cannot represent: {shown}{more}"
+            )
+
+    def _local_checkpoint(self) -> str:
+        checkpoint = self.spec.checkpoint
+        if not checkpoint.startswith("hf://"):
+            return checkpoint
+        try:
+            from cached_path import cached_path
+
+            return str(cached_path(checkpoint, cache_dir=self._hub_cache_dir))
+        except Exception as exc:  # any hub/network failure means the same thing here
+            raise EngineError(
+                f"cannot fetch {checkpoint} from the model hub ({type(exc).__name__}: {exc}); without hub access "
+                "bake the weights into the image and set F5_WORKER_MODEL_DIR or F5_WORKER_CHECKPOINT to a local path"
+            ) from exc
+
+    def _local_vocoder(self) -> str:
+        vocoder = self.spec.vocoder
+        if Path(vocoder).is_dir():
+            return vocoder
+        try:
+            from huggingface_hub import hf_hub_download
+
+            config = hf_hub_download(repo_id=vocoder, filename="config.yaml", cache_dir=self._hub_cache_dir)
+            hf_hub_download(repo_id=vocoder, filename="pytorch_model.bin", cache_dir=self._hub_cache_dir)
+        except Exception as exc:  # any hub/network failure means the same thing here
+            raise EngineError(
+                f"cannot fetch the vocoder {vocoder!r} from the model hub ({type(exc).__name__}: {exc}); without "
+                "hub access set F5_WORKER_VOCODER to a local directory holding config.yaml and pytorch_model.bin"
+            ) from exc
+        return str(Path(config).parent)
+
+
+def _describe(token: str) -> str:
+    if len(token) == 1:
+        return f"{token!r} (U+{ord(token):04X})"
+    return repr(token)
+
+
+def _split_long(chunk: str, limit: int) -> list[str]:
+    """Greedy split into pieces of at most `limit` UTF-8 bytes, at spaces where there are any."""
+    pieces: list[str] = []
+    current = ""
+    units = chunk.split(" ") if " " in chunk else list(chunk)
+    sep = " " if " " in chunk else ""
+    for unit in units:
+        candidate = f"{current}{sep}{unit}" if current else unit
+        if len(candidate.encode("utf-8")) <= limit or not current:
+            current = candidate
+        else:
+            pieces.append(current)
+            current = unit
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,25 @@
+"""Builds the configured engine. Torch-free at import: `consumer.engine.f5` is imported only when the F5
+engine is asked for, so the fake engine (tests, producers) never loads torch."""
+
+from __future__ import annotations
+
+from consumer.engine import Engine
+from consumer.engine.model_spec import DEFAULT_CHECKPOINT, default_spec, load_model_dir
+from consumer.settings import Settings
+
+
+def build_engine(settings: Settings) -> Engine:
+    """The engine named by `settings.engine` (not loaded yet: call `load()`, then `warm_up()`)."""
+    if settings.engine == "fake":
+        from consumer.engine.fake import FakeEngine
+
+        return FakeEngine()
+    if settings.engine != "f5":
+        raise ValueError(f"unknown engine {settings.engine!r} (f5 or fake)")
+    if settings.model_dir is not None:
+        spec = load_model_dir(settings.model_dir)
+    else:
+        spec = default_spec(settings.checkpoint or DEFAULT_CHECKPOINT, settings.vocoder)
+    from consumer.engine.f5 import F5Engine
+
+    return F5Engine(spec, device=settings.device, dtype=settings.dtype, hub_cache_dir=str(settings.cache_dir / "hub"))

@@ -1,0 +1,54 @@
+"""A deterministic stand-in engine for tests of the consumer (no torch): a tone whose pitch and length
+follow the text and seed. Counts calls so tests can prove a job was (not) synthesized twice."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import numpy as np
+
+from consumer.engine import SynthesisAborted, SynthesisJob, SynthesizedAudio
+from consumer.errors import TextNotRepresentable
+
+
+class FakeEngine:
+    model_id = "fake-tone"
+    device = "cpu"
+    sample_rate = 24_000
+
+    def __init__(self, seconds_per_char: float = 0.06, work_s: float = 0.0) -> None:
+        self.seconds_per_char = seconds_per_char
+        self.work_s = work_s  # wall time each synthesis takes (to exercise heartbeats and shutdown)
+        self.calls = 0
+        self.loaded = False
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        self.loaded = True
+
+    def warm_up(self) -> None:
+        pass
+
+    def synthesize(self, job: SynthesisJob) -> SynthesizedAudio:
+        if "\x00" in job.text:
+            raise TextNotRepresentable("text contains NUL characters")
+        with self._lock:
+            self.calls += 1
+        deadline = time.monotonic() + self.work_s
+        while time.monotonic() < deadline:
+            if job.should_abort():
+                raise SynthesisAborted("aborted")
+            time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+        if job.should_abort():
+            raise SynthesisAborted("aborted")
+        digest = hashlib.sha256(f"{job.text}|{job.seed}".encode()).digest()
+        freq = 120 + digest[0]
+        duration = max(0.3, len(job.text) * self.seconds_per_char / job.options.speed)
+        t = np.arange(int(duration * self.sample_rate), dtype=np.float32) / self.sample_rate
+        samples = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+        return SynthesizedAudio(samples=samples, sample_rate=self.sample_rate, seed=job.seed)
+
+    def close(self) -> None:
+        self.loaded = False

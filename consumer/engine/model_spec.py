@@ -1,0 +1,170 @@
+"""What a model directory holds, read without torch: `model.json` names the DiT architecture, the mel
+settings, the checkpoint, the vocabulary and the vocoder. `default_spec` describes a bare F5TTS_v1_Base
+checkpoint with the architecture taken from the installed f5-tts wheel (its `configs/*.yaml`), so the
+architecture has one source of truth.
+
+    model.json = {
+      "model_id": "my-voice-v3",
+      "arch": {"dim": 1024, "depth": 22, ...},          # DiT keyword arguments
+      "mel_spec": {"target_sample_rate": 24000, "n_mel_channels": 100, "hop_length": 256,
+                   "win_length": 1024, "n_fft": 1024, "mel_spec_type": "vocos"},
+      "checkpoint": "model.safetensors",                # relative to the directory (.safetensors or .pt)
+      "vocab": "vocab.txt",                             # relative file
+      "vocoder": "vocoder"                              # relative dir (config.yaml + pytorch_model.bin) or hub id
+    }
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODEL_JSON = "model.json"
+DEFAULT_ARCHITECTURE = "F5TTS_v1_Base"
+DEFAULT_CHECKPOINT = "hf://SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors"
+DEFAULT_VOCODER = "charactr/vocos-mel-24khz"
+# f5-tts's `load_model` hard-codes these mel settings (module constants in utils_infer); a model directory
+# that asks for anything else cannot be loaded faithfully, so it is refused up front.
+SUPPORTED_MEL_SPEC: dict[str, Any] = {
+    "target_sample_rate": 24000,
+    "n_mel_channels": 100,
+    "hop_length": 256,
+    "win_length": 1024,
+    "n_fft": 1024,
+    "mel_spec_type": "vocos",
+}
+
+
+class ModelSpecError(ValueError):
+    """A model directory or checkpoint description that cannot be used."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to load one model. Paths are absolute; `checkpoint` may be an `hf://` URL and
+    `vocoder` a hub repository id."""
+
+    model_id: str
+    arch: dict[str, Any] = field(hash=False)
+    mel_spec: dict[str, Any] = field(hash=False)
+    checkpoint: str
+    vocab: str
+    vocoder: str
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.mel_spec["target_sample_rate"])
+
+    @property
+    def hop_length(self) -> int:
+        return int(self.mel_spec["hop_length"])
+
+    @property
+    def mel_spec_type(self) -> str:
+        return str(self.mel_spec["mel_spec_type"])
+
+
+def f5_tts_package_dir() -> Path:
+    """The installed f5_tts package directory, found without importing it (importing pulls torch)."""
+    spec = importlib.util.find_spec("f5_tts")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSpecError("the f5-tts package is not installed (pip install 'f5-worker[engine]')")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def wheel_example_path(relative: str) -> Path:
+    """A file shipped in the f5-tts wheel, e.g. `infer/examples/basic/basic_ref_en.wav`."""
+    path = f5_tts_package_dir() / relative
+    if not path.is_file():
+        raise FileNotFoundError(f"{relative} is not in the installed f5-tts package ({path})")
+    return path
+
+
+def wheel_architecture(name: str = DEFAULT_ARCHITECTURE) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`(arch, mel_spec)` of a packaged config, e.g. `configs/F5TTS_v1_Base.yaml`."""
+    import yaml  # installed with f5-tts; imported here so the core install needs no yaml
+
+    config_path = wheel_example_path(f"configs/{name}.yaml")
+    # The yaml holds Hydra interpolations (${...}) only outside `model`; plain safe_load leaves them as text.
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    model = config["model"]
+    if model.get("backbone") != "DiT":
+        raise ModelSpecError(f"{name}: backbone {model.get('backbone')!r} is not supported (DiT only)")
+    return dict(model["arch"]), dict(model["mel_spec"])
+
+
+def check_mel_spec(mel_spec: dict[str, Any], where: str) -> dict[str, Any]:
+    unsupported = {k: v for k, v in mel_spec.items() if k in SUPPORTED_MEL_SPEC and SUPPORTED_MEL_SPEC[k] != v}
+    missing = sorted(set(SUPPORTED_MEL_SPEC) - set(mel_spec))
+    if unsupported or missing:
+        raise ModelSpecError(
+            f"{where}: mel_spec must be {SUPPORTED_MEL_SPEC} (what f5-tts's loader supports); "
+            f"got differences {unsupported}, missing {missing}"
+        )
+    return dict(mel_spec)
+
+
+def load_model_dir(path: str | Path) -> ModelSpec:
+    """Read `<path>/model.json` and check that the files it names exist."""
+    root = Path(path).resolve()
+    manifest = root / MODEL_JSON
+    try:
+        raw = json.loads(manifest.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelSpecError(f"{root} is not a model directory: {MODEL_JSON} is missing") from exc
+    except ValueError as exc:
+        raise ModelSpecError(f"{manifest} is not valid JSON: {exc}") from exc
+    fields = ("model_id", "arch", "mel_spec", "checkpoint", "vocab", "vocoder")
+    missing = [f for f in fields if f not in raw]
+    if missing:
+        raise ModelSpecError(f"{manifest} lacks {', '.join(missing)}")
+    if not isinstance(raw["arch"], dict) or not isinstance(raw["mel_spec"], dict):
+        raise ModelSpecError(f"{manifest}: arch and mel_spec must be objects")
+
+    checkpoint = root / raw["checkpoint"]
+    if checkpoint.suffix not in (".safetensors", ".pt"):
+        raise ModelSpecError(f"{manifest}: checkpoint must be .safetensors or .pt, got {checkpoint.name}")
+    vocab = root / raw["vocab"]
+    for what, file in (("checkpoint", checkpoint), ("vocab", vocab)):
+        if not file.is_file():
+            raise ModelSpecError(f"{manifest}: {what} file {file} does not exist")
+    vocoder_dir = root / raw["vocoder"]
+    if vocoder_dir.is_dir():
+        for name in ("config.yaml", "pytorch_model.bin"):
+            if not (vocoder_dir / name).is_file():
+                raise ModelSpecError(f"{manifest}: vocoder directory {vocoder_dir} lacks {name}")
+        vocoder = str(vocoder_dir)
+    else:
+        vocoder = str(raw["vocoder"])  # a hub repository id, fetched at load time
+    return ModelSpec(
+        model_id=str(raw["model_id"]),
+        arch=dict(raw["arch"]),
+        mel_spec=check_mel_spec(raw["mel_spec"], str(manifest)),
+        checkpoint=str(checkpoint),
+        vocab=str(vocab),
+        vocoder=vocoder,
+    )
+
+
+def default_spec(checkpoint: str = DEFAULT_CHECKPOINT, vocoder: str = DEFAULT_VOCODER) -> ModelSpec:
+    """A bare F5TTS_v1_Base checkpoint (local path or `hf://owner/repo/path`) with the wheel's vocabulary."""
+    arch, mel_spec = wheel_architecture(DEFAULT_ARCHITECTURE)
+    if checkpoint.startswith("hf://"):
+        model_id = checkpoint.removeprefix("hf://").removeprefix("SWivid/F5-TTS/").rsplit(".", 1)[0]
+    else:
+        local = Path(checkpoint).expanduser().resolve()
+        if not local.is_file():
+            raise ModelSpecError(f"checkpoint {checkpoint} does not exist")
+        checkpoint, model_id = str(local), f"{DEFAULT_ARCHITECTURE}/{local.stem}"
+    vocoder_dir = Path(vocoder).expanduser()
+    return ModelSpec(
+        model_id=model_id,
+        arch=arch,
+        mel_spec=check_mel_spec(mel_spec, f"configs/{DEFAULT_ARCHITECTURE}.yaml"),
+        checkpoint=checkpoint,
+        vocab=str(wheel_example_path("infer/examples/vocab.txt")),
+        vocoder=str(vocoder_dir.resolve()) if vocoder_dir.is_dir() else vocoder,
+    )

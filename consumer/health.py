@@ -1,0 +1,63 @@
+"""A small HTTP server for the container: /healthz (liveness: polled recently), /readyz (model loaded and AWS
+answered), /metrics (Prometheus). Also the check behind `f5-worker check` for a Docker HEALTHCHECK."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from consumer.metrics import Metrics
+
+
+class HealthServer:
+    def __init__(self, metrics: Metrics, max_poll_age_s: float, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
+        self.metrics = metrics
+        self.max_poll_age_s = max_poll_age_s
+        self.ready = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                status, body, ctype = server.respond(self.path)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:  # keep stderr for structured logs
+                return
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="health", daemon=True)
+
+    def respond(self, path: str) -> tuple[int, bytes, str]:
+        if path == "/healthz":
+            age = self.metrics.seconds_since_poll()
+            alive = not self.ready.is_set() or (age is not None and age <= self.max_poll_age_s)
+            text = f"poll_age_s={age if age is None else round(age, 1)}\n"
+            return (200 if alive else 503), text.encode(), "text/plain"
+        if path == "/readyz":
+            return (200, b"ready\n", "text/plain") if self.ready.is_set() else (503, b"starting\n", "text/plain")
+        if path == "/metrics":
+            return 200, self.metrics.render(), "text/plain; version=0.0.4"
+        return 404, b"not found\n", "text/plain"
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def check(port: int, path: str = "/healthz", timeout_s: float = 3.0) -> bool:
+    """True when the worker on `port` answers 200 (the container HEALTHCHECK)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout_s) as response:
+            return response.status == 200
+    except OSError:
+        return False

@@ -1,0 +1,81 @@
+"""One heartbeat per in-flight message: keeps it invisible (and its claim alive) while the job runs.
+
+Each beat is awaited before the next is scheduled. The total visibility never passes SQS's 12 h cap counted
+from receipt. If an extension fails, the heartbeat marks the job lost so nothing is written late: another
+worker may already own it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from consumer.settings import SQS_MAX_VISIBILITY_S
+
+Extend = Callable[[int], None]  # extend(seconds): push the deadline `seconds` from now; raise on failure
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        extend: Extend,
+        *,
+        interval_s: float,
+        visibility_s: int,
+        received_at: float,
+        clock: Callable[[], float] = time.monotonic,
+        cap_s: int = SQS_MAX_VISIBILITY_S,
+        on_lost: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
+        self._extend = extend
+        self.interval_s = interval_s
+        self.visibility_s = visibility_s
+        self._received_at = received_at
+        self._clock = clock
+        self._cap_s = cap_s
+        self._on_lost = on_lost
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost = threading.Event()
+        self.lost_reason: str = ""
+        self.extensions = 0
+
+    def beat(self) -> bool:
+        """Extend once. Returns False (and marks the job lost) when it cannot."""
+        if self.lost.is_set():
+            return False
+        remaining_cap = self._cap_s - (self._clock() - self._received_at)
+        seconds = int(min(self.visibility_s, remaining_cap))
+        if seconds < 1:
+            self._mark_lost("visibility cap of 12 h reached", None)
+            return False
+        try:
+            self._extend(seconds)
+        except Exception as exc:  # noqa: BLE001 - any failure means we no longer own the message
+            self._mark_lost(f"extension failed: {exc}", exc)
+            return False
+        self.extensions += 1
+        return True
+
+    def _mark_lost(self, reason: str, exc: BaseException | None) -> None:
+        self.lost_reason = reason
+        self.lost.set()
+        if self._on_lost is not None:
+            self._on_lost(exc)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            if not self.beat():
+                return
+
+    def start(self) -> Heartbeat:
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop beating and wait for a beat in progress, so no extension races the ack."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()

@@ -1,0 +1,365 @@
+"""The life of one message, top to bottom. Every exit maps to exactly one queue action:
+
+done          → result recorded, event published, message deleted
+replayed      → job already finished (redelivery): same event republished, message deleted
+failed        → permanent error: failure event published, message deleted
+retry         → retryable error: message kept, visible again after a backoff (redrive → DLQ)
+deferred      → another worker holds a live claim: message hidden until that claim expires
+returned      → shutdown: message visible again at once for another worker
+abandoned     → our visibility/claim was lost: nothing more is written; the new owner finishes
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from consumer.ack import Queue
+from consumer.engine import Engine, SynthesisAborted, SynthesisJob
+from consumer.engine.audio import encode
+from consumer.errors import (
+    EngineError,
+    InvalidRequest,
+    JobInProgressElsewhere,
+    JobTimeout,
+    LeaseLost,
+    PermanentError,
+    RetryableError,
+    StorageError,
+    WorkerError,
+)
+from consumer.heartbeat import Heartbeat
+from consumer.logs import get_logger
+from consumer.message import ReceivedMessage
+from consumer.metrics import Metrics
+from consumer.notify import Notifier
+from consumer.settings import Settings
+from consumer.state import Claim, JobStore
+from consumer.store import AudioStore, StoredAudio, output_location
+from consumer.validate import job_id_hint, validate
+from consumer.voices import VoiceResolver
+from consumer.webhook import WebhookFailed, WebhookRefused, resolve_target
+from contracts.events import ErrorCode, SynthesisCompleted, SynthesisFailed, Timings, event_id_for
+from contracts.requests import SynthesisRequest
+
+log = get_logger(__name__)
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    REPLAYED = "replayed"
+    FAILED = "failed"
+    RETRY = "retry"
+    DEFERRED = "deferred"
+    RETURNED = "returned"
+    ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a job needs, built once per process."""
+
+    settings: Settings
+    queue: Queue
+    jobs: JobStore
+    audio: AudioStore
+    voices: VoiceResolver
+    engine: Engine
+    notifier: Notifier
+    metrics: Metrics
+    max_receive_count: int | None = None
+
+
+def seed_for(job_id: str) -> int:
+    """A job without a seed gets one derived from its id, so every attempt produces the same audio."""
+    return int.from_bytes(hashlib.sha256(job_id.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def retry_delay_s(attempt: int, settings: Settings) -> int:
+    """Exponential backoff from the receive count, with jitter, clamped."""
+    ceiling = min(settings.retry_max_delay_s, settings.retry_base_delay_s * 2 ** max(0, attempt - 1))
+    return int(random.uniform(ceiling / 2, ceiling))
+
+
+class JobRun:
+    """One attempt at one message. `shutdown` aborts synthesis when set (the message is then returned)."""
+
+    def __init__(self, message: ReceivedMessage, services: Services, shutdown: threading.Event) -> None:
+        self.msg = message
+        self.s = services
+        self.settings = services.settings
+        self.shutdown = shutdown
+        self.job_id = job_id_hint(message.body, message.message_id)
+        self.deadline = message.received_monotonic + self.settings.job_timeout_s
+        self.claim: Claim | None = None
+        self.heartbeat = Heartbeat(
+            self._extend,
+            interval_s=self.settings.heartbeat_interval_s,
+            visibility_s=self.settings.visibility_timeout_s,
+            received_at=message.received_monotonic,
+        )
+
+    # --- the whole life, one branch per exit -------------------------------------------------------------
+    def run(self) -> Outcome:
+        structlog.contextvars.bind_contextvars(
+            job_id=self.job_id, message_id=self.msg.message_id, attempt=self.msg.receive_count
+        )
+        started = time.monotonic()
+        self.heartbeat.start()
+        try:
+            outcome = self._run()
+        finally:
+            self.heartbeat.stop()
+            self.s.metrics.heartbeats.inc(self.heartbeat.extensions)
+            structlog.contextvars.unbind_contextvars("job_id", "message_id", "attempt")
+        self.s.metrics.jobs.labels(outcome.value).inc()
+        log.info(
+            "job_finished",
+            job_id=self.job_id,
+            outcome=outcome.value,
+            elapsed_s=round(time.monotonic() - started, 3),
+        )
+        return outcome
+
+    def _run(self) -> Outcome:
+        request: SynthesisRequest | None = None
+        try:
+            request = validate(self.msg.body)
+            self._check_webhook(request)
+            finished = self.s.jobs.result(request.job_id)
+            if finished is not None:
+                log.info("job_already_finished", event_id=finished.event_id)
+                self.s.notifier.publish(finished, _webhook(request))
+                return self._delete(Outcome.REPLAYED)
+            self.claim = self.s.jobs.claim(
+                request.job_id,
+                self.settings.worker_id,
+                self.settings.visibility_timeout_s,
+                self.msg.message_id,
+            )
+            event = self.s.jobs.record_result(self._produce(request))
+            self._ensure_owned()
+            self.s.notifier.publish(event, _webhook(request))
+            self._release_claim()
+            return self._delete(Outcome.DONE)
+        except PermanentError as exc:
+            return self._fail_permanently(exc, request)
+        except JobInProgressElsewhere as exc:
+            log.info("job_in_progress_elsewhere", reason=str(exc), retry_in_s=exc.retry_in_s)
+            self.s.queue.release(self.msg.receipt_handle, min(exc.retry_in_s, self.settings.visibility_timeout_s))
+            return Outcome.DEFERRED
+        except LeaseLost as exc:
+            log.warning("job_abandoned", reason=str(exc), consequence="another worker finishes it")
+            return Outcome.ABANDONED
+        except SynthesisAborted:
+            return self._aborted()
+        except RetryableError as exc:
+            return self._retry(exc)
+        except (ClientError, BotoCoreError) as exc:
+            return self._retry(StorageError(f"AWS call failed: {exc}"))
+        except Exception as exc:
+            log.exception("job_crashed")
+            return self._retry(RetryableError(f"unexpected {type(exc).__name__}: {exc}", code=ErrorCode.INTERNAL))
+
+    # --- the work -------------------------------------------------------------------------------------------
+    def _produce(self, request: SynthesisRequest) -> SynthesisCompleted:
+        """Synthesize and upload, unless a previous attempt already uploaded the audio."""
+        location = output_location(
+            request, self.settings.bucket, self.settings.output_prefix, self.settings.allowed_output_buckets
+        )
+        stored = self.s.audio.find(location)
+        if stored is not None:
+            log.info("audio_already_uploaded", uri=location.uri, consequence="no second synthesis")
+        else:
+            stored = self._synthesize_and_upload(request, location)
+        return self._completed_event(request, stored)
+
+    def _synthesize_and_upload(self, request: SynthesisRequest, location) -> StoredAudio:
+        reference = self.s.voices.resolve(request.voice)
+        seed = request.options.seed if request.options.seed is not None else seed_for(request.job_id)
+        job = SynthesisJob(request.text, reference, request.options, seed, should_abort=self._should_abort)
+        t0 = time.monotonic()
+        try:
+            audio = self.s.engine.synthesize(job)
+        except (WorkerError, SynthesisAborted):
+            raise
+        except Exception as exc:
+            raise EngineError(f"engine failed: {type(exc).__name__}: {exc}") from exc
+        synthesis_s = time.monotonic() - t0
+        encoded = encode(
+            audio.samples,
+            audio.sample_rate,
+            request.output.format,
+            out_sample_rate=request.output.sample_rate,
+            target_lufs=request.output.target_lufs,
+        )
+        self._ensure_owned()
+        stored = self.s.audio.put(
+            location,
+            encoded.data,
+            job_id=request.job_id,
+            sample_rate=encoded.sample_rate,
+            duration_s=encoded.duration_s,
+            seed=seed,
+            model_id=self.s.engine.model_id,
+            synthesis_s=synthesis_s,
+        )
+        self.s.metrics.synthesis_seconds.observe(synthesis_s)
+        if encoded.duration_s > 0:
+            self.s.metrics.real_time_factor.observe(synthesis_s / encoded.duration_s)
+        log.info(
+            "audio_uploaded",
+            uri=location.uri,
+            duration_s=round(encoded.duration_s, 3),
+            synthesis_s=round(synthesis_s, 3),
+            bytes=len(encoded.data),
+        )
+        return stored
+
+    def _completed_event(self, request: SynthesisRequest, stored: StoredAudio) -> SynthesisCompleted:
+        total_s = time.monotonic() - self.msg.received_monotonic
+        duration = stored.output.duration_s
+        self.s.metrics.queue_wait_seconds.observe(self.msg.queue_wait_s)
+        return SynthesisCompleted(
+            event_id=event_id_for(request.job_id, "completed"),
+            job_id=request.job_id,
+            attempt=self.msg.receive_count,
+            worker_id=self.settings.worker_id,
+            occurred_at=datetime.now(UTC),
+            metadata=request.metadata,
+            output=stored.output,
+            timings=Timings(
+                queue_wait_s=self.msg.queue_wait_s,
+                synthesis_s=stored.synthesis_s,
+                total_s=total_s,
+                real_time_factor=stored.synthesis_s / duration if duration > 0 else 0.0,
+            ),
+            model_id=stored.model_id,
+            seed=stored.seed,
+            text_chars=len(request.text),
+        )
+
+    # --- exits ---------------------------------------------------------------------------------------------
+    def _fail_permanently(self, exc: WorkerError, request: SynthesisRequest | None) -> Outcome:
+        log.info("job_failed_permanently", error_code=exc.code.value, error=str(exc))
+        event = self._failed_event(exc.code, str(exc), retryable=False, request=request)
+        try:
+            self.s.notifier.publish(event, _webhook(request) if request else None)
+        except RetryableError as notify_exc:
+            return self._retry(notify_exc)  # the failure must be announced: keep the message
+        self._release_claim()
+        return self._delete(Outcome.FAILED)
+
+    def _retry(self, exc: RetryableError) -> Outcome:
+        self._release_claim()
+        self.s.metrics.retries.labels(exc.code.value).inc()
+        attempt = self.msg.receive_count
+        last = self.s.max_receive_count is not None and attempt >= self.s.max_receive_count
+        delay = exc.delay_s if exc.delay_s is not None else retry_delay_s(attempt, self.settings)
+        if last:
+            log.error(
+                "job_retries_exhausted",
+                error_code=exc.code.value,
+                error=str(exc),
+                consequence="moved to the dead-letter queue on its next receive",
+            )
+            event = self._failed_event(
+                ErrorCode.RETRIES_EXHAUSTED,
+                f"gave up after {attempt} attempts; last error ({exc.code.value}): {exc}",
+                retryable=False,
+            )
+            try:
+                self.s.notifier.publish(event, None)
+            except RetryableError:
+                log.warning("failure_event_not_published", event_id=event.event_id)
+            delay = 0
+        else:
+            log.info("job_retry_scheduled", error_code=exc.code.value, error=str(exc), delay_s=delay)
+        self.s.queue.release(self.msg.receipt_handle, delay)
+        return Outcome.RETRY
+
+    def _aborted(self) -> Outcome:
+        if self.heartbeat.lost.is_set():
+            log.warning("job_abandoned", reason=self.heartbeat.lost_reason)
+            return Outcome.ABANDONED
+        if self.shutdown.is_set():
+            self._release_claim()
+            self.s.queue.release(self.msg.receipt_handle, 0)
+            log.info("job_returned", reason="shutdown", consequence="visible again for another worker")
+            return Outcome.RETURNED
+        return self._retry(JobTimeout(f"job exceeded its {self.settings.job_timeout_s:.0f}s limit"))
+
+    def _delete(self, outcome: Outcome) -> Outcome:
+        self.heartbeat.stop()  # no extension may race the delete
+        self.s.queue.delete(self.msg.receipt_handle)
+        return outcome
+
+    # --- helpers -------------------------------------------------------------------------------------------
+    def _should_abort(self) -> bool:
+        return self.shutdown.is_set() or self.heartbeat.lost.is_set() or time.monotonic() > self.deadline
+
+    def _ensure_owned(self) -> None:
+        if self.heartbeat.lost.is_set():
+            raise LeaseLost(self.heartbeat.lost_reason)
+
+    def _extend(self, seconds: int) -> None:
+        self.s.queue.change_visibility(self.msg.receipt_handle, seconds)
+        if self.claim is not None:
+            self.claim = self.s.jobs.renew(self.claim, seconds)
+
+    def _release_claim(self) -> None:
+        if self.claim is None:
+            return
+        try:
+            self.s.jobs.release(self.claim)
+        except (ClientError, BotoCoreError, StorageError) as exc:
+            log.warning("claim_release_failed", error=str(exc), consequence="claim expires on its own")
+        self.claim = None
+
+    def _check_webhook(self, request: SynthesisRequest) -> None:
+        url = _webhook(request)
+        if url is None:
+            return
+        try:
+            resolve_target(url, self.settings.webhook_allow_private)
+        except WebhookRefused as exc:
+            raise InvalidRequest(f"notify.webhook_url refused: {exc}") from exc
+        except WebhookFailed:
+            pass  # unresolvable now; delivery retries later
+
+    def _failed_event(
+        self, code: ErrorCode, message: str, *, retryable: bool, request: SynthesisRequest | None = None
+    ) -> SynthesisFailed:
+        return SynthesisFailed(
+            event_id=event_id_for(self.job_id, f"failed:{code.value}"),
+            job_id=self.job_id,
+            attempt=self.msg.receive_count,
+            worker_id=self.settings.worker_id,
+            occurred_at=datetime.now(UTC),
+            metadata=request.metadata if request else {},
+            error_code=code,
+            error_message=message[:2000],
+            retryable=retryable,
+        )
+
+
+def _webhook(request: SynthesisRequest | None) -> str | None:
+    if request is None or request.notify.webhook_url is None:
+        return None
+    return str(request.notify.webhook_url)
+
+
+ProcessFn = Callable[[ReceivedMessage], Outcome]
+
+
+def process_message(message: ReceivedMessage, services: Services, shutdown: threading.Event) -> Outcome:
+    return JobRun(message, services, shutdown).run()

@@ -1,0 +1,118 @@
+"""`f5-worker local`: the whole system on this machine. An embedded AWS (moto on loopback) with the queue,
+DLQ, bucket and topic; the worker with its model preloaded; one sample request through it; the completion
+event printed with the audio's S3 URI and a presigned URL. No weights configured → a generated tiny
+random checkpoint (the audio is noise, the pipeline is real)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from consumer.app import StartupTimeline, build_services
+from consumer.aws import make_clients
+from consumer.embedded_aws import EmbeddedAws
+from consumer.engine.model_spec import wheel_example_path
+from consumer.logs import configure, get_logger
+from consumer.loop import Worker
+from consumer.metrics import Metrics
+from consumer.resources import ResourceSpec, bootstrap
+from consumer.runner import start_engine
+from consumer.settings import Settings
+from consumer.voice_library import VoiceLibrary
+from contracts.events import SynthesisCompleted, parse_event
+from contracts.requests import SynthesisRequest, VoiceRef
+
+log = get_logger(__name__)
+
+DEMO_VOICE_ID = "basic-en"
+DEMO_VOICE_FILE = "infer/examples/basic/basic_ref_en.wav"
+DEMO_TRANSCRIPT = "Some call me nature, others call me mother nature."
+DEMO_TEXT = "Hello from f5-worker. This sentence travelled through a queue, a GPU worker and S3."
+
+
+def _banner(lines: list[str]) -> None:
+    width = max(len(line) for line in lines) + 4
+    print("!" * width, file=sys.stderr)
+    for line in lines:
+        print(f"! {line.ljust(width - 4)} !", file=sys.stderr)
+    print("!" * width, file=sys.stderr)
+
+
+def _engine_settings(settings: Settings) -> Settings:
+    if settings.model_dir or settings.checkpoint:
+        return settings
+    from consumer.engine.checkpoints import ensure_random_model
+
+    model_dir = ensure_random_model(settings.cache_dir, "tiny")
+    _banner(
+        [
+            "NO MODEL WEIGHTS CONFIGURED: using a generated TINY RANDOM F5-TTS checkpoint.",
+            "The audio will be noise; every step of the pipeline is real.",
+            "Real weights: F5_WORKER_CHECKPOINT=/path/model_1250000.safetensors (or --checkpoint),",
+            f"or F5_WORKER_MODEL_DIR=/prepared/dir.  Generated model: {model_dir}",
+        ]
+    )
+    return settings.model_copy(update={"model_dir": model_dir})
+
+
+def run_local(text: str = DEMO_TEXT, checkpoint: str | None = None, output: Path | None = None) -> int:
+    process_start = time.monotonic()
+    aws = EmbeddedAws.start()
+    try:
+        overrides: dict = {"aws_endpoint_url": aws.endpoint_url, "wait_time_s": 1, "burst": True}
+        if checkpoint:
+            overrides["checkpoint"] = checkpoint
+        base = Settings(**overrides)
+        configure(base.log_level, base.log_json)
+        clients = make_clients(base)
+        resources = bootstrap(clients, ResourceSpec(), base.aws_region)
+        settings = _engine_settings(Settings(**overrides, **_resource_fields(resources)))
+        metrics = Metrics()
+        timeline = StartupTimeline(metrics, process_start)
+        engine = start_engine(settings, timeline)
+        audio = wheel_example_path(DEMO_VOICE_FILE).read_bytes()
+        VoiceLibrary(clients.s3, settings.bucket, settings.voices_prefix, engine.sample_rate).add(
+            DEMO_VOICE_ID, audio, DEMO_TRANSCRIPT
+        )
+        request = SynthesisRequest(
+            job_id=f"demo-{uuid.uuid4().hex[:12]}",
+            text=text,
+            voice=VoiceRef(voice_id=DEMO_VOICE_ID),
+            metadata={"source": "f5-worker local"},
+        )
+        clients.sqs.send_message(QueueUrl=resources.queue_url, MessageBody=request.model_dump_json())
+        Worker(build_services(settings, engine, clients=clients, metrics=metrics)).run()
+        return _report(clients, resources.events_queue_url, request.job_id, output)
+    finally:
+        aws.stop()
+
+
+def _resource_fields(resources) -> dict:
+    return {"queue_url": resources.queue_url, "bucket": resources.bucket, "topic_arn": resources.topic_arn}
+
+
+def _report(clients, events_queue_url: str | None, job_id: str, output: Path | None) -> int:
+    assert events_queue_url is not None
+    response = clients.sqs.receive_message(QueueUrl=events_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=2)
+    events = [parse_event(m["Body"]) for m in response.get("Messages", [])]
+    mine = [e for e in events if e.job_id == job_id]
+    if not mine:
+        print(f"no event arrived for job {job_id}", file=sys.stderr)
+        return 1
+    event = mine[0]
+    print(json.dumps(json.loads(event.model_dump_json()), indent=2))
+    if not isinstance(event, SynthesisCompleted):
+        return 1
+    url = clients.s3.generate_presigned_url(
+        "get_object", Params={"Bucket": event.output.bucket, "Key": event.output.key}, ExpiresIn=3600
+    )
+    print(f"audio: {event.output.uri}")
+    print(f"presigned URL (valid while this process runs): {url}")
+    if output is not None:
+        body = clients.s3.get_object(Bucket=event.output.bucket, Key=event.output.key)["Body"].read()
+        output.write_bytes(body)
+        print(f"saved: {output} ({event.output.duration_s:.2f} s, {event.output.bytes} bytes)")
+    return 0

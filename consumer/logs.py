@@ -1,0 +1,50 @@
+"""structlog configuration: one JSON line per event, context (job_id, message_id, attempt) bound per job."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+import structlog
+
+# Presigned URLs carry credentials in their query: never log the signature.
+_SIGNED_QUERY = re.compile(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s\"']+", re.IGNORECASE)
+_SECRET_KEYS = {"webhook_secret", "aws_secret_access_key", "secret", "password", "authorization", "token"}
+
+
+def redact(text: str) -> str:
+    return _SIGNED_QUERY.sub(r"\1REDACTED", text)
+
+
+def _scrub(_logger: object, _name: str, event: dict) -> dict:
+    for key, value in list(event.items()):
+        if key.lower() in _SECRET_KEYS:
+            event[key] = "REDACTED"
+        elif isinstance(value, str):
+            event[key] = redact(value)
+    return event
+
+
+def configure(level: str = "INFO", json_lines: bool = True) -> None:
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
+    for noisy in ("botocore", "boto3", "urllib3", "werkzeug", "s3transfer", "matplotlib", "numba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    renderer = structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _scrub,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)

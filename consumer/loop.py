@@ -1,0 +1,164 @@
+"""The poll loop: long-poll for at most as many messages as there are free slots (no prefetch buffer that
+could strand messages), run each in its own thread with its own heartbeat, and stop cleanly.
+
+Shutdown order (SIGTERM/SIGINT): stop polling at once — the open long poll is left to a poller thread,
+which hands anything it still receives straight back (visibility 0) — then give in-flight jobs
+`shutdown_grace_s` to finish while their heartbeats keep running, then abort the rest, which return their
+messages (visibility 0) for another worker. Exit code 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from types import FrameType
+
+from botocore.exceptions import BotoCoreError, ClientError
+from tenacity import Retrying, retry_if_exception_type, stop_never, wait_random_exponential
+
+from consumer.aws import error_code
+from consumer.lifecycle import Outcome, Services, process_message
+from consumer.logs import get_logger
+from consumer.message import RECEIVE_ATTRIBUTES, ReceivedMessage
+
+log = get_logger(__name__)
+_CONNECTION_CODES = {"AccessDenied", "InvalidClientTokenId", "ExpiredToken", "UnrecognizedClientException"}
+
+
+class Worker:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.settings = services.settings
+        self.stopping = threading.Event()  # no new messages
+        self.aborting = threading.Event()  # in-flight jobs give up and return their messages
+        self._jobs = ThreadPoolExecutor(self.settings.max_in_flight, thread_name_prefix="job")
+        self._poller = ThreadPoolExecutor(1, thread_name_prefix="poll")
+        self._in_flight: set[Future[Outcome]] = set()
+        self.outcomes: dict[str, int] = {}
+
+    # --- control ---------------------------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        self.stop()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        log.info(
+            "worker_started",
+            queue_url=self.settings.queue_url,
+            max_in_flight=self.settings.max_in_flight,
+            worker_id=self.settings.worker_id,
+            model_id=self.s.engine.model_id,
+        )
+        pending_poll: Future[list[ReceivedMessage]] | None = None
+        while not self.stopping.is_set():
+            self._reap()
+            free = self.settings.max_in_flight - len(self._in_flight)
+            if free == 0:
+                wait(self._in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
+                continue
+            if pending_poll is None:
+                pending_poll = self._poller.submit(self._receive, free)
+            done, _ = wait({pending_poll}, timeout=0.2)
+            if not done:
+                continue
+            messages, pending_poll = pending_poll.result(), None
+            if not messages and self.settings.burst and not self._in_flight:
+                log.info("queue_empty", consequence="burst mode: exiting")
+                break
+            for message in messages:
+                self._start(message)
+        self._shutdown(pending_poll)
+        return 0
+
+    def _start(self, message: ReceivedMessage) -> None:
+        future = self._jobs.submit(process_message, message, self.s, self.aborting)
+        self._in_flight.add(future)
+        self.s.metrics.in_flight.set(len(self._in_flight))
+
+    def _reap(self) -> None:
+        for future in [f for f in self._in_flight if f.done()]:
+            self._in_flight.discard(future)
+            try:
+                outcome = future.result().value
+            except Exception:
+                log.exception("job_thread_crashed", consequence="message redelivered after its visibility")
+                outcome = "crashed"
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        self.s.metrics.in_flight.set(len(self._in_flight))
+
+    def _receive(self, max_messages: int) -> list[ReceivedMessage]:
+        """One long poll, retried with jittered backoff on AWS errors (longer for credential errors).
+        Messages that arrive after stop was requested are handed straight back."""
+        retrying = Retrying(
+            retry=retry_if_exception_type((ClientError, BotoCoreError)),
+            wait=wait_random_exponential(multiplier=0.5, max=30),
+            stop=stop_never,
+            before_sleep=self._log_poll_failure,
+            sleep=self._interruptible_sleep,
+        )
+        for attempt in retrying:
+            with attempt:
+                if self.stopping.is_set():
+                    return []
+                response = self.s.queue.sqs.receive_message(
+                    QueueUrl=self.s.queue.url,
+                    MaxNumberOfMessages=max_messages,
+                    WaitTimeSeconds=self.settings.wait_time_s,
+                    VisibilityTimeout=self.settings.visibility_timeout_s,
+                    MessageSystemAttributeNames=RECEIVE_ATTRIBUTES,
+                    MessageAttributeNames=["All"],
+                )
+        self.s.metrics.poll_succeeded()
+        messages = [ReceivedMessage.from_sqs(raw) for raw in response.get("Messages", [])]
+        if messages and self.stopping.is_set():
+            failed = self.s.queue.release_batch([m.receipt_handle for m in messages])
+            log.info("late_messages_returned", count=len(messages), failed=failed)
+            return []
+        return messages
+
+    def _log_poll_failure(self, retry_state) -> None:
+        exc = retry_state.outcome.exception()
+        self.s.metrics.polls.labels("error").inc()
+        credential = error_code(exc) in _CONNECTION_CODES
+        log.warning("poll_failed", error=str(exc), credential_error=credential, attempt=retry_state.attempt_number)
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        self.stopping.wait(seconds)
+
+    # --- shutdown -------------------------------------------------------------------------------------------
+    def _shutdown(self, pending_poll: Future | None) -> None:
+        grace = self.settings.shutdown_grace_s
+        if self._in_flight:
+            log.info("draining", in_flight=len(self._in_flight), grace_s=grace)
+            _, not_done = wait(self._in_flight, timeout=grace)
+            if not_done:
+                log.info("grace_expired", returning=len(not_done))
+                self.aborting.set()
+                wait(not_done)
+        self._reap()
+        if pending_poll is not None:
+            # The open long poll returns within WaitTimeSeconds; anything it got is handed back.
+            pending_poll.result()
+        self._jobs.shutdown(wait=True)
+        self._poller.shutdown(wait=True)
+        log.info("worker_stopped", outcomes=self.outcomes)
+
+
+def run_until_stopped(worker: Worker, timeout_s: float | None = None) -> int:
+    """Run in the current thread; helper for tests that need a deadline."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    if deadline is not None:
+        timer = threading.Timer(timeout_s, worker.stop)
+        timer.daemon = True
+        timer.start()
+    return worker.run()

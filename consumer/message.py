@@ -1,0 +1,42 @@
+"""A received SQS message with the attributes the lifecycle needs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+RECEIVE_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp", "ApproximateFirstReceiveTimestamp"]
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+    sent_at: datetime
+    first_received_at: datetime
+    received_monotonic: float = field(default_factory=time.monotonic)
+    attributes: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_sqs(cls, raw: dict[str, Any]) -> ReceivedMessage:
+        attrs = raw.get("Attributes", {})
+        now_ms = int(time.time() * 1000)
+        sent_ms = int(attrs.get("SentTimestamp", now_ms))
+        first_ms = int(attrs.get("ApproximateFirstReceiveTimestamp", now_ms))
+        return cls(
+            message_id=raw["MessageId"],
+            receipt_handle=raw["ReceiptHandle"],
+            body=raw.get("Body", ""),
+            receive_count=int(attrs.get("ApproximateReceiveCount", 1)),
+            sent_at=datetime.fromtimestamp(sent_ms / 1000, UTC),
+            first_received_at=datetime.fromtimestamp(first_ms / 1000, UTC),
+            attributes=attrs,
+        )
+
+    @property
+    def queue_wait_s(self) -> float:
+        return max(0.0, (self.first_received_at - self.sent_at).total_seconds())

@@ -1,0 +1,148 @@
+"""The AWS resources f5-worker needs, declared once. This spec feeds the embedded moto bootstrap
+(`f5-worker local`, tests), `f5-worker init` (LocalStack or a real account) and the infrastructure template."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from consumer.aws import AwsClients, error_code
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    name: str = "f5-worker"
+    bucket: str = "f5-worker-audio"
+    fifo: bool = False
+    visibility_timeout_s: int = 120
+    max_receive_count: int = 5
+    retention_s: int = 4 * 24 * 3600
+    dlq_retention_s: int = 14 * 24 * 3600  # longer than the source's: the enqueue timestamp is kept
+    max_message_size: int = 262_144
+    events_queue: bool = True  # an SQS queue subscribed to the topic (how the demo and tests read events)
+
+    @property
+    def suffix(self) -> str:
+        return ".fifo" if self.fifo else ""
+
+    @property
+    def queue_name(self) -> str:
+        return f"{self.name}-requests{self.suffix}"
+
+    @property
+    def dlq_name(self) -> str:
+        return f"{self.name}-requests-dlq{self.suffix}"
+
+    @property
+    def topic_name(self) -> str:
+        return f"{self.name}-events"
+
+    @property
+    def events_queue_name(self) -> str:
+        return f"{self.name}-events"
+
+
+@dataclass(frozen=True)
+class Resources:
+    queue_url: str
+    dlq_url: str
+    bucket: str
+    topic_arn: str
+    events_queue_url: str | None
+
+    def env(self) -> dict[str, str]:
+        """The worker settings that point at these resources."""
+        return {
+            "F5_WORKER_QUEUE_URL": self.queue_url,
+            "F5_WORKER_BUCKET": self.bucket,
+            "F5_WORKER_TOPIC_ARN": self.topic_arn,
+        }
+
+
+def _queue_attributes(spec: ResourceSpec, retention_s: int) -> dict[str, str]:
+    attrs = {
+        "VisibilityTimeout": str(spec.visibility_timeout_s),
+        "MessageRetentionPeriod": str(retention_s),
+        "MaximumMessageSize": str(spec.max_message_size),
+        "ReceiveMessageWaitTimeSeconds": "20",
+    }
+    if spec.fifo:
+        # Content-based dedup would silently drop a second identical request within 5 minutes:
+        # producers set MessageDeduplicationId (the job id) instead.
+        attrs |= {"FifoQueue": "true", "ContentBasedDeduplication": "false"}
+    return attrs
+
+
+def bootstrap(clients: AwsClients, spec: ResourceSpec = ResourceSpec(), region: str = "us-east-1") -> Resources:
+    """Create (or find) every resource. Idempotent."""
+    sqs, s3, sns = clients.sqs, clients.s3, clients.sns
+    dlq_url = sqs.create_queue(QueueName=spec.dlq_name, Attributes=_queue_attributes(spec, spec.dlq_retention_s))[
+        "QueueUrl"
+    ]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    attrs = _queue_attributes(spec, spec.retention_s)
+    attrs["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.max_receive_count})
+    queue_url = sqs.create_queue(QueueName=spec.queue_name, Attributes=attrs)["QueueUrl"]
+    _create_bucket(s3, spec.bucket, region)
+    topic_arn = sns.create_topic(Name=spec.topic_name)["TopicArn"]
+    events_url = None
+    if spec.events_queue:
+        events_url = sqs.create_queue(QueueName=spec.events_queue_name)["QueueUrl"]
+        events_arn = sqs.get_queue_attributes(QueueUrl=events_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sqs.set_queue_attributes(QueueUrl=events_url, Attributes={"Policy": _allow_topic(events_arn, topic_arn)})
+        sns.subscribe(
+            TopicArn=topic_arn,
+            Protocol="sqs",
+            Endpoint=events_arn,
+            Attributes={"RawMessageDelivery": "true"},
+            ReturnSubscriptionArn=True,
+        )
+    return Resources(queue_url, dlq_url, spec.bucket, topic_arn, events_url)
+
+
+def _create_bucket(s3: Any, bucket: str, region: str) -> None:
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        s3.create_bucket(**kwargs)
+    except ClientError as exc:
+        if error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+
+
+def _allow_topic(queue_arn: str, topic_arn: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "sns.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+                }
+            ],
+        }
+    )

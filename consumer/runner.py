@@ -1,0 +1,51 @@
+"""`f5-worker run`: the long-running worker process. Start-up: settings → model loaded → warm-up → AWS
+checked → first poll, each step timed; then the loop until SIGTERM (or an empty queue in burst mode)."""
+
+from __future__ import annotations
+
+import time
+
+from consumer.app import StartupTimeline, build_services
+from consumer.engine import Engine
+from consumer.engine.factory import build_engine
+from consumer.health import HealthServer
+from consumer.logs import configure, get_logger
+from consumer.loop import Worker
+from consumer.metrics import Metrics
+from consumer.settings import Settings
+
+log = get_logger(__name__)
+
+
+def start_engine(settings: Settings, timeline: StartupTimeline) -> Engine:
+    engine = build_engine(settings)
+    engine.load()
+    timeline.mark("model_loaded")
+    if settings.warm_up:
+        engine.warm_up()
+        timeline.mark("warm_up_done")
+    return engine
+
+
+def run_worker(settings: Settings, process_start: float | None = None, engine: Engine | None = None) -> int:
+    configure(settings.log_level, settings.log_json)
+    metrics = Metrics()
+    timeline = StartupTimeline(metrics, process_start if process_start is not None else time.monotonic())
+    timeline.mark("settings_loaded")
+    health = None
+    if settings.health_port is not None:
+        health = HealthServer(metrics, settings.health_max_poll_age_s, settings.health_port).start()
+    try:
+        engine = engine or start_engine(settings, timeline)
+        services = build_services(settings, engine, metrics=metrics)
+        timeline.mark("aws_checked")
+        worker = Worker(services)
+        worker.install_signal_handlers()
+        metrics.ready.set(1)
+        if health is not None:
+            health.ready.set()
+        log.info("worker_ready", startup=timeline.phases, max_receive_count=services.max_receive_count)
+        return worker.run()
+    finally:
+        if health is not None:
+            health.close()

@@ -1,0 +1,122 @@
+"""Worker settings: one frozen object read from `F5_WORKER_*` environment variables, built once in `main`.
+
+Torch-free and boto3-free, so the CLI and producers can read it cheaply.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SQS_MAX_WAIT_S = 20
+SQS_MAX_VISIBILITY_S = 12 * 3600
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="F5_WORKER_", frozen=True, extra="ignore")
+
+    # --- AWS -------------------------------------------------------------------------------------------
+    aws_region: str = Field("us-east-1", description="AWS region of the queue, bucket and topic.")
+    aws_endpoint_url: str | None = Field(None, description="Override for moto/LocalStack, e.g. http://127.0.0.1:4566")
+    queue_url: str = Field("", description="Request queue URL (required for `run`).")
+    bucket: str = Field("", description="Bucket for audio, job records and the voice library.")
+    output_prefix: str = Field("outputs", description="Default key prefix of audio objects.")
+    jobs_prefix: str = Field("jobs", description="Key prefix of job records (claims, completions).")
+    voices_prefix: str = Field("voices", description="Key prefix of the voice library.")
+    allowed_output_buckets: tuple[str, ...] = Field(
+        (), description="Extra buckets a request may write to; the worker's own bucket is always allowed."
+    )
+    allowed_reference_buckets: tuple[str, ...] = Field(
+        (),
+        description="Extra buckets references may be read from; the worker's own bucket is always allowed.",
+    )
+    topic_arn: str | None = Field(None, description="SNS topic for completion/failure events.")
+    events_queue_url: str | None = Field(None, description="Producers: an SQS queue subscribed to the topic (`say`).")
+
+    # --- Queue behaviour ---------------------------------------------------------------------------------
+    wait_time_s: int = Field(SQS_MAX_WAIT_S, ge=0, le=SQS_MAX_WAIT_S, description="Long-poll wait (≤ 20 s).")
+    visibility_timeout_s: int = Field(
+        120, ge=2, le=SQS_MAX_VISIBILITY_S, description="Visibility per receive and per heartbeat extension."
+    )
+    heartbeat_interval_s: float = Field(30.0, gt=0, description="Extend visibility this often while a job runs.")
+    job_timeout_s: float = Field(900.0, gt=0, description="Hard limit for one job; it then fails (retryable).")
+    max_in_flight: int = Field(1, ge=1, le=10, description="Messages held at once (one receive never exceeds it).")
+    retry_base_delay_s: int = Field(5, ge=0, le=900, description="Backoff of the first retry; doubles per attempt.")
+    retry_max_delay_s: int = Field(900, ge=0, le=SQS_MAX_VISIBILITY_S, description="Backoff ceiling.")
+    max_receive_count: int | None = Field(
+        None, ge=1, description="Override; by default read from the queue's redrive policy at start."
+    )
+    shutdown_grace_s: float = Field(60.0, ge=0, description="Time to finish in-flight jobs after SIGTERM.")
+    burst: bool = Field(False, description="Exit once the queue is empty and nothing is in flight.")
+
+    # --- Engine -----------------------------------------------------------------------------------------
+    engine: str = Field("f5", pattern="^(f5|fake)$", description="fake: a tone generator for tests of the consumer.")
+    fake_work_s: float = Field(0.0, ge=0, description="fake engine only: wall time per synthesis.")
+    model_dir: Path | None = Field(None, description="Prepared model directory (model.json + weights).")
+    checkpoint: str | None = Field(None, description="Checkpoint path or hf://... URL; F5TTS_v1_Base architecture.")
+    vocoder: str = Field("charactr/vocos-mel-24khz", description="Vocoder directory or hub id.")
+    device: str | None = Field(None, description="cuda, cuda:1, cpu; default: cuda if available.")
+    dtype: str | None = Field(
+        None, pattern="^(float32|float16|bfloat16)$", description="Default: float16 on CUDA, float32 on CPU."
+    )
+    warm_up: bool = Field(True, description="Run one short synthesis at start.")
+    cache_dir: Path = Field(Path.home() / ".cache" / "f5-worker", description="Generated models (local runs).")
+
+    # --- Notifications ------------------------------------------------------------------------------------
+    webhook_secret: str | None = Field(None, description="Standard Webhooks secret (whsec_...); signs webhooks.")
+    webhook_allow_private: bool = Field(False, description="Allow loopback/private webhook targets (local only).")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Per webhook POST.")
+    notify_attempts: int = Field(4, ge=1, le=10, description="In-process attempts per notification target.")
+
+    # --- Process --------------------------------------------------------------------------------------------
+    worker_id: str = Field(default_factory=_default_worker_id, description="Names this process in claims/events.")
+    health_port: int | None = Field(None, ge=0, le=65535, description="Serve /healthz /readyz /metrics here.")
+    health_max_poll_age_s: float = Field(90.0, gt=0, description="/healthz fails when no poll succeeded since.")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR.")
+    log_json: bool = Field(True, description="JSON lines (false: console format).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.heartbeat_interval_s >= self.visibility_timeout_s:
+            raise ValueError(
+                f"heartbeat_interval_s ({self.heartbeat_interval_s}) must be below "
+                f"visibility_timeout_s ({self.visibility_timeout_s})"
+            )
+        if self.retry_base_delay_s > self.retry_max_delay_s:
+            raise ValueError("retry_base_delay_s must not exceed retry_max_delay_s")
+        if self.model_dir is not None and self.checkpoint is not None:
+            raise ValueError("give model_dir or checkpoint, not both")
+        return self
+
+
+def render_settings_doc() -> str:
+    """docs/settings.md, generated from the fields above (a test keeps it in sync)."""
+    rows = [
+        "# Settings reference",
+        "",
+        "Environment variables (prefix `F5_WORKER_`), read once at start by `consumer/settings.py`.",
+        "Cross-field rules: `heartbeat_interval_s < visibility_timeout_s`; `retry_base_delay_s <= retry_max_delay_s`;",
+        "`model_dir` and `checkpoint` are exclusive. Invalid settings stop `f5-worker run` with exit code 2.",
+        "Regenerate with `python -m consumer.settings`.",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = "(generated)" if field.default_factory is not None else field.default
+        if name == "cache_dir":
+            default = "~/.cache/f5-worker"
+        rows.append(f"| `F5_WORKER_{name.upper()}` | `{default}` | {field.description or ''} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    (Path(__file__).resolve().parent.parent / "docs" / "settings.md").write_text(render_settings_doc())

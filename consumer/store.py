@@ -1,0 +1,140 @@
+"""Audio objects in S3: deterministic output keys, allowlisted buckets, uploads that never duplicate."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from consumer.aws import error_code, http_status
+from consumer.errors import ForbiddenLocation, StorageError
+from contracts.events import AudioOutput
+from contracts.requests import AudioFormat, SynthesisRequest
+
+CONTENT_TYPES = {
+    AudioFormat.WAV: "audio/wav",
+    AudioFormat.FLAC: "audio/flac",
+    AudioFormat.MP3: "audio/mpeg",
+    AudioFormat.OPUS: "audio/ogg; codecs=opus",
+    AudioFormat.PCM: "audio/L16",
+}
+EXTENSIONS = {
+    AudioFormat.WAV: "wav",
+    AudioFormat.FLAC: "flac",
+    AudioFormat.MP3: "mp3",
+    AudioFormat.OPUS: "opus",
+    AudioFormat.PCM: "pcm",
+}
+# Object metadata that makes an uploaded object self-describing: a redelivered job whose audio exists
+# rebuilds its event from these instead of synthesizing again.
+_META_FIELDS = ("job-id", "sha256", "duration-s", "sample-rate", "seed", "model-id", "synthesis-s")
+
+
+@dataclass(frozen=True)
+class OutputLocation:
+    bucket: str
+    key: str
+    format: AudioFormat
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
+class StoredAudio:
+    output: AudioOutput
+    seed: int
+    model_id: str
+    synthesis_s: float
+
+
+def output_location(
+    request: SynthesisRequest, default_bucket: str, default_prefix: str, allowed_buckets: tuple[str, ...]
+) -> OutputLocation:
+    """`{prefix}/{job_id}.{ext}`: the same job always maps to the same object."""
+    bucket = request.output.bucket or default_bucket
+    if bucket != default_bucket and bucket not in allowed_buckets:
+        raise ForbiddenLocation(f"output bucket {bucket!r} is not allowed for this worker")
+    prefix = request.output.key_prefix if request.output.key_prefix is not None else default_prefix.strip("/")
+    ext = EXTENSIONS[request.output.format]
+    key = f"{prefix}/{request.job_id}.{ext}" if prefix else f"{request.job_id}.{ext}"
+    return OutputLocation(bucket=bucket, key=key, format=request.output.format)
+
+
+class AudioStore:
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+
+    def find(self, location: OutputLocation) -> StoredAudio | None:
+        """The audio a previous attempt already uploaded, if it is complete."""
+        try:
+            head = self._s3.head_object(Bucket=location.bucket, Key=location.key)
+        except ClientError as exc:
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound") or http_status(exc) == 404:
+                return None
+            raise StorageError(f"checking {location.uri}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"checking {location.uri}: {exc}") from exc
+        meta = head.get("Metadata", {})
+        if not all(f in meta for f in _META_FIELDS):
+            return None  # not ours (or from an older layout): it will be replaced
+        return StoredAudio(
+            output=AudioOutput(
+                uri=location.uri,
+                bucket=location.bucket,
+                key=location.key,
+                format=location.format,
+                content_type=head.get("ContentType", CONTENT_TYPES[location.format]),
+                sample_rate=int(meta["sample-rate"]),
+                duration_s=float(meta["duration-s"]),
+                bytes=int(head["ContentLength"]),
+                sha256=meta["sha256"],
+            ),
+            seed=int(meta["seed"]),
+            model_id=meta["model-id"],
+            synthesis_s=float(meta["synthesis-s"]),
+        )
+
+    def put(
+        self,
+        location: OutputLocation,
+        data: bytes,
+        *,
+        job_id: str,
+        sample_rate: int,
+        duration_s: float,
+        seed: int,
+        model_id: str,
+        synthesis_s: float,
+    ) -> StoredAudio:
+        sha256 = hashlib.sha256(data).hexdigest()
+        metadata = {
+            "job-id": job_id,
+            "sha256": sha256,
+            "duration-s": f"{duration_s:.4f}",
+            "sample-rate": str(sample_rate),
+            "seed": str(seed),
+            "model-id": model_id,
+            "synthesis-s": f"{synthesis_s:.4f}",
+        }
+        try:
+            self._s3.put_object(
+                Bucket=location.bucket,
+                Key=location.key,
+                Body=data,
+                ContentType=CONTENT_TYPES[location.format],
+                Metadata=metadata,
+                ChecksumAlgorithm="SHA256",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"uploading {location.uri}: {exc}") from exc
+        stored = self.find(location)
+        if stored is None:
+            raise StorageError(f"uploaded {location.uri} but cannot read it back")
+        return stored
+
+    def presigned_url(self, bucket: str, key: str, expires_s: int = 3600) -> str:
+        return self._s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s)

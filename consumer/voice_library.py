@@ -1,0 +1,82 @@
+"""The voice library in S3: `voices/{voice_id}/reference.wav` (the processed clip) and `manifest.json`
+(transcript, duration, sample rate, sha256, created_at). Clips are validated before anything is written."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import soundfile as sf
+
+from consumer.engine.reference import decode_reference
+from consumer.errors import InvalidRequest
+from consumer.voices import MANIFEST_OBJECT, REFERENCE_OBJECT
+from contracts.limits import VOICE_ID_PATTERN
+
+
+class VoiceLibrary:
+    def __init__(self, s3: Any, bucket: str, prefix: str = "voices", sample_rate: int = 24_000) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._prefix = prefix.strip("/")
+        self._sample_rate = sample_rate
+
+    def _key(self, voice_id: str, name: str) -> str:
+        return f"{self._prefix}/{voice_id}/{name}"
+
+    def add(self, voice_id: str, audio: bytes, transcript: str) -> dict[str, Any]:
+        """Validate and store a voice. Raises `BadReferenceAudio`/`InvalidRequest` for a bad clip."""
+        if not re.match(VOICE_ID_PATTERN, voice_id):
+            raise InvalidRequest(f"voice id {voice_id!r} must match {VOICE_ID_PATTERN}")
+        reference = decode_reference(audio, transcript, sample_rate=self._sample_rate)
+        buffer = io.BytesIO()
+        sf.write(buffer, reference.samples, reference.sample_rate, format="WAV", subtype="PCM_16")
+        data = buffer.getvalue()
+        manifest = {
+            "voice_id": voice_id,
+            "transcript": transcript.strip(),
+            "duration_s": round(reference.duration_s, 3),
+            "sample_rate": reference.sample_rate,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        self._s3.put_object(
+            Bucket=self._bucket, Key=self._key(voice_id, REFERENCE_OBJECT), Body=data, ContentType="audio/wav"
+        )
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=self._key(voice_id, MANIFEST_OBJECT),
+            Body=json.dumps(manifest, indent=2).encode(),
+            ContentType="application/json",
+        )
+        return manifest
+
+    def list(self) -> list[dict[str, Any]]:
+        """Manifests of every voice, sorted by id."""
+        paginator = self._s3.get_paginator("list_objects_v2")
+        manifests = []
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{self._prefix}/"):
+            for obj in page.get("Contents", []):
+                if obj["Key"].endswith(f"/{MANIFEST_OBJECT}"):
+                    manifests.append(
+                        json.loads(self._s3.get_object(Bucket=self._bucket, Key=obj["Key"])["Body"].read())
+                    )
+        return sorted(manifests, key=lambda m: m["voice_id"])
+
+    def show(self, voice_id: str) -> dict[str, Any] | None:
+        try:
+            body = self._s3.get_object(Bucket=self._bucket, Key=self._key(voice_id, MANIFEST_OBJECT))["Body"].read()
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        return json.loads(body)
+
+    def remove(self, voice_id: str) -> bool:
+        if self.show(voice_id) is None:
+            return False
+        for name in (REFERENCE_OBJECT, MANIFEST_OBJECT):
+            self._s3.delete_object(Bucket=self._bucket, Key=self._key(voice_id, name))
+        return True

@@ -1,0 +1,117 @@
+"""Resolves a request's voice to a processed `Reference`: from the voice library (`voices/{id}/`) or from
+an S3 clip in an allowed bucket. Processed references are cached in memory by S3 ETag (bounded LRU)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from cachetools import LRUCache
+
+from consumer.aws import error_code, http_status
+from consumer.engine import Reference
+from consumer.engine.reference import decode_reference
+from consumer.errors import BadReferenceAudio, ForbiddenLocation, StorageError, UnknownVoice
+from contracts.requests import VoiceRef
+
+MAX_REFERENCE_BYTES = 20 * 1024 * 1024
+REFERENCE_OBJECT = "reference.wav"
+MANIFEST_OBJECT = "manifest.json"
+
+
+@dataclass(frozen=True)
+class VoiceSource:
+    bucket: str
+    key: str
+    transcript: str | None  # None: read it from the voice's manifest
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+class VoiceResolver:
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        voices_prefix: str,
+        allowed_buckets: tuple[str, ...],
+        sample_rate: int,
+        cache_size: int = 64,
+    ) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._prefix = voices_prefix.strip("/")
+        self._allowed = {bucket, *allowed_buckets}
+        self._sample_rate = sample_rate
+        self._cache: LRUCache[tuple[str, str, str], Reference] = LRUCache(maxsize=cache_size)
+        self._lock = threading.Lock()
+
+    def resolve(self, voice: VoiceRef) -> Reference:
+        source = self._source(voice)
+        etag, size = self._head(source, voice)
+        cache_key = (source.bucket, source.key, etag)
+        with self._lock:
+            cached = self._cache.get(cache_key)
+        if cached is not None:
+            return cached
+        if size > MAX_REFERENCE_BYTES:
+            raise BadReferenceAudio(f"reference {source.key} is {size} bytes; at most {MAX_REFERENCE_BYTES}")
+        transcript = source.transcript if source.transcript is not None else self._manifest_transcript(voice)
+        data = self._get(source)
+        reference = decode_reference(
+            data, transcript, sample_rate=self._sample_rate, cache_key=f"{source.bucket}/{source.key}@{etag}"
+        )
+        with self._lock:
+            self._cache[cache_key] = reference
+        return reference
+
+    def _source(self, voice: VoiceRef) -> VoiceSource:
+        if voice.voice_id is not None:
+            return VoiceSource(self._bucket, f"{self._prefix}/{voice.voice_id}/{REFERENCE_OBJECT}", None)
+        assert voice.audio_uri is not None
+        bucket, key = split_s3_uri(voice.audio_uri)
+        if bucket not in self._allowed:
+            raise ForbiddenLocation(f"reading references from bucket {bucket!r} is not allowed for this worker")
+        return VoiceSource(bucket, key, voice.transcript)
+
+    def _head(self, source: VoiceSource, voice: VoiceRef) -> tuple[str, int]:
+        try:
+            head = self._s3.head_object(Bucket=source.bucket, Key=source.key)
+        except ClientError as exc:
+            if http_status(exc) == 404 or error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                what = f"voice {voice.voice_id!r}" if voice.voice_id else f"reference {voice.audio_uri}"
+                raise UnknownVoice(f"{what} does not exist") from exc
+            if http_status(exc) == 403:
+                raise UnknownVoice(f"access denied to s3://{source.bucket}/{source.key}") from exc
+            raise StorageError(f"looking up s3://{source.bucket}/{source.key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"looking up s3://{source.bucket}/{source.key}: {exc}") from exc
+        return str(head["ETag"]), int(head["ContentLength"])
+
+    def _get(self, source: VoiceSource) -> bytes:
+        try:
+            return self._s3.get_object(Bucket=source.bucket, Key=source.key)["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"downloading s3://{source.bucket}/{source.key}: {exc}") from exc
+
+    def _manifest_transcript(self, voice: VoiceRef) -> str:
+        key = f"{self._prefix}/{voice.voice_id}/{MANIFEST_OBJECT}"
+        try:
+            body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if error_code(exc) in ("NoSuchKey", "404"):
+                raise UnknownVoice(f"voice {voice.voice_id!r} has no manifest") from exc
+            raise StorageError(f"reading {key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"reading {key}: {exc}") from exc
+        try:
+            transcript = json.loads(body)["transcript"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UnknownVoice(f"voice {voice.voice_id!r} has a broken manifest") from exc
+        return str(transcript)

@@ -1,0 +1,96 @@
+"""Events the worker publishes (SNS and webhooks). Event types are versioned: `synthesis.completed.v1`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from contracts.requests import AudioFormat
+
+# Namespace for deterministic event ids: the same job and outcome always yields the same event_id,
+# so a redelivered message republishes an identical event that subscribers can deduplicate.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c1f3e-5b8e-4c55-9d1e-f5f5f5f5f5f5")
+
+
+def event_id_for(job_id: str, outcome: str) -> str:
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{job_id}:{outcome}"))
+
+
+class ErrorCode(StrEnum):
+    """Why a job failed. Permanent codes are never retried; retryable ones were retried until redrive."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_REQUEST = "invalid_request"
+    UNKNOWN_VOICE = "unknown_voice"
+    BAD_REFERENCE_AUDIO = "bad_reference_audio"
+    TEXT_NOT_REPRESENTABLE = "text_not_representable"
+    FORBIDDEN_LOCATION = "forbidden_location"
+    ENGINE_ERROR = "engine_error"
+    STORAGE_ERROR = "storage_error"
+    NOTIFY_ERROR = "notify_error"
+    TIMEOUT = "timeout"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    INTERNAL = "internal"
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str = Field(description="Stable per job and outcome: deduplicate on it.")
+    job_id: str
+    attempt: int = Field(ge=1, description="SQS receive count of the message that produced the event.")
+    worker_id: str
+    occurred_at: datetime
+    metadata: dict[str, Any] = Field(default_factory=dict, description="The request's metadata, echoed.")
+
+
+class AudioOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    uri: str = Field(description="s3://bucket/key")
+    bucket: str
+    key: str
+    format: AudioFormat
+    content_type: str
+    sample_rate: int
+    duration_s: float = Field(ge=0)
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Timings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue_wait_s: float = Field(ge=0, description="Enqueue → first receive.")
+    synthesis_s: float = Field(ge=0)
+    total_s: float = Field(ge=0, description="Receive → event built.")
+    real_time_factor: float = Field(ge=0, description="synthesis_s / audio duration_s.")
+
+
+class SynthesisCompleted(_Event):
+    type: Literal["synthesis.completed.v1"] = "synthesis.completed.v1"
+    output: AudioOutput
+    timings: Timings
+    model_id: str
+    seed: int
+    text_chars: int
+
+
+class SynthesisFailed(_Event):
+    type: Literal["synthesis.failed.v1"] = "synthesis.failed.v1"
+    error_code: ErrorCode
+    error_message: str = Field(max_length=2_000)
+    retryable: bool = Field(description="True if the message was kept for another attempt.")
+
+
+SynthesisEvent = Annotated[SynthesisCompleted | SynthesisFailed, Field(discriminator="type")]
+EVENT_TYPES = ("synthesis.completed.v1", "synthesis.failed.v1")
+_event_adapter: TypeAdapter[SynthesisCompleted | SynthesisFailed] = TypeAdapter(SynthesisEvent)
+
+
+def parse_event(body: str | bytes) -> SynthesisCompleted | SynthesisFailed:
+    return _event_adapter.validate_json(body)

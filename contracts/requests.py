@@ -1,0 +1,145 @@
+"""`SynthesisRequest`: the JSON body of one SQS message."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from contracts import limits
+
+SCHEMA_VERSION = 1
+
+JobId = Annotated[str, StringConstraints(pattern=limits.JOB_ID_PATTERN)]
+VoiceId = Annotated[str, StringConstraints(pattern=limits.VOICE_ID_PATTERN)]
+S3Uri = Annotated[str, StringConstraints(pattern=limits.S3_URI_PATTERN)]
+KeyPrefix = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!_.*'()/-]{0,256}$")]
+
+
+class AudioFormat(StrEnum):
+    """Output container/codec. `pcm` is raw little-endian 16-bit mono without a header."""
+
+    WAV = "wav"
+    FLAC = "flac"
+    MP3 = "mp3"
+    OPUS = "opus"
+    PCM = "pcm"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class VoiceRef(_Strict):
+    """The reference voice: a voice id from the voice library, or a clip in S3 with its transcript."""
+
+    voice_id: VoiceId | None = Field(None, description="Voice in the library (voices/{voice_id}/ in the bucket).")
+    audio_uri: S3Uri | None = Field(None, description="s3://bucket/key of a reference clip (wav/flac/mp3/ogg).")
+    transcript: Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_TRANSCRIPT_CHARS)] | None = Field(
+        None, description="Exact transcript of the clip (required with audio_uri)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VoiceRef:
+        if (self.voice_id is None) == (self.audio_uri is None):
+            raise ValueError("give exactly one of voice_id or audio_uri")
+        if self.audio_uri is not None and not self.transcript:
+            raise ValueError("audio_uri needs the transcript of the clip")
+        return self
+
+
+class OutputSpec(_Strict):
+    """Where and how the audio is written. The worker may restrict buckets/prefixes to an allowlist."""
+
+    format: AudioFormat = AudioFormat.WAV
+    sample_rate: Literal[8000, 16000, 22050, 24000, 44100, 48000] = 24000
+    bucket: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = Field(
+        None, description="Output bucket; defaults to the worker's bucket."
+    )
+    key_prefix: KeyPrefix | None = Field(None, description="Prefix under which {job_id}.{ext} is written.")
+    target_lufs: float | None = Field(None, ge=-70, le=-5, description="Integrated loudness target (LUFS).")
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _safe_prefix(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = v.strip("/").split("/")
+        if v.startswith("/") or any(p in {".", ".."} for p in parts) or "//" in v:
+            raise ValueError("key_prefix must be relative, without '.', '..' or empty segments")
+        return v.strip("/")
+
+
+class SynthesisOptions(_Strict):
+    """F5-TTS sampling options; defaults are upstream's."""
+
+    speed: float = Field(1.0, ge=0.3, le=3.0)
+    nfe_steps: int = Field(32, ge=1, le=limits.MAX_NFE_STEPS)
+    cfg_strength: float = Field(2.0, ge=0.0, le=10.0)
+    sway_sampling_coef: float = Field(-1.0, ge=-2.0, le=2.0)
+    seed: int | None = Field(None, ge=0, lt=2**31, description="Fixed seed; the worker picks one otherwise.")
+    remove_silence: bool = False
+
+
+class NotifySpec(_Strict):
+    """Per-request notification targets, in addition to the worker's SNS topic."""
+
+    webhook_url: AnyHttpUrl | None = Field(None, description="Receives the event, signed per Standard Webhooks.")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _bounded(cls, v: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        if v is not None and len(str(v)) > limits.MAX_WEBHOOK_URL_CHARS:
+            raise ValueError(f"webhook_url longer than {limits.MAX_WEBHOOK_URL_CHARS} characters")
+        return v
+
+
+class SynthesisRequest(_Strict):
+    """One text-to-speech job. `job_id` is chosen by the producer and makes the job idempotent."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    job_id: JobId
+    text: Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_TEXT_CHARS)]
+    voice: VoiceRef
+    output: OutputSpec = OutputSpec()
+    options: SynthesisOptions = SynthesisOptions()
+    notify: NotifySpec = NotifySpec()
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Echoed back in every event.")
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if len(v) > limits.MAX_METADATA_KEYS:
+            raise ValueError(f"metadata has {len(v)} keys; at most {limits.MAX_METADATA_KEYS}")
+        size = len(json.dumps(v, separators=(",", ":")).encode())
+        if size > limits.MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is {size} bytes as JSON; at most {limits.MAX_METADATA_BYTES}")
+        return v
+
+
+def parse_request(body: str | bytes) -> SynthesisRequest:
+    """Parse a message body. Raises `pydantic.ValidationError` (bad JSON included) with readable errors."""
+    return SynthesisRequest.model_validate_json(body)
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:
+    """One readable line per problem, e.g. `text: String should have at most 5000 characters`."""
+    lines = []
+    for err in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        lines.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - limit
+    if more > 0:
+        lines.append(f"... and {more} more")
+    return "; ".join(lines)

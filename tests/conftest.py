@@ -1,0 +1,132 @@
+"""Shared fixtures: an embedded AWS (moto server over real HTTP, or LocalStack when
+F5_WORKER_TEST_LOCALSTACK_URL is set), fresh resources per test, and worker factories."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from consumer.app import build_services
+from consumer.aws import AwsClients, make_clients
+from consumer.embedded_aws import EmbeddedAws
+from consumer.engine import Engine
+from consumer.engine.fake import FakeEngine
+from consumer.engine.model_spec import wheel_example_path
+from consumer.lifecycle import Services
+from consumer.loop import Worker
+from consumer.resources import Resources, ResourceSpec, bootstrap
+from consumer.settings import Settings
+from consumer.voice_library import VoiceLibrary
+from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
+
+REF_EN = "infer/examples/basic/basic_ref_en.wav"
+REF_EN_TRANSCRIPT = "Some call me nature, others call me mother nature."
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint() -> Iterator[str]:
+    localstack = os.environ.get("F5_WORKER_TEST_LOCALSTACK_URL")
+    if localstack:
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+        yield localstack
+        return
+    aws = EmbeddedAws.start()
+    yield aws.endpoint_url
+    aws.stop()
+
+
+@dataclass
+class Stack:
+    """One test's AWS resources and clients."""
+
+    endpoint_url: str
+    clients: AwsClients
+    resources: Resources
+    spec: ResourceSpec
+
+    def settings(self, **overrides) -> Settings:
+        fields = {
+            "aws_endpoint_url": self.endpoint_url,
+            "queue_url": self.resources.queue_url,
+            "bucket": self.resources.bucket,
+            "topic_arn": self.resources.topic_arn,
+            "wait_time_s": 1,
+            "visibility_timeout_s": 30,
+            "heartbeat_interval_s": 5,
+            "retry_base_delay_s": 0,
+            "retry_max_delay_s": 0,
+            "burst": True,
+            "engine": "fake",
+            "log_json": True,
+        }
+        fields.update(overrides)
+        return Settings(**fields)
+
+    def send(self, body: str, **kwargs) -> str:
+        return self.clients.sqs.send_message(QueueUrl=self.resources.queue_url, MessageBody=body, **kwargs)["MessageId"]
+
+    def events(self, wait_s: int = 1) -> list[SynthesisCompleted | SynthesisFailed]:
+        """Drain the events queue (subscribed to the topic)."""
+        out = []
+        while True:
+            response = self.clients.sqs.receive_message(
+                QueueUrl=self.resources.events_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s
+            )
+            messages = response.get("Messages", [])
+            if not messages:
+                return out
+            for m in messages:
+                out.append(parse_event(m["Body"]))
+                self.clients.sqs.delete_message(QueueUrl=self.resources.events_queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+    def queue_counts(self, url: str | None = None) -> tuple[int, int]:
+        attrs = self.clients.sqs.get_queue_attributes(
+            QueueUrl=url or self.resources.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def objects(self, prefix: str) -> list[str]:
+        response = self.clients.s3.list_objects_v2(Bucket=self.resources.bucket, Prefix=prefix)
+        return sorted(o["Key"] for o in response.get("Contents", []))
+
+    def get(self, key: str) -> bytes:
+        return self.clients.s3.get_object(Bucket=self.resources.bucket, Key=key)["Body"].read()
+
+
+@pytest.fixture
+def stack(aws_endpoint: str) -> Stack:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    spec = ResourceSpec(name=name, bucket=f"{name}-audio", max_receive_count=3)
+    base = Settings(aws_endpoint_url=aws_endpoint)
+    clients = make_clients(base)
+    resources = bootstrap(clients, spec)
+    library = VoiceLibrary(clients.s3, resources.bucket)
+    library.add("basic-en", wheel_example_path(REF_EN).read_bytes(), REF_EN_TRANSCRIPT)
+    return Stack(aws_endpoint, clients, resources, spec)
+
+
+@pytest.fixture
+def make_worker(stack: Stack) -> Callable[..., tuple[Worker, Services]]:
+    def factory(engine: Engine | None = None, **overrides) -> tuple[Worker, Services]:
+        settings = stack.settings(**overrides)
+        services = build_services(settings, engine or FakeEngine(), clients=make_clients(settings))
+        return Worker(services), services
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def reference_wav() -> bytes:
+    return wheel_example_path(REF_EN).read_bytes()
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

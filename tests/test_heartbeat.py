@@ -1,0 +1,57 @@
+"""Heartbeat with a fake clock: extends before expiry, respects the 12 h cap, marks the job lost on failure."""
+
+from __future__ import annotations
+
+import time
+
+from consumer.heartbeat import Heartbeat
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_each_beat_extends_by_the_visibility_timeout():
+    calls: list[int] = []
+    clock = Clock()
+    hb = Heartbeat(calls.append, interval_s=30, visibility_s=120, received_at=0.0, clock=clock)
+    for _ in range(3):
+        clock.now += 30
+        assert hb.beat()
+    assert calls == [120, 120, 120] and hb.extensions == 3 and not hb.lost.is_set()
+
+
+def test_extensions_never_pass_the_12_hour_cap():
+    calls: list[int] = []
+    clock = Clock()
+    hb = Heartbeat(calls.append, interval_s=30, visibility_s=120, received_at=0.0, clock=clock)
+    clock.now = 12 * 3600 - 50
+    assert hb.beat() and calls[-1] == 50
+    clock.now = 12 * 3600
+    assert not hb.beat()
+    assert hb.lost.is_set() and "12 h" in hb.lost_reason and calls == [50]
+
+
+def test_a_failed_extension_marks_the_job_lost_and_stops_beating():
+    def extend(_seconds: int) -> None:
+        raise RuntimeError("ReceiptHandleIsInvalid")
+
+    lost: list[BaseException | None] = []
+    hb = Heartbeat(extend, interval_s=1, visibility_s=10, received_at=0.0, clock=Clock(), on_lost=lost.append)
+    assert not hb.beat()
+    assert hb.lost.is_set() and "ReceiptHandleIsInvalid" in hb.lost_reason and len(lost) == 1
+    assert not hb.beat()  # no further calls once lost
+
+
+def test_thread_beats_on_its_interval_and_stop_waits_for_it():
+    calls: list[int] = []
+    hb = Heartbeat(calls.append, interval_s=0.05, visibility_s=5, received_at=time.monotonic()).start()
+    time.sleep(0.3)
+    hb.stop()
+    count = len(calls)
+    time.sleep(0.15)
+    assert 3 <= count == len(calls)

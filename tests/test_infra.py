@@ -1,0 +1,356 @@
+"""The CloudFormation template (infra/f5-worker.yaml): current with its generator, clean under cfn-lint, correct
+where moto does not look (public access block, lifecycle, least privilege), and deployable: a stack created on
+moto's CloudFormation runs a real job, with every AWS call of the worker and of the producer checked against the
+IAM policy the stack created for it."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from botocore.exceptions import ClientError
+
+from consumer.app import build_services
+from consumer.aws import AwsClients, make_clients
+from consumer.engine.fake import FakeEngine
+from consumer.engine.model_spec import wheel_example_path
+from consumer.infra import main as infra_main
+from consumer.infra import render_cloudformation, render_yaml
+from consumer.loop import Worker
+from consumer.resources import ResourceSpec, bootstrap
+from consumer.settings import Settings
+from consumer.voice_library import VoiceLibrary
+from contracts.events import SynthesisCompleted, parse_event
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "f5-worker.yaml"
+REGION = "us-east-1"
+REF_EN = "infer/examples/basic/basic_ref_en.wav"
+REF_EN_TRANSCRIPT = "Some call me nature, others call me mother nature."
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return yaml.safe_load(TEMPLATE.read_text(encoding="utf-8"))
+
+
+# --- (a) drift, (b) cfn-lint ------------------------------------------------------------------------------------------
+def test_committed_template_is_current() -> None:
+    # Given the generator, when rendering the default spec, then the committed file is byte-identical.
+    assert TEMPLATE.read_text(encoding="utf-8") == render_yaml(), "run: python -m consumer.infra"
+
+
+def test_check_mode_reports_drift(tmp_path: Path) -> None:
+    stale = tmp_path / "t.yaml"
+    stale.write_text("old\n", encoding="utf-8")
+    assert infra_main(["--check", "--output", str(stale)]) == 1
+    assert infra_main(["--output", str(stale)]) == 0
+    assert infra_main(["--check", "--output", str(stale)]) == 0
+
+
+def test_cfn_lint_passes() -> None:
+    pytest.importorskip("cfnlint", reason="cfn-lint is a dev dependency")
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())", str(TEMPLATE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- (c) what moto ignores, checked on the parsed template --------------------------------------------------------
+def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def test_bucket_is_private_encrypted_and_expires(template: dict[str, Any]) -> None:
+    (bucket,) = _resources(template, "AWS::S3::Bucket").values()
+    props = bucket["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    (sse,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    rules = {r["Prefix"]: r for r in props["LifecycleConfiguration"]["Rules"] if "Prefix" in r}
+    assert rules["outputs/"]["ExpirationInDays"] == {"Ref": "OutputExpirationDays"}
+    assert rules["jobs/"]["ExpirationInDays"] == {"Ref": "JobRecordExpirationDays"}
+    assert all(r["Status"] == "Enabled" for r in rules.values())
+    assert bucket["DeletionPolicy"] == "Retain"
+    # Job records must outlive every redelivery of their message (queue retention, then DLQ retention).
+    spec = ResourceSpec()
+    assert template["Parameters"]["JobRecordExpirationDays"]["Default"] * 86400 > spec.retention_s + spec.dlq_retention_s
+
+
+def test_queues_follow_the_spec(template: dict[str, Any]) -> None:
+    spec = ResourceSpec()
+    queues = template["Resources"]
+    requests, dlq = queues["RequestQueue"]["Properties"], queues["DeadLetterQueue"]["Properties"]
+    assert requests["RedrivePolicy"]["maxReceiveCount"] == spec.max_receive_count
+    assert requests["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    assert requests["MaximumMessageSize"] == dlq["MaximumMessageSize"] == spec.max_message_size
+    assert requests["VisibilityTimeout"] == spec.visibility_timeout_s
+    assert dlq["MessageRetentionPeriod"] > requests["MessageRetentionPeriod"]
+    fifo_names = requests["QueueName"]["Fn::If"]
+    assert fifo_names[0] == "IsFifo" and fifo_names[1]["Fn::Sub"].endswith(".fifo")
+    # The events queue gets raw delivery and lets only our topic send to it (moto ignores both resources).
+    sub = queues["EventsSubscription"]["Properties"]
+    assert sub["RawMessageDelivery"] is True and sub["Protocol"] == "sqs"
+    (statement,) = queues["EventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Ref": "EventsTopic"}
+
+
+def _name(node: Any) -> str:
+    """A policy resource in a readable form: GetAtt X.Arn → X, Ref X → X, Sub '${AudioBucket.Arn}/jobs/*' → its text."""
+    if isinstance(node, dict) and "Fn::GetAtt" in node:
+        return node["Fn::GetAtt"][0]
+    if isinstance(node, dict) and "Ref" in node:
+        return node["Ref"]
+    if isinstance(node, dict) and "Fn::Sub" in node:
+        return node["Fn::Sub"].replace("${AudioBucket.Arn}", "AudioBucket")
+    return str(node)
+
+
+def _grants(policy: dict[str, Any]) -> set[tuple[str, str]]:
+    """(action, resource) pairs an IAM policy allows; a conditional statement's resource carries its condition."""
+    grants = set()
+    for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+        if "Fn::If" in statement:  # optional statement (events queue): check the statement it adds
+            statement = statement["Fn::If"][1]
+        assert statement["Effect"] == "Allow"
+        assert "NotAction" not in statement and "NotResource" not in statement
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        condition = json.dumps(statement.get("Condition", {}), sort_keys=True) if "Condition" in statement else ""
+        for action in actions:
+            for resource in resources:
+                grants.add((action, _name(resource) + (f" if {condition}" if condition else "")))
+    return grants
+
+
+def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
+    policies = _resources(template, "AWS::IAM::ManagedPolicy")
+    for policy in policies.values():
+        for action, resource in _grants(policy):
+            assert "*" not in action, action
+            assert resource not in ("*", "AudioBucket/*"), resource
+    prefixes = json.dumps({"StringLike": {"s3:prefix": ["jobs/*", "outputs/*", "voices/*"]}}, sort_keys=True)
+    assert _grants(policies["WorkerPolicy"]) == {
+        ("sqs:ReceiveMessage", "RequestQueue"),
+        ("sqs:DeleteMessage", "RequestQueue"),
+        ("sqs:ChangeMessageVisibility", "RequestQueue"),
+        ("sqs:GetQueueAttributes", "RequestQueue"),
+        ("s3:GetObject", "AudioBucket/jobs/*"),
+        ("s3:PutObject", "AudioBucket/jobs/*"),
+        ("s3:DeleteObject", "AudioBucket/jobs/*"),
+        ("s3:GetObject", "AudioBucket/outputs/*"),
+        ("s3:PutObject", "AudioBucket/outputs/*"),
+        ("s3:GetObject", "AudioBucket/voices/*"),
+        ("s3:ListBucket", f"AudioBucket if {prefixes}"),
+        ("sns:Publish", "EventsTopic"),
+    }
+    producer_prefixes = json.dumps({"StringLike": {"s3:prefix": ["outputs/*", "voices/*"]}}, sort_keys=True)
+    assert _grants(policies["ProducerPolicy"]) == {
+        ("sqs:SendMessage", "RequestQueue"),
+        ("s3:GetObject", "AudioBucket/outputs/*"),
+        ("s3:GetObject", "AudioBucket/voices/*"),
+        ("s3:PutObject", "AudioBucket/voices/*"),
+        ("s3:ListBucket", f"AudioBucket if {producer_prefixes}"),
+        ("sqs:ReceiveMessage", "EventsQueue"),
+        ("sqs:DeleteMessage", "EventsQueue"),
+    }
+
+
+def test_rendering_follows_the_spec() -> None:
+    spec = ResourceSpec(name="x", max_receive_count=9, visibility_timeout_s=300, fifo=True, events_queue=False)
+    template = render_cloudformation(spec)
+    requests = template["Resources"]["RequestQueue"]["Properties"]
+    assert requests["RedrivePolicy"]["maxReceiveCount"] == 9
+    assert requests["VisibilityTimeout"] == 300
+    assert template["Parameters"]["Fifo"]["Default"] == "true"
+    assert template["Parameters"]["CreateEventsQueue"]["Default"] == "false"
+
+
+# --- (d) deploy on moto's CloudFormation and run a job on the stack -------------------------------------------------
+class CallLog:
+    """Every AWS API call made through some clients, as (service, operation, params)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def attach(self, clients: AwsClients) -> AwsClients:
+        for client in (clients.sqs, clients.s3, clients.sns):
+            client.meta.events.register("provide-client-params", self._record)
+        return clients
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.calls.append((model.service_model.service_name, model.name, dict(params)))
+
+
+# The IAM action an API operation is authorized by, where the names differ.
+_IAM_ACTION = {
+    "HeadObject": "GetObject",
+    "ListObjectsV2": "ListBucket",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+    "DeleteMessageBatch": "DeleteMessage",
+    "SendMessageBatch": "SendMessage",
+}
+
+
+def _request_arn(service: str, params: dict[str, Any]) -> str:
+    if service == "s3":
+        return f"arn:aws:s3:::{params['Bucket']}" + (f"/{params['Key']}" if "Key" in params else "")
+    if service == "sqs":
+        account, name = params["QueueUrl"].rstrip("/").split("/")[-2:]
+        return f"arn:aws:sqs:{REGION}:{account}:{name}"
+    return params["TopicArn"]
+
+
+def _allows(document: dict[str, Any], action: str, arn: str, params: dict[str, Any]) -> bool:
+    for statement in document["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if not any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions):
+            continue
+        if not any(fnmatch.fnmatchcase(arn, r) for r in resources):
+            continue
+        condition = statement.get("Condition")
+        if condition:  # the only condition used: StringLike on s3:prefix (ListBucket)
+            patterns = condition.get("StringLike", {}).get("s3:prefix", [])
+            if not any(fnmatch.fnmatchcase(params.get("Prefix", ""), p) for p in patterns):
+                continue
+        if statement["Effect"] == "Allow":
+            return True
+    return False
+
+
+def _denied(log: CallLog, document: dict[str, Any]) -> list[str]:
+    out = []
+    for service, operation, params in log.calls:
+        action = f"{service}:{_IAM_ACTION.get(operation, operation)}"
+        arn = _request_arn(service, params)
+        if not _allows(document, action, arn, params):
+            out.append(f"{action} on {arn}")
+    return out
+
+
+@pytest.fixture
+def cfn(aws_endpoint: str) -> Iterator[Any]:
+    client = boto3.client("cloudformation", endpoint_url=aws_endpoint, region_name=REGION)
+    if os.environ.get("F5_WORKER_TEST_LOCALSTACK_URL"):
+        try:
+            client.list_stacks()
+        except ClientError as exc:
+            pytest.skip(f"this LocalStack has no CloudFormation ({exc})")
+    yield client
+
+
+def _deploy(cfn: Any, **parameters: str) -> dict[str, str]:
+    stack = f"f5w-{uuid.uuid4().hex[:10]}"
+    cfn.create_stack(
+        StackName=stack,
+        TemplateBody=TEMPLATE.read_text(encoding="utf-8"),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    cfn.get_waiter("stack_create_complete").wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    described = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]}
+
+
+def _policy_document(aws_endpoint: str, arn: str) -> dict[str, Any]:
+    iam = boto3.client("iam", endpoint_url=aws_endpoint, region_name=REGION)
+    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+    return json.loads(document) if isinstance(document, str) else document
+
+
+def test_stack_runs_a_job_within_its_policies(aws_endpoint: str, cfn: Any) -> None:
+    # Given a stack created from the committed template,
+    name = f"c{uuid.uuid4().hex[:10]}"
+    outputs = _deploy(cfn, Name=name)
+    spec = ResourceSpec(name=name, bucket=outputs["BucketName"])
+    assert outputs["QueueUrl"].endswith("/" + spec.queue_name)
+    assert outputs["DlqUrl"].endswith("/" + spec.dlq_name)
+    assert outputs["TopicArn"].endswith(":" + spec.topic_name)
+    admin = make_clients(Settings(aws_endpoint_url=aws_endpoint))
+    # bootstrap() over the stack is a no-op for the queues (SQS refuses a CreateQueue whose attributes differ from
+    # the existing queue's), and applies what moto's CloudFormation ignores: the raw subscription and the bucket's
+    # public access block.
+    created = bootstrap(admin, spec, REGION)
+    assert created.topic_arn == outputs["TopicArn"]
+    assert created.events_queue_url is not None and created.events_queue_url.endswith("/" + spec.events_queue_name)
+
+    # and a producer that adds a voice and sends a request,
+    producer_log, worker_log = CallLog(), CallLog()
+    base = {"aws_endpoint_url": aws_endpoint, "wait_time_s": 1}
+    producer = producer_log.attach(make_clients(Settings(**base)))
+    VoiceLibrary(producer.s3, outputs["BucketName"]).add(
+        "basic-en", wheel_example_path(REF_EN).read_bytes(), REF_EN_TRANSCRIPT
+    )
+    request = {"job_id": "cfn-1", "text": "hello", "voice": {"voice_id": "basic-en"}}
+    producer.sqs.send_message(QueueUrl=outputs["QueueUrl"], MessageBody=json.dumps(request))
+
+    # when the worker runs on the stack's resources,
+    settings = Settings(
+        **base,
+        engine="fake",
+        burst=True,
+        queue_url=outputs["QueueUrl"],
+        bucket=outputs["BucketName"],
+        topic_arn=outputs["TopicArn"],
+    )
+    worker_clients = worker_log.attach(make_clients(settings))
+    assert Worker(build_services(settings, FakeEngine(), clients=worker_clients)).run() == 0
+
+    # then the audio is in S3, the queue is empty and the producer gets the completion event,
+    head = producer.s3.head_object(Bucket=outputs["BucketName"], Key="outputs/cfn-1.wav")
+    assert head["ContentLength"] > 44
+    attrs = admin.sqs.get_queue_attributes(
+        QueueUrl=outputs["QueueUrl"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert attrs == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+    received = producer.sqs.receive_message(QueueUrl=outputs["EventsQueueUrl"], WaitTimeSeconds=2)["Messages"]
+    event = parse_event(received[0]["Body"])
+    assert isinstance(event, SynthesisCompleted) and event.job_id == "cfn-1"
+    producer.sqs.delete_message(QueueUrl=outputs["EventsQueueUrl"], ReceiptHandle=received[0]["ReceiptHandle"])
+
+    # and every call each of them made is allowed by the IAM policy the stack created for it.
+    worker_ops = {op for _, op, _ in worker_log.calls}
+    assert {"ReceiveMessage", "PutObject", "Publish", "DeleteMessage"} <= worker_ops
+    assert _denied(worker_log, _policy_document(aws_endpoint, outputs["WorkerPolicyArn"])) == []
+    assert _denied(producer_log, _policy_document(aws_endpoint, outputs["ProducerPolicyArn"])) == []
+
+
+def test_policy_check_catches_a_missing_grant(aws_endpoint: str, cfn: Any) -> None:
+    # The checker above is only worth something if it can fail: the producer may not consume requests.
+    outputs = _deploy(cfn, Name=f"c{uuid.uuid4().hex[:10]}")
+    document = _policy_document(aws_endpoint, outputs["ProducerPolicyArn"])
+    log = CallLog()
+    log.calls.append(("sqs", "ReceiveMessage", {"QueueUrl": outputs["QueueUrl"]}))
+    log.calls.append(("s3", "PutObject", {"Bucket": outputs["BucketName"], "Key": "outputs/x.wav"}))
+    log.calls.append(("s3", "PutObject", {"Bucket": outputs["BucketName"], "Key": "voices/v/reference.wav"}))
+    assert len(_denied(log, document)) == 2
+
+
+def test_fifo_variant_deploys(aws_endpoint: str, cfn: Any) -> None:
+    outputs = _deploy(cfn, Name=f"c{uuid.uuid4().hex[:10]}", Fifo="true", CreateEventsQueue="false")
+    sqs = boto3.client("sqs", endpoint_url=aws_endpoint, region_name=REGION)
+    attrs = sqs.get_queue_attributes(QueueUrl=outputs["QueueUrl"], AttributeNames=["All"])["Attributes"]
+    assert outputs["QueueUrl"].endswith("-requests.fifo") and outputs["DlqUrl"].endswith("-requests-dlq.fifo")
+    assert attrs["FifoQueue"] == "true" and attrs["ContentBasedDeduplication"] == "false"
+    assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"].endswith("-requests-dlq.fifo")
+    assert "EventsQueueUrl" not in outputs
