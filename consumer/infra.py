@@ -86,7 +86,10 @@ def _queue_properties(spec: ResourceSpec, retention_s: int, name: str) -> dict[s
 def _queues(spec: ResourceSpec) -> dict[str, Any]:
     dlq = _queue_properties(spec, spec.dlq_retention_s, "dlq_name")
     requests = _queue_properties(spec, spec.retention_s, "queue_name")
-    requests["RedrivePolicy"] = {"deadLetterTargetArn": _arn("DeadLetterQueue"), "maxReceiveCount": spec.max_receive_count}
+    requests["RedrivePolicy"] = {
+        "deadLetterTargetArn": _arn("DeadLetterQueue"),
+        "maxReceiveCount": spec.max_receive_count,
+    }
     named = replace(spec, name="${Name}")
     # The events queue is standard whatever the request queues are: the topic is a standard topic.
     events = {"QueueName": _sub(named.events_queue_name), "SqsManagedSseEnabled": True}
@@ -135,9 +138,7 @@ def _bucket() -> dict[str, Any]:
                     "HasBucketName", _ref("BucketName"), _sub("${Name}-audio-${AWS::AccountId}-${AWS::Region}")
                 ),
                 "BucketEncryption": {
-                    "ServerSideEncryptionConfiguration": [
-                        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
-                    ]
+                    "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
                 },
                 "PublicAccessBlockConfiguration": {
                     "BlockPublicAcls": True,
@@ -336,9 +337,10 @@ def _not_empty(parameter: str) -> dict[str, Any]:
     return {"Fn::Not": [{"Fn::Equals": [_ref(parameter), ""]}]}
 
 
-def render_cloudformation(spec: ResourceSpec = ResourceSpec()) -> Template:
-    """The CloudFormation template (a dict) for `spec`: what `bootstrap(clients, spec)` creates, plus what only a
-    real account needs (encryption, public access block, lifecycle, bucket and queue policies, IAM)."""
+def render_cloudformation(spec: ResourceSpec | None = None) -> Template:
+    """The CloudFormation template (a dict) for `spec` (default: `ResourceSpec()`): what `bootstrap(clients, spec)`
+    creates, plus what only a real account needs (public access block, lifecycle, bucket and queue policies, IAM)."""
+    spec = spec or ResourceSpec()
     resources = _queues(spec) | _bucket()
     resources["WorkerPolicy"] = _worker_policy()
     resources["ProducerPolicy"] = _producer_policy()
@@ -372,7 +374,7 @@ def render_cloudformation(spec: ResourceSpec = ResourceSpec()) -> Template:
     }
 
 
-def render_yaml(spec: ResourceSpec = ResourceSpec()) -> str:
+def render_yaml(spec: ResourceSpec | None = None) -> str:
     """The template as the YAML committed in infra/ (long-form intrinsics, stable key order)."""
     import yaml
 

@@ -43,7 +43,7 @@ from consumer.message import ReceivedMessage
 from consumer.metrics import Metrics
 from consumer.notify import Notifier
 from consumer.settings import Settings
-from consumer.state import Claim, JobStore
+from consumer.state import Claim, JobAlreadyCompleted, JobStore
 from consumer.store import AudioStore, StoredAudio, output_location
 from consumer.validate import job_id_hint, validate
 from consumer.voices import VoiceResolver
@@ -135,21 +135,19 @@ class JobRun:
         try:
             request = validate(self.msg.body)
             self._check_webhook(request)
-            finished = self.s.jobs.result(request.job_id)
-            if finished is not None:
-                log.info("job_already_finished", event_id=finished.event_id)
-                self.s.notifier.publish(finished, _webhook(request))
+            try:
+                self.claim = self.s.jobs.claim(
+                    request.job_id, self.settings.worker_id, self.settings.visibility_timeout_s, self.msg.message_id
+                )
+            except JobAlreadyCompleted as done:
+                log.info("job_already_completed", event_id=done.event.event_id, consequence="event replayed")
+                self.s.notifier.publish(done.event, _webhook(request))
                 return self._delete(Outcome.REPLAYED)
-            self.claim = self.s.jobs.claim(
-                request.job_id,
-                self.settings.worker_id,
-                self.settings.visibility_timeout_s,
-                self.msg.message_id,
-            )
-            event = self.s.jobs.record_result(self._produce(request))
+            event = self._produce(request, self.claim)
             self._ensure_owned()
+            self.s.jobs.complete(self.claim, event)
+            self.claim = None  # completed: nothing left to release
             self.s.notifier.publish(event, _webhook(request))
-            self._release_claim()
             return self._delete(Outcome.DONE)
         except PermanentError as exc:
             return self._fail_permanently(exc, request)
@@ -171,12 +169,12 @@ class JobRun:
             return self._retry(RetryableError(f"unexpected {type(exc).__name__}: {exc}", code=ErrorCode.INTERNAL))
 
     # --- the work -------------------------------------------------------------------------------------------
-    def _produce(self, request: SynthesisRequest) -> SynthesisCompleted:
-        """Synthesize and upload, unless a previous attempt already uploaded the audio."""
+    def _produce(self, request: SynthesisRequest, claim: Claim) -> SynthesisCompleted:
+        """Synthesize and upload, unless an earlier attempt already uploaded the audio."""
         location = output_location(
             request, self.settings.bucket, self.settings.output_prefix, self.settings.allowed_output_buckets
         )
-        stored = self.s.audio.find(location)
+        stored = None if claim.fresh else self.s.audio.find(location)
         if stored is not None:
             log.info("audio_already_uploaded", uri=location.uri, consequence="no second synthesis")
         else:

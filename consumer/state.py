@@ -1,12 +1,15 @@
-"""Job state in S3 — the only state a job has outside the queue message.
+"""Job state in S3 — the only state a job has outside its queue message.
 
-Layout under `{jobs_prefix}/{job_id}/`:
-- `claim.json`  INPROGRESS: who works on the job and until when (the message's visibility deadline).
-                Created with `If-None-Match: *`, renewed and taken over with `If-Match: <etag>`.
-- `result.json` COMPLETED or FAILED: the final event, written once (`If-None-Match: *`).
+One record per job, `{jobs_prefix}/{job_id}.json`, a small state machine driven by conditional writes:
 
-A redelivered message finds `result.json` and republishes the same event instead of synthesizing again;
-a duplicate delivered while another worker holds a live claim is left for later.
+    (none) ──claim: If-None-Match *──▶ INPROGRESS(worker, expires_at)
+    INPROGRESS ──renew: If-Match etag──▶ INPROGRESS(later expires_at)
+    INPROGRESS ──complete: If-Match etag──▶ COMPLETED(event)
+    INPROGRESS ──release: If-Match etag──▶ INPROGRESS(expired)       (retry, shutdown)
+    INPROGRESS(expired) ──take over: If-Match etag──▶ INPROGRESS(new worker)
+
+The common path costs one write to claim and one to complete. A claim on a COMPLETED record returns its
+event (redelivery → replay); a live claim by another worker raises `JobInProgressElsewhere`.
 """
 
 from __future__ import annotations
@@ -21,15 +24,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.aws import error_code, http_status
 from consumer.errors import JobInProgressElsewhere, LeaseLost, StorageError
-from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
+from contracts.events import SynthesisCompleted, parse_event
 
-_PRECONDITION_FAILED = {"PreconditionFailed", "ConditionalRequestConflict"}
+_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
 class JobStatus(StrEnum):
     INPROGRESS = "INPROGRESS"
     COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,13 @@ class Claim:
     worker_id: str
     expires_at: datetime
     etag: str
+    fresh: bool  # True: no earlier attempt ever claimed this job (nothing to reuse)
+
+
+class JobAlreadyCompleted(Exception):
+    def __init__(self, event: SynthesisCompleted) -> None:
+        super().__init__(f"job {event.job_id} already completed")
+        self.event = event
 
 
 def _now() -> datetime:
@@ -45,11 +55,15 @@ def _now() -> datetime:
 
 
 def _is_conflict(exc: ClientError) -> bool:
-    return error_code(exc) in _PRECONDITION_FAILED or http_status(exc) in (409, 412)
+    return error_code(exc) in _CONFLICT_CODES or http_status(exc) in (409, 412)
+
+
+def _is_missing(exc: ClientError) -> bool:
+    return error_code(exc) in _MISSING_CODES or http_status(exc) == 404
 
 
 class JobStore:
-    """Claims and results of jobs, as conditional writes to S3."""
+    """Claims and results of jobs, as conditional writes to one S3 object per job."""
 
     def __init__(self, s3: Any, bucket: str, prefix: str, clock: Any = _now) -> None:
         self._s3 = s3
@@ -57,116 +71,105 @@ class JobStore:
         self._prefix = prefix.strip("/")
         self._clock = clock
 
-    def _key(self, job_id: str, name: str) -> str:
-        return f"{self._prefix}/{job_id}/{name}"
+    def key(self, job_id: str) -> str:
+        return f"{self._prefix}/{job_id}.json"
 
-    # --- results -----------------------------------------------------------------------------------------
-    def result(self, job_id: str) -> SynthesisCompleted | SynthesisFailed | None:
-        """The final event of a finished job, or None while it is not finished."""
+    # --- reads ---------------------------------------------------------------------------------------------
+    def read(self, job_id: str) -> tuple[dict | None, str]:
+        """(record, etag), or (None, "") when the job was never claimed."""
         try:
-            body = self._s3.get_object(Bucket=self._bucket, Key=self._key(job_id, "result.json"))["Body"].read()
+            response = self._s3.get_object(Bucket=self._bucket, Key=self.key(job_id))
         except ClientError as exc:
-            if error_code(exc) in ("NoSuchKey", "404"):
-                return None
-            raise StorageError(f"reading result of {job_id}: {exc}") from exc
+            if _is_missing(exc):
+                return None, ""
+            raise StorageError(f"reading record of {job_id}: {exc}") from exc
         except BotoCoreError as exc:
-            raise StorageError(f"reading result of {job_id}: {exc}") from exc
-        return parse_event(body)
+            raise StorageError(f"reading record of {job_id}: {exc}") from exc
+        return json.loads(response["Body"].read()), str(response["ETag"])
 
-    def record_result(self, event: SynthesisCompleted | SynthesisFailed) -> SynthesisCompleted | SynthesisFailed:
-        """Write the final event once. If another worker already wrote one, that one wins and is returned."""
-        try:
-            self._s3.put_object(
-                Bucket=self._bucket,
-                Key=self._key(event.job_id, "result.json"),
-                Body=event.model_dump_json().encode(),
-                ContentType="application/json",
-                IfNoneMatch="*",
-            )
-            return event
-        except ClientError as exc:
-            if _is_conflict(exc):
-                existing = self.result(event.job_id)
-                if existing is not None:
-                    return existing
-            raise StorageError(f"recording result of {event.job_id}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"recording result of {event.job_id}: {exc}") from exc
+    def result(self, job_id: str) -> SynthesisCompleted | None:
+        """The completion event of a finished job, or None."""
+        record, _ = self.read(job_id)
+        if record is None or record["status"] != JobStatus.COMPLETED:
+            return None
+        event = parse_event(json.dumps(record["event"]))
+        assert isinstance(event, SynthesisCompleted)
+        return event
 
-    # --- claims ------------------------------------------------------------------------------------------
+    # --- transitions ---------------------------------------------------------------------------------------
     def claim(self, job_id: str, worker_id: str, ttl_s: float, message_id: str = "") -> Claim:
-        """Take the job for `ttl_s` seconds. Raises `JobInProgressElsewhere` while another live claim exists;
-        an expired claim (its worker died) is taken over."""
+        """Take the job for `ttl_s` seconds. Raises `JobAlreadyCompleted` (replay its event),
+        `JobInProgressElsewhere` (a live claim exists), or takes an expired claim over."""
         expires_at = self._clock() + timedelta(seconds=ttl_s)
-        body = self._claim_body(job_id, worker_id, expires_at, message_id)
-        try:
-            etag = self._put(job_id, body, IfNoneMatch="*")
-            return Claim(job_id, worker_id, expires_at, etag)
-        except ClientError as exc:
-            if not _is_conflict(exc):
-                raise StorageError(f"claiming {job_id}: {exc}") from exc
-        current, current_etag = self._read_claim(job_id)
-        if current is None:  # released between our put and our read: try once more
+        body = self._inprogress(job_id, worker_id, expires_at, message_id)
+        etag = self._put(job_id, body, IfNoneMatch="*")
+        if etag is not None:
+            return Claim(job_id, worker_id, expires_at, etag, fresh=True)
+        record, current_etag = self.read(job_id)
+        if record is None:  # released and deleted between our two calls: start over
             return self.claim(job_id, worker_id, ttl_s, message_id)
-        holder_expires = datetime.fromisoformat(current["expires_at"])
-        remaining = (holder_expires - self._clock()).total_seconds()
-        if remaining > 0 and current["worker_id"] != worker_id:
+        if record["status"] == JobStatus.COMPLETED:
+            event = parse_event(json.dumps(record["event"]))
+            assert isinstance(event, SynthesisCompleted)
+            raise JobAlreadyCompleted(event)
+        remaining = (datetime.fromisoformat(record["expires_at"]) - self._clock()).total_seconds()
+        if remaining > 0 and record["worker_id"] != worker_id:
             raise JobInProgressElsewhere(
-                f"job {job_id} is held by {current['worker_id']} for {remaining:.0f}s more",
+                f"job {job_id} is held by {record['worker_id']} for {remaining:.0f}s more",
                 retry_in_s=int(remaining) + 1,
             )
-        try:  # expired (or our own stale claim): take it over, atomically against other takers
-            etag = self._put(job_id, body, IfMatch=current_etag)
-        except ClientError as exc:
-            if _is_conflict(exc):
-                raise JobInProgressElsewhere(f"job {job_id} was just taken over", retry_in_s=5) from exc
-            raise StorageError(f"taking over {job_id}: {exc}") from exc
-        return Claim(job_id, worker_id, expires_at, etag)
+        etag = self._put(job_id, body, IfMatch=current_etag)
+        if etag is None:
+            raise JobInProgressElsewhere(f"job {job_id} was just taken over by another worker", retry_in_s=5)
+        return Claim(job_id, worker_id, expires_at, etag, fresh=False)
 
     def renew(self, claim: Claim, ttl_s: float) -> Claim:
-        """Extend our claim. Raises `LeaseLost` if someone else took the job over."""
+        """Extend our claim. Raises `LeaseLost` if another worker took the job over."""
         expires_at = self._clock() + timedelta(seconds=ttl_s)
-        body = self._claim_body(claim.job_id, claim.worker_id, expires_at, "")
-        try:
-            etag = self._put(claim.job_id, body, IfMatch=claim.etag)
-        except ClientError as exc:
-            if _is_conflict(exc) or error_code(exc) in ("NoSuchKey", "404"):
-                raise LeaseLost(f"claim on {claim.job_id} was taken over") from exc
-            raise StorageError(f"renewing claim on {claim.job_id}: {exc}") from exc
-        return Claim(claim.job_id, claim.worker_id, expires_at, etag)
+        etag = self._put(claim.job_id, self._inprogress(claim.job_id, claim.worker_id, expires_at), IfMatch=claim.etag)
+        if etag is None:
+            raise LeaseLost(f"claim on {claim.job_id} was taken over")
+        return Claim(claim.job_id, claim.worker_id, expires_at, etag, claim.fresh)
+
+    def complete(self, claim: Claim, event: SynthesisCompleted) -> None:
+        """Record the completion. Raises `LeaseLost` if another worker took the job over meanwhile
+        (it will find the uploaded audio and finish the job)."""
+        record = {
+            "status": JobStatus.COMPLETED.value,
+            "job_id": claim.job_id,
+            "worker_id": claim.worker_id,
+            "completed_at": self._clock().isoformat(),
+            "event": json.loads(event.model_dump_json()),
+        }
+        if self._put(claim.job_id, json.dumps(record).encode(), IfMatch=claim.etag) is None:
+            raise LeaseLost(f"claim on {claim.job_id} was taken over before completion")
 
     def release(self, claim: Claim) -> None:
-        """Drop our claim so another worker may start at once (best effort: it expires anyway)."""
-        current, etag = self._read_claim(claim.job_id)
-        if current is not None and etag == claim.etag:
-            self._s3.delete_object(Bucket=self._bucket, Key=self._key(claim.job_id, "claim.json"))
+        """Expire our claim at once so the next attempt need not wait for it (no-op if no longer ours)."""
+        body = self._inprogress(claim.job_id, claim.worker_id, self._clock() - timedelta(seconds=1))
+        self._put(claim.job_id, body, IfMatch=claim.etag)
 
-    def _claim_body(self, job_id: str, worker_id: str, expires_at: datetime, message_id: str) -> bytes:
+    # --- helpers -------------------------------------------------------------------------------------------
+    def _inprogress(self, job_id: str, worker_id: str, expires_at: datetime, message_id: str = "") -> bytes:
         record = {
             "status": JobStatus.INPROGRESS.value,
             "job_id": job_id,
             "worker_id": worker_id,
             "message_id": message_id,
-            "claimed_at": self._clock().isoformat(),
             "expires_at": expires_at.isoformat(),
         }
         return json.dumps(record).encode()
 
-    def _put(self, job_id: str, body: bytes, **condition: str) -> str:
-        response = self._s3.put_object(
-            Bucket=self._bucket,
-            Key=self._key(job_id, "claim.json"),
-            Body=body,
-            ContentType="application/json",
-            **condition,
-        )
-        return str(response["ETag"])
-
-    def _read_claim(self, job_id: str) -> tuple[dict | None, str]:
+    def _put(self, job_id: str, body: bytes, **condition: str) -> str | None:
+        """Conditional put. Returns the new ETag, or None when the condition failed."""
         try:
-            response = self._s3.get_object(Bucket=self._bucket, Key=self._key(job_id, "claim.json"))
+            response = self._s3.put_object(
+                Bucket=self._bucket, Key=self.key(job_id), Body=body, ContentType="application/json", **condition
+            )
         except ClientError as exc:
-            if error_code(exc) in ("NoSuchKey", "404"):
-                return None, ""
-            raise StorageError(f"reading claim of {job_id}: {exc}") from exc
-        return json.loads(response["Body"].read()), str(response["ETag"])
+            if _is_conflict(exc) or ("IfMatch" in condition and _is_missing(exc)):
+                return None
+            raise StorageError(f"writing record of {job_id}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"writing record of {job_id}: {exc}") from exc
+        return str(response["ETag"])

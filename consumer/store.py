@@ -131,10 +131,18 @@ class AudioStore:
             )
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"uploading {location.uri}: {exc}") from exc
-        stored = self.find(location)
-        if stored is None:
-            raise StorageError(f"uploaded {location.uri} but cannot read it back")
-        return stored
+        output = AudioOutput(
+            uri=location.uri,
+            bucket=location.bucket,
+            key=location.key,
+            format=location.format,
+            content_type=CONTENT_TYPES[location.format],
+            sample_rate=sample_rate,
+            duration_s=round(duration_s, 4),
+            bytes=len(data),
+            sha256=sha256,
+        )
+        return StoredAudio(output=output, seed=seed, model_id=model_id, synthesis_s=round(synthesis_s, 4))
 
     def presigned_url(self, bucket: str, key: str, expires_s: int = 3600) -> str:
         return self._s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s)

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 
+import pytest
 import soundfile as sf
 from botocore.exceptions import ClientError
 
@@ -48,7 +49,8 @@ def test_success_writes_audio_publishes_event_and_deletes(stack, make_worker):
     assert rate == 24000 and abs(len(audio) / rate - event.output.duration_s) < 0.01
     assert event.timings.real_time_factor >= 0 and event.model_id == "fake-tone"
     assert stack.queue_counts() == (0, 0)
-    assert stack.objects(f"jobs/ok-1/") == ["jobs/ok-1/result.json"]  # claim released, result kept
+    record = json.loads(stack.get("jobs/ok-1.json"))
+    assert record["status"] == "COMPLETED" and record["event"]["event_id"] == event.event_id
     assert services.metrics.count("done") == 1
 
 
@@ -60,7 +62,11 @@ def test_poison_messages_fail_once_with_clear_errors_and_are_removed(stack, make
     stack.clients.s3.put_object(Bucket=stack.resources.bucket, Key="refs/not-audio.wav", Body=b"GIF89a" * 100)
     bad_ref = {"audio_uri": f"s3://{stack.resources.bucket}/refs/not-audio.wav", "transcript": "hello"}
     stack.send(json.dumps({"job_id": "ref-1", "text": "hi", "voice": bad_ref}))
-    stack.send(json.dumps({"job_id": "bucket-1", "text": "hi", "voice": {"audio_uri": "s3://someone-else/x.wav", "transcript": "t"}}))
+    stack.send(
+        json.dumps(
+            {"job_id": "bucket-1", "text": "hi", "voice": {"audio_uri": "s3://someone-else/x.wav", "transcript": "t"}}
+        )
+    )
     engine = FakeEngine()
     worker, services = make_worker(engine)
     worker.run()
@@ -69,8 +75,11 @@ def test_poison_messages_fail_once_with_clear_errors_and_are_removed(stack, make
     assert len(events) == 6 and all(isinstance(e, SynthesisFailed) and not e.retryable for e in events.values())
     by_code = {e.error_code for e in events.values()}
     assert by_code == {
-        ErrorCode.INVALID_JSON, ErrorCode.INVALID_REQUEST, ErrorCode.UNKNOWN_VOICE,
-        ErrorCode.BAD_REFERENCE_AUDIO, ErrorCode.FORBIDDEN_LOCATION,
+        ErrorCode.INVALID_JSON,
+        ErrorCode.INVALID_REQUEST,
+        ErrorCode.UNKNOWN_VOICE,
+        ErrorCode.BAD_REFERENCE_AUDIO,
+        ErrorCode.FORBIDDEN_LOCATION,
     }
     assert "txt: Extra inputs are not permitted" in events["schema-1"].error_message
     assert "text: String should have at most" in events["huge-1"].error_message
@@ -91,10 +100,8 @@ def test_redelivery_after_crash_between_upload_and_delete_does_not_synthesize_ag
     # First attempt: everything up to the delete happens, then the process "dies" (delete never sent).
     real_delete = services.queue.delete
     services.queue.delete = lambda receipt: (_ for _ in ()).throw(SystemExit("killed before delete"))
-    try:
+    with pytest.raises(SystemExit):
         process_message(msg, services, threading.Event())
-    except SystemExit:
-        pass
     services.queue.delete = real_delete
     first = stack.events()
     assert [e.type for e in first] == ["synthesis.completed.v1"] and engine.calls == 1
@@ -118,13 +125,11 @@ def test_audio_uploaded_but_no_result_record_rebuilds_the_event_without_synthesi
     engine = FakeEngine()
     _, services = make_worker(engine)
     msg = receive_one(stack)
-    real_record = services.jobs.record_result
-    services.jobs.record_result = lambda event: (_ for _ in ()).throw(SystemExit("killed after upload"))
-    try:
+    real_complete = services.jobs.complete
+    services.jobs.complete = lambda claim, event: (_ for _ in ()).throw(SystemExit("killed after upload"))
+    with pytest.raises(SystemExit):
         process_message(msg, services, threading.Event())
-    except SystemExit:
-        pass
-    services.jobs.record_result = real_record
+    services.jobs.complete = real_complete
     assert stack.objects("outputs/") == ["outputs/half-1.wav"] and stack.events() == []
 
     # The dead worker's claim is still there; once it expires, the next attempt takes over.
@@ -132,9 +137,10 @@ def test_audio_uploaded_but_no_result_record_rebuilds_the_event_without_synthesi
         QueueUrl=stack.resources.queue_url, ReceiptHandle=msg.receipt_handle, VisibilityTimeout=0
     )
     _, later = make_worker(engine, visibility_timeout_s=30)
-    claim = services.jobs._read_claim("half-1")[0]
-    expired = dict(claim, expires_at="2000-01-01T00:00:00+00:00")
-    stack.clients.s3.put_object(Bucket=stack.resources.bucket, Key="jobs/half-1/claim.json", Body=json.dumps(expired))
+    record, _ = services.jobs.read("half-1")
+    assert record["status"] == "INPROGRESS"
+    expired = dict(record, expires_at="2000-01-01T00:00:00+00:00")
+    stack.clients.s3.put_object(Bucket=stack.resources.bucket, Key="jobs/half-1.json", Body=json.dumps(expired))
     assert process_message(receive_one(stack), later, threading.Event()) == Outcome.DONE
     (event,) = stack.events()
     assert isinstance(event, SynthesisCompleted) and engine.calls == 1
@@ -186,7 +192,9 @@ def test_retries_exhausted_goes_to_dlq_with_a_failure_event(stack, make_worker):
     assert events[0].error_code == ErrorCode.RETRIES_EXHAUSTED and events[0].attempt == 3
     assert "storage_error" in events[0].error_message
     # The receive after the last attempt moves it to the DLQ (maxReceiveCount=3).
-    assert stack.clients.sqs.receive_message(QueueUrl=stack.resources.queue_url, WaitTimeSeconds=1).get("Messages") is None
+    assert (
+        stack.clients.sqs.receive_message(QueueUrl=stack.resources.queue_url, WaitTimeSeconds=1).get("Messages") is None
+    )
     dlq = stack.clients.sqs.receive_message(QueueUrl=stack.resources.dlq_url, WaitTimeSeconds=2)["Messages"]
     assert json.loads(dlq[0]["Body"])["job_id"] == "doomed-1"
 
@@ -267,7 +275,7 @@ def test_k_messages_in_flight_each_with_its_own_heartbeat(stack, make_worker):
     for i in range(4):
         stack.send(request(f"par-{i}", text=f"Parallel message number {i}."))
     engine = FakeEngine(work_s=1.0)
-    worker, services = make_worker(engine, max_in_flight=4, visibility_timeout_s=3, heartbeat_interval_s=0.5)
+    worker, _ = make_worker(engine, max_in_flight=4, visibility_timeout_s=3, heartbeat_interval_s=0.5)
     started = time.monotonic()
     worker.run()
     elapsed = time.monotonic() - started
