@@ -54,6 +54,7 @@ def build_services(
             settings.voices_prefix,
             settings.allowed_reference_buckets,
             sample_rate=engine.sample_rate,
+            revalidate_after_s=settings.voice_revalidate_s,
         ),
         engine=engine,
         notifier=Notifier(

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
         (),
         description="Extra buckets references may be read from; the worker's own bucket is always allowed.",
     )
+    voice_revalidate_s: float = Field(
+        60.0, ge=0, description="Reuse a cached voice this long before checking its S3 ETag again."
+    )
     topic_arn: str | None = Field(None, description="SNS topic for completion/failure events.")
     events_queue_url: str | None = Field(None, description="Producers: an SQS queue subscribed to the topic (`say`).")
 

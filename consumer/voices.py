@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +45,8 @@ class VoiceResolver:
         allowed_buckets: tuple[str, ...],
         sample_rate: int,
         cache_size: int = 64,
+        revalidate_after_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._s3 = s3
         self._bucket = bucket
@@ -50,13 +54,25 @@ class VoiceResolver:
         self._allowed = {bucket, *allowed_buckets}
         self._sample_rate = sample_rate
         self._cache: LRUCache[tuple[str, str, str], Reference] = LRUCache(maxsize=cache_size)
+        # (bucket, key) → (etag, checked_at): within `revalidate_after_s` a cached reference is used without
+        # a HEAD request; after it, the ETag is checked again (a replaced clip is picked up then).
+        self._checked: LRUCache[tuple[str, str], tuple[str, float]] = LRUCache(maxsize=cache_size)
+        self._revalidate_after_s = revalidate_after_s
+        self._clock = clock
         self._lock = threading.Lock()
 
     def resolve(self, voice: VoiceRef) -> Reference:
         source = self._source(voice)
+        with self._lock:
+            checked = self._checked.get((source.bucket, source.key))
+            if checked is not None and self._clock() - checked[1] < self._revalidate_after_s:
+                cached = self._cache.get((source.bucket, source.key, checked[0]))
+                if cached is not None:
+                    return cached
         etag, size = self._head(source, voice)
         cache_key = (source.bucket, source.key, etag)
         with self._lock:
+            self._checked[(source.bucket, source.key)] = (etag, self._clock())
             cached = self._cache.get(cache_key)
         if cached is not None:
             return cached

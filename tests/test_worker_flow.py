@@ -301,3 +301,19 @@ def test_formats_and_prefix_land_where_the_request_says(stack, make_worker):
     assert event.output.key == "tenant-a/fmt-1.flac" and event.output.content_type == "audio/flac"
     _, rate = sf.read(io.BytesIO(stack.get("tenant-a/fmt-1.flac")))
     assert rate == 16000 == event.output.sample_rate
+
+
+def test_voice_cache_revalidates_by_etag_after_its_window(stack, reference_wav):
+    from consumer.voices import VoiceResolver
+    from contracts.requests import VoiceRef
+
+    now = [0.0]
+    resolver = VoiceResolver(
+        stack.clients.s3, stack.resources.bucket, "voices", (), 24000, revalidate_after_s=60, clock=lambda: now[0]
+    )
+    calls: list[str] = []
+    stack.clients.s3.meta.events.register("before-call.s3.HeadObject", lambda **kw: calls.append("head"))
+    first = resolver.resolve(VoiceRef(voice_id="basic-en"))
+    assert resolver.resolve(VoiceRef(voice_id="basic-en")) is first and calls == ["head"]
+    now[0] = 61.0  # window over: checked again; same ETag → same cached reference
+    assert resolver.resolve(VoiceRef(voice_id="basic-en")) is first and calls == ["head", "head"]
