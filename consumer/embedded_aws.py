@@ -3,6 +3,7 @@ visibility timeouts, redrive, SNS→SQS, S3 conditional writes)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ class EmbeddedAws:
     def start(cls) -> EmbeddedAws:
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

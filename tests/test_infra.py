@@ -356,3 +356,70 @@ def test_fifo_variant_deploys(aws_endpoint: str, cfn: Any) -> None:
     assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"].endswith("-requests-dlq.fifo")
     # (CreateEventsQueue=false is left to cfn-lint: moto keeps AWS::NoValue inside a Statement list as null and
     # rejects the policy, where CloudFormation drops the element.)
+
+
+# --- local emulators: consumer.init_resources and the LocalStack init hook --------------------------------------------
+REPO = TEMPLATE.parent.parent
+HOOK = REPO / "localstack" / "init" / "ready.d" / "10-f5-worker.sh"
+
+
+def _env(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def _assert_resources(aws_endpoint: str, env: dict[str, str], name: str) -> None:
+    admin = make_clients(Settings(aws_endpoint_url=aws_endpoint))
+    assert env["F5_WORKER_QUEUE_URL"].endswith(f"/{name}-requests")
+    assert env["F5_WORKER_BUCKET"] == f"{name}-audio"
+    redrive = admin.sqs.get_queue_attributes(QueueUrl=env["F5_WORKER_QUEUE_URL"], AttributeNames=["RedrivePolicy"])
+    assert json.loads(redrive["Attributes"]["RedrivePolicy"])["maxReceiveCount"] == ResourceSpec().max_receive_count
+    subscriptions = admin.sns.list_subscriptions_by_topic(TopicArn=env["F5_WORKER_TOPIC_ARN"])["Subscriptions"]
+    assert [s["Protocol"] for s in subscriptions] == ["sqs"]
+    admin.s3.head_bucket(Bucket=env["F5_WORKER_BUCKET"])
+
+
+def test_init_resources_prints_a_working_env(aws_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from consumer.init_resources import init_main
+
+    name = f"i{uuid.uuid4().hex[:10]}"
+    assert init_main(["--endpoint-url", aws_endpoint, "--name", name]) == 0
+    first = capsys.readouterr().out
+    env = _env(first)
+    assert env["F5_WORKER_AWS_ENDPOINT_URL"] == aws_endpoint
+    _assert_resources(aws_endpoint, env, name)
+    # Idempotent: a second run finds the same resources (and subscribes nothing twice).
+    assert init_main(["--endpoint-url", aws_endpoint, "--name", name]) == 0
+    assert capsys.readouterr().out == first
+    _assert_resources(aws_endpoint, env, name)
+
+
+def test_init_resources_fails_clearly_without_aws(capsys: pytest.CaptureFixture[str]) -> None:
+    from consumer.init_resources import init_main
+
+    assert init_main(["--endpoint-url", "http://127.0.0.1:9", "--name", "x"]) == 1
+    assert "could not create the resources in http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_localstack_hook_creates_the_resources(aws_endpoint: str) -> None:
+    # The hook as LocalStack runs it (an executable, no arguments), in host mode: the repository's Python.
+    assert os.access(HOOK, os.X_OK)
+    name = f"h{uuid.uuid4().hex[:10]}"
+    env = os.environ | {
+        "F5_WORKER_SRC": str(REPO),
+        "F5_WORKER_INIT_PYTHON": sys.executable,
+        "F5_WORKER_INIT_ENDPOINT": aws_endpoint,
+        "F5_WORKER_RESOURCE_NAME": name,
+    }
+    result = subprocess.run([str(HOOK)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    _assert_resources(aws_endpoint, _env(result.stdout), name)
+
+
+def test_localstack_compose_is_pinned_and_mounts_the_hook() -> None:
+    compose = yaml.safe_load((REPO / "localstack" / "docker-compose.yml").read_text(encoding="utf-8"))
+    service = compose["services"]["localstack"]
+    assert service["image"] == "localstack/localstack:4.14.0"
+    assert service["environment"]["SERVICES"] == "sqs,sns,s3"
+    assert "./init/ready.d:/etc/localstack/init/ready.d:ro" in service["volumes"]
+    assert "../consumer:/opt/f5-worker/consumer:ro" in service["volumes"]
+    assert all(port.startswith("127.0.0.1:") for port in service["ports"])

@@ -122,13 +122,18 @@ def _build_vocoder(config_path: Path) -> nn.Module:
     return vocoder
 
 
+def random_arch(size: Size) -> dict[str, Any]:
+    """DiT keyword arguments: the wheel's F5TTS_v1_Base for "base", TINY_ARCH for "tiny"."""
+    return wheel_architecture(DEFAULT_ARCHITECTURE)[0] if size == "base" else dict(TINY_ARCH)
+
+
 def write_random_model(out_dir: Path, *, size: Size, seed: int = 0) -> Path:
     """Write a complete random-weight model directory (model.json layout) into `out_dir` and return it."""
     if size not in VOCOS_BACKBONE:
         raise ValueError(f"size must be 'tiny' or 'base', got {size!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    arch = wheel_architecture(DEFAULT_ARCHITECTURE)[0] if size == "base" else dict(TINY_ARCH)
+    arch = random_arch(size)
     vocab = out_dir / "vocab.txt"
     shutil.copyfile(wheel_example_path("infer/examples/vocab.txt"), vocab)
     vocoder_dir = out_dir / "vocoder"

@@ -13,7 +13,7 @@ def build_engine(settings: Settings) -> Engine:
     if settings.engine == "fake":
         from consumer.engine.fake import FakeEngine
 
-        return FakeEngine()
+        return FakeEngine(work_s=settings.fake_work_s)
     if settings.engine != "f5":
         raise ValueError(f"unknown engine {settings.engine!r} (f5 or fake)")
     if settings.model_dir is not None:

@@ -1,0 +1,279 @@
+"""Chaos harness: N worker processes on one queue of M jobs against a moto server, while a driver kills
+random workers (SIGKILL or SIGTERM) at random points and restarts them. Then it checks that every job has
+exactly one audio object whose content matches its request, exactly one synthesis that reached S3, one
+distinct completion event, nothing stuck in flight and an empty DLQ.
+
+    .venv/bin/python -m tests.harness.chaos --workers 4 --jobs 500 --kills 150     # long form
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from consumer.aws import make_clients
+from consumer.embedded_aws import EmbeddedAws
+from consumer.engine import Reference, SynthesisJob
+from consumer.engine.audio import encode
+from consumer.engine.fake import FakeEngine
+from consumer.engine.model_spec import wheel_example_path
+from consumer.lifecycle import seed_for
+from consumer.resources import ResourceSpec, bootstrap
+from consumer.settings import Settings
+from consumer.voice_library import VoiceLibrary
+from contracts.events import SynthesisCompleted, parse_event
+from contracts.requests import AudioFormat, SynthesisOptions
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ChaosReport:
+    jobs: int
+    workers: int
+    kills: Counter = field(default_factory=Counter)  # signal name → count
+    kill_steps: Counter = field(default_factory=Counter)  # step the victim was in → count
+    lost: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    stuck: int = 0
+    dead_lettered: int = 0
+    latencies: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def p95_latency_s(self) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[int(0.95 * (len(ordered) - 1))] if ordered else float("nan")
+
+    def summary(self) -> str:
+        steps = ", ".join(f"{k} {v}" for k, v in sorted(self.kill_steps.items()))
+        return (
+            f"chaos: jobs={self.jobs} workers={self.workers} kills={sum(self.kills.values())} "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(self.kills.items()))}; at: {steps}) "
+            f"lost={len(self.lost)} duplicated={len(self.duplicated)} mismatched={len(self.mismatched)} "
+            f"stuck={self.stuck} dlq={self.dead_lettered} p95_latency_s={self.p95_latency_s:.2f} "
+            f"elapsed_s={self.elapsed_s:.1f}"
+        )
+
+
+def expected_sha256(job_id: str, text: str, sample_rate: int = 24_000) -> str:
+    """What the fake engine must have produced for this request (content matches the request)."""
+    reference = Reference(
+        samples=__import__("numpy").zeros(24_000, dtype="float32"), sample_rate=24_000, transcript="x"
+    )
+    audio = FakeEngine().synthesize(SynthesisJob(text, reference, SynthesisOptions(), seed_for(job_id)))
+    return hashlib.sha256(
+        encode(audio.samples, audio.sample_rate, AudioFormat.WAV, out_sample_rate=sample_rate).data
+    ).hexdigest()
+
+
+class Fleet:
+    def __init__(self, env: dict[str, str], size: int, log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen] = [self._spawn(i) for i in range(size)]
+
+    def _spawn(self, slot: int) -> subprocess.Popen:
+        env = dict(self.env, F5_WORKER_SHUTDOWN_GRACE_S=random.choice(["0", "2"]))
+        log = (self.log_dir / f"worker-{slot}.log").open("a")
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.harness.chaos_worker"], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+
+    def kill(self, slot: int, sig: signal.Signals) -> int:
+        proc = self.procs[slot]
+        pid = proc.pid
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        self.procs[slot] = self._spawn(slot)
+        return pid
+
+    def working(self, ledger: Path) -> list[int]:
+        """Slots whose worker has started polling (kills during start-up tell us little)."""
+        text = ledger.read_text() if ledger.exists() else ""
+        ready = {json.loads(line)["pid"] for line in text.splitlines() if '"ready"' in line}
+        return [i for i, proc in enumerate(self.procs) if proc.pid in ready]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _last_step(ledger: Path, pid: int) -> str:
+    """Where the worker `pid` was when killed, from the last ledger line it wrote."""
+    names = {
+        "ready": "polling",
+        "claim": "synthesizing",
+        "upload": "after upload",
+        "complete": "recording result",
+        "publish": "publishing",
+        "delete": "deleting after publish",
+    }
+    step = "polling"
+    for line in ledger.read_text().splitlines() if ledger.exists() else []:
+        entry = json.loads(line)
+        if entry["pid"] == pid:
+            step = names[entry.get("step", entry["kind"])]
+    return step
+
+
+def run_chaos(
+    workers: int = 3, jobs: int = 30, kills: int = 10, seed: int = 0, work_s: float = 1.0, timeout_s: float = 600.0
+) -> ChaosReport:
+    random.seed(seed)
+    started = time.monotonic()
+    report = ChaosReport(jobs=jobs, workers=workers)
+    aws = EmbeddedAws.start()
+    workdir = Path(tempfile.mkdtemp(prefix="f5-chaos-"))
+    ledger = workdir / "ledger.jsonl"
+    try:
+        settings = Settings(aws_endpoint_url=aws.endpoint_url)
+        clients = make_clients(settings)
+        # Kills count as receives: a generous maxReceiveCount keeps chaos from dead-lettering healthy jobs.
+        res = bootstrap(
+            clients, ResourceSpec(name="chaos", bucket="chaos-audio", visibility_timeout_s=4, max_receive_count=25)
+        )
+        VoiceLibrary(clients.s3, res.bucket).add(
+            "basic-en",
+            wheel_example_path("infer/examples/basic/basic_ref_en.wav").read_bytes(),
+            "Some call me nature, others call me mother nature.",
+        )
+        texts = {f"chaos-{i:04d}": f"Chaos job number {i}, {'spoken ' * (i % 5)}clearly." for i in range(jobs)}
+        sent_at = {}
+        for job_id, text in texts.items():
+            body = {"job_id": job_id, "text": text, "voice": {"voice_id": "basic-en"}}
+            clients.sqs.send_message(QueueUrl=res.queue_url, MessageBody=json.dumps(body))
+            sent_at[job_id] = time.time()
+        env = dict(os.environ)
+        env.update(
+            {
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "CHAOS_LEDGER": str(ledger),
+                "F5_WORKER_AWS_ENDPOINT_URL": aws.endpoint_url,
+                "F5_WORKER_QUEUE_URL": res.queue_url,
+                "F5_WORKER_BUCKET": res.bucket,
+                "F5_WORKER_TOPIC_ARN": res.topic_arn,
+                "F5_WORKER_ENGINE": "fake",
+                "F5_WORKER_FAKE_WORK_S": str(work_s),
+                "F5_WORKER_VISIBILITY_TIMEOUT_S": "4",
+                "F5_WORKER_HEARTBEAT_INTERVAL_S": "1",
+                "F5_WORKER_WAIT_TIME_S": "1",
+                "F5_WORKER_RETRY_BASE_DELAY_S": "0",
+                "F5_WORKER_RETRY_MAX_DELAY_S": "1",
+                "F5_WORKER_LOG_LEVEL": "WARNING",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
+        fleet = Fleet(env, workers, workdir)
+        events: dict[str, set[str]] = defaultdict(set)
+        finished_at: dict[str, float] = {}
+
+        def drain() -> None:
+            while True:
+                got = clients.sqs.receive_message(
+                    QueueUrl=res.events_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+                ).get("Messages", [])
+                if not got:
+                    return
+                for m in got:
+                    event = parse_event(m["Body"])
+                    if isinstance(event, SynthesisCompleted):
+                        events[event.job_id].add(event.event_id)
+                        finished_at.setdefault(event.job_id, time.time())
+                    clients.sqs.delete_message(QueueUrl=res.events_queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+        for _ in range(kills):
+            time.sleep(random.uniform(0.3, 0.9))
+            while not (candidates := fleet.working(ledger)):
+                time.sleep(0.2)
+            slot = random.choice(candidates)
+            sig = random.choice([signal.SIGKILL, signal.SIGTERM])
+            pid = fleet.procs[slot].pid
+            step = _last_step(ledger, pid)
+            fleet.kill(slot, sig)
+            report.kills[sig.name] += 1
+            report.kill_steps[step] += 1
+            drain()
+        deadline = time.monotonic() + timeout_s
+        while len(finished_at) < jobs and time.monotonic() < deadline:
+            drain()
+            time.sleep(0.5)
+        time.sleep(2)
+        drain()
+        fleet.stop()
+
+        uploads = Counter(
+            json.loads(line)["key"] for line in ledger.read_text().splitlines() if json.loads(line)["kind"] == "upload"
+        )
+        for job_id, text in texts.items():
+            key = f"outputs/{job_id}.wav"
+            try:
+                body = clients.s3.get_object(Bucket=res.bucket, Key=key)["Body"].read()
+            except clients.s3.exceptions.NoSuchKey:
+                report.lost.append(job_id)
+                continue
+            if not events.get(job_id):
+                report.lost.append(job_id)
+            if uploads[key] != 1 or len(events.get(job_id, ())) > 1:
+                report.duplicated.append(job_id)
+            if hashlib.sha256(body).hexdigest() != expected_sha256(job_id, text):
+                report.mismatched.append(job_id)
+            if job_id in finished_at:
+                report.latencies.append(finished_at[job_id] - sent_at[job_id])
+        listed = clients.s3.list_objects_v2(Bucket=res.bucket, Prefix="outputs/").get("KeyCount", 0)
+        if listed != jobs:
+            report.duplicated.append(f"{listed} audio objects for {jobs} jobs")
+        for url in (res.queue_url,):
+            attrs = clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+            report.stuck = int(attrs["ApproximateNumberOfMessages"]) + int(
+                attrs["ApproximateNumberOfMessagesNotVisible"]
+            )
+        dlq = clients.sqs.get_queue_attributes(QueueUrl=res.dlq_url, AttributeNames=["All"])["Attributes"]
+        report.dead_lettered = int(dlq["ApproximateNumberOfMessages"]) + int(
+            dlq["ApproximateNumberOfMessagesNotVisible"]
+        )
+    finally:
+        aws.stop()
+    report.elapsed_s = time.monotonic() - started
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=30)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-s", type=float, default=1.0)
+    args = parser.parse_args()
+    report = run_chaos(args.workers, args.jobs, args.kills, args.seed, args.work_s)
+    print(report.summary())
+    return (
+        0 if not (report.lost or report.duplicated or report.mismatched or report.stuck or report.dead_lettered) else 1
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
