@@ -5,19 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from consumer.aws import error_code
 from consumer.logs import get_logger
+from consumer.retrying import aws_retry
 
 log = get_logger(__name__)
 _GONE = {"ReceiptHandleIsInvalid", "InvalidParameterValue", "AWS.SimpleQueueService.NonExistentQueue"}
-_transient = retry(
-    retry=retry_if_exception_type((BotoCoreError, ClientError)),
-    wait=wait_random_exponential(multiplier=0.2, max=5),
-    stop=stop_after_attempt(4),
-    reraise=True,
-)
 
 
 class Queue:
@@ -29,7 +23,7 @@ class Queue:
         """Delete after success. Returns False if the receipt is no longer valid (the message was
         redelivered elsewhere: that worker will find the job finished and replay its event)."""
         try:
-            _transient(self.sqs.delete_message)(QueueUrl=self.url, ReceiptHandle=receipt_handle)
+            aws_retry(self.sqs.delete_message)(QueueUrl=self.url, ReceiptHandle=receipt_handle)
         except ClientError as exc:
             if error_code(exc) in _GONE:
                 log.warning("delete_receipt_gone", error=str(exc))
@@ -45,7 +39,7 @@ class Queue:
     def release(self, receipt_handle: str, delay_s: int = 0) -> bool:
         """Hand a message back for redelivery after `delay_s` (0: at once). Best effort with retries."""
         try:
-            _transient(self.change_visibility)(receipt_handle, delay_s)
+            aws_retry(self.change_visibility)(receipt_handle, delay_s)
         except (ClientError, BotoCoreError) as exc:
             log.warning("release_failed", error=str(exc), consequence="redelivered when visibility expires")
             return False

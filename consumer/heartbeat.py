@@ -1,8 +1,9 @@
 """One heartbeat per in-flight message: keeps it invisible (and its claim alive) while the job runs.
 
 Each beat is awaited before the next is scheduled. The total visibility never passes SQS's 12 h cap counted
-from receipt. If an extension fails, the heartbeat marks the job lost so nothing is written late: another
-worker may already own it.
+from receipt. A transient failure is retried soon, for as long as the current visibility has not run out; a
+definitive one (the receipt is gone, the claim was taken over) or running out of time marks the job lost, so
+nothing is written late: another worker may already own it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class Heartbeat:
         clock: Callable[[], float] = time.monotonic,
         cap_s: int = SQS_MAX_VISIBILITY_S,
         on_lost: Callable[[BaseException | None], None] | None = None,
+        is_definitive: Callable[[BaseException], bool] = lambda exc: True,
+        retry_after_s: float = 0.5,
     ) -> None:
         self._extend = extend
         self.interval_s = interval_s
@@ -35,26 +38,39 @@ class Heartbeat:
         self._clock = clock
         self._cap_s = cap_s
         self._on_lost = on_lost
+        self._is_definitive = is_definitive
+        self.retry_after_s = min(retry_after_s, interval_s)
+        self._deadline = received_at + visibility_s  # when the current visibility runs out
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lost = threading.Event()
         self.lost_reason: str = ""
         self.extensions = 0
+        self.failures = 0
+        self._failing = False
 
     def beat(self) -> bool:
-        """Extend once. Returns False (and marks the job lost) when it cannot."""
+        """Extend once. Returns False (and marks the job lost) when the job can no longer be kept."""
         if self.lost.is_set():
             return False
-        remaining_cap = self._cap_s - (self._clock() - self._received_at)
+        now = self._clock()
+        remaining_cap = self._cap_s - (now - self._received_at)
         seconds = int(min(self.visibility_s, remaining_cap))
         if seconds < 1:
             self._mark_lost("visibility cap of 12 h reached", None)
             return False
         try:
             self._extend(seconds)
-        except Exception as exc:  # noqa: BLE001 - any failure means we no longer own the message
-            self._mark_lost(f"extension failed: {exc}", exc)
-            return False
+        except Exception as exc:  # noqa: BLE001 - classified below
+            self.failures += 1
+            out_of_time = self._clock() + self.retry_after_s >= self._deadline
+            if self._is_definitive(exc) or out_of_time:
+                self._mark_lost(f"extension failed: {exc}", exc)
+                return False
+            self._failing = True  # transient: try again soon, before the visibility runs out
+            return True
+        self._failing = False
+        self._deadline = now + seconds
         self.extensions += 1
         return True
 
@@ -65,7 +81,7 @@ class Heartbeat:
             self._on_lost(exc)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stop.wait(self.retry_after_s if self._failing else self.interval_s):
             if not self.beat():
                 return
 

@@ -24,6 +24,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.ack import Queue
+from consumer.aws import error_code
 from consumer.engine import Engine, SynthesisAborted, SynthesisJob
 from consumer.engine.audio import encode
 from consumer.errors import (
@@ -106,6 +107,7 @@ class JobRun:
             interval_s=self.settings.heartbeat_interval_s,
             visibility_s=self.settings.visibility_timeout_s,
             received_at=message.received_monotonic,
+            is_definitive=_extension_is_definitive,
         )
 
     # --- the whole life, one branch per exit -------------------------------------------------------------
@@ -348,6 +350,16 @@ class JobRun:
             error_message=message[:2000],
             retryable=retryable,
         )
+
+
+def _extension_is_definitive(exc: BaseException) -> bool:
+    """A heartbeat failure that retrying cannot fix: the claim was taken over or the receipt is gone."""
+    return isinstance(exc, LeaseLost) or error_code(exc) in {
+        "ReceiptHandleIsInvalid",
+        "InvalidParameterValue",
+        "MessageNotInflight",
+        "AWS.SimpleQueueService.MessageNotInflight",
+    }
 
 
 def _webhook(request: SynthesisRequest | None) -> str | None:

@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.aws import error_code, http_status
 from consumer.errors import JobInProgressElsewhere, LeaseLost, StorageError
+from consumer.retrying import aws_retry
 from contracts.events import SynthesisCompleted, parse_event
 
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
@@ -78,7 +79,7 @@ class JobStore:
     def read(self, job_id: str) -> tuple[dict | None, str]:
         """(record, etag), or (None, "") when the job was never claimed."""
         try:
-            response = self._s3.get_object(Bucket=self._bucket, Key=self.key(job_id))
+            response = aws_retry(self._s3.get_object)(Bucket=self._bucket, Key=self.key(job_id))
         except ClientError as exc:
             if _is_missing(exc):
                 return None, ""
@@ -163,7 +164,9 @@ class JobStore:
     def _put(self, job_id: str, body: bytes, **condition: str) -> str | None:
         """Conditional put. Returns the new ETag, or None when the condition failed."""
         try:
-            response = self._s3.put_object(
+            # A retried conditional put whose first try landed answers 412: claim() then finds its own
+            # worker id on the record and takes it over, so the retry is safe.
+            response = aws_retry(self._s3.put_object)(
                 Bucket=self._bucket, Key=self.key(job_id), Body=body, ContentType="application/json", **condition
             )
         except ClientError as exc:

@@ -10,6 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.aws import error_code, http_status
 from consumer.errors import ForbiddenLocation, StorageError
+from consumer.retrying import aws_retry
 from contracts.events import AudioOutput
 from contracts.requests import AudioFormat, SynthesisRequest
 
@@ -71,7 +72,7 @@ class AudioStore:
     def find(self, location: OutputLocation) -> StoredAudio | None:
         """The audio a previous attempt already uploaded, if it is complete."""
         try:
-            head = self._s3.head_object(Bucket=location.bucket, Key=location.key)
+            head = aws_retry(self._s3.head_object)(Bucket=location.bucket, Key=location.key)
         except ClientError as exc:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound") or http_status(exc) == 404:
                 return None
@@ -121,7 +122,7 @@ class AudioStore:
             "synthesis-s": f"{synthesis_s:.4f}",
         }
         try:
-            self._s3.put_object(
+            aws_retry(self._s3.put_object)(
                 Bucket=location.bucket,
                 Key=location.key,
                 Body=data,

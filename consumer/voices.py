@@ -17,6 +17,7 @@ from consumer.aws import error_code, http_status
 from consumer.engine import Reference
 from consumer.engine.reference import decode_reference
 from consumer.errors import BadReferenceAudio, ForbiddenLocation, StorageError, UnknownVoice
+from consumer.retrying import aws_retry
 from contracts.requests import VoiceRef
 
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024
@@ -98,7 +99,7 @@ class VoiceResolver:
 
     def _head(self, source: VoiceSource, voice: VoiceRef) -> tuple[str, int]:
         try:
-            head = self._s3.head_object(Bucket=source.bucket, Key=source.key)
+            head = aws_retry(self._s3.head_object)(Bucket=source.bucket, Key=source.key)
         except ClientError as exc:
             if http_status(exc) == 404 or error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 what = f"voice {voice.voice_id!r}" if voice.voice_id else f"reference {voice.audio_uri}"
@@ -112,14 +113,14 @@ class VoiceResolver:
 
     def _get(self, source: VoiceSource) -> bytes:
         try:
-            return self._s3.get_object(Bucket=source.bucket, Key=source.key)["Body"].read()
+            return aws_retry(self._s3.get_object)(Bucket=source.bucket, Key=source.key)["Body"].read()
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"downloading s3://{source.bucket}/{source.key}: {exc}") from exc
 
     def _manifest_transcript(self, voice: VoiceRef) -> str:
         key = f"{self._prefix}/{voice.voice_id}/{MANIFEST_OBJECT}"
         try:
-            body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+            body = aws_retry(self._s3.get_object)(Bucket=self._bucket, Key=key)["Body"].read()
         except ClientError as exc:
             if error_code(exc) in ("NoSuchKey", "404"):
                 raise UnknownVoice(f"voice {voice.voice_id!r} has no manifest") from exc

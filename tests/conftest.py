@@ -83,7 +83,9 @@ class Stack:
                 return out
             for m in messages:
                 out.append(parse_event(m["Body"]))
-                self.clients.sqs.delete_message(QueueUrl=self.resources.events_queue_url, ReceiptHandle=m["ReceiptHandle"])
+                self.clients.sqs.delete_message(
+                    QueueUrl=self.resources.events_queue_url, ReceiptHandle=m["ReceiptHandle"]
+                )
 
     def queue_counts(self, url: str | None = None) -> tuple[int, int]:
         attrs = self.clients.sqs.get_queue_attributes(

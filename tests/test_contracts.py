@@ -38,7 +38,11 @@ def test_request_round_trip_keeps_every_field():
 def test_defaults_are_upstreams():
     request = SynthesisRequest.model_validate(_request())
     assert request.schema_version == 1
-    assert (request.options.nfe_steps, request.options.cfg_strength, request.options.sway_sampling_coef) == (32, 2.0, -1.0)
+    assert (request.options.nfe_steps, request.options.cfg_strength, request.options.sway_sampling_coef) == (
+        32,
+        2.0,
+        -1.0,
+    )
     assert request.output.format == "wav" and request.output.sample_rate == 24000
 
 
@@ -75,15 +79,38 @@ def test_invalid_json_is_a_validation_error():
 
 def test_events_round_trip_through_the_discriminated_union():
     completed = {
-        "event_id": "e1", "job_id": "j", "attempt": 1, "worker_id": "w", "occurred_at": "2026-01-01T00:00:00Z",
-        "type": "synthesis.completed.v1", "model_id": "m", "seed": 1, "text_chars": 3,
-        "output": {"uri": "s3://b/k.wav", "bucket": "b", "key": "k.wav", "format": "wav", "content_type": "audio/wav",
-                   "sample_rate": 24000, "duration_s": 1.0, "bytes": 10, "sha256": "0" * 64},
+        "event_id": "e1",
+        "job_id": "j",
+        "attempt": 1,
+        "worker_id": "w",
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "type": "synthesis.completed.v1",
+        "model_id": "m",
+        "seed": 1,
+        "text_chars": 3,
+        "output": {
+            "uri": "s3://b/k.wav",
+            "bucket": "b",
+            "key": "k.wav",
+            "format": "wav",
+            "content_type": "audio/wav",
+            "sample_rate": 24000,
+            "duration_s": 1.0,
+            "bytes": 10,
+            "sha256": "0" * 64,
+        },
         "timings": {"queue_wait_s": 0, "synthesis_s": 1, "total_s": 2, "real_time_factor": 1},
     }
     failed = {
-        "event_id": "e2", "job_id": "j", "attempt": 2, "worker_id": "w", "occurred_at": "2026-01-01T00:00:00Z",
-        "type": "synthesis.failed.v1", "error_code": "unknown_voice", "error_message": "no", "retryable": False,
+        "event_id": "e2",
+        "job_id": "j",
+        "attempt": 2,
+        "worker_id": "w",
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "type": "synthesis.failed.v1",
+        "error_code": "unknown_voice",
+        "error_message": "no",
+        "retryable": False,
     }
     assert isinstance(parse_event(json.dumps(completed)), SynthesisCompleted)
     event = parse_event(json.dumps(failed))

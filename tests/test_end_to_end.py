@@ -74,11 +74,21 @@ def test_worker_process_runs_from_environment_and_exits_zero_on_sigterm(stack, t
     stack.send(json.dumps({"job_id": "proc-1", "text": "Process test.", "voice": {"voice_id": "basic-en"}}))
     port = 18000 + os.getpid() % 1000
     env = dict(os.environ)
-    env.update({f"F5_WORKER_{k.upper()}": str(v) for k, v in {
-        "aws_endpoint_url": stack.endpoint_url, "queue_url": stack.resources.queue_url,
-        "bucket": stack.resources.bucket, "topic_arn": stack.resources.topic_arn,
-        "model_dir": tiny_model_dir, "device": "cpu", "wait_time_s": 1, "health_port": port,
-    }.items()})
+    env.update(
+        {
+            f"F5_WORKER_{k.upper()}": str(v)
+            for k, v in {
+                "aws_endpoint_url": stack.endpoint_url,
+                "queue_url": stack.resources.queue_url,
+                "bucket": stack.resources.bucket,
+                "topic_arn": stack.resources.topic_arn,
+                "model_dir": tiny_model_dir,
+                "device": "cpu",
+                "wait_time_s": 1,
+                "health_port": port,
+            }.items()
+        }
+    )
     proc = subprocess.Popen([sys.executable, "-m", "consumer", "run"], env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

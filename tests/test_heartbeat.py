@@ -36,6 +36,50 @@ def test_extensions_never_pass_the_12_hour_cap():
     assert hb.lost.is_set() and "12 h" in hb.lost_reason and calls == [50]
 
 
+def test_transient_failures_are_retried_while_the_visibility_lasts():
+    clock = Clock()
+    outcomes = iter([RuntimeError("timeout"), RuntimeError("timeout"), None, RuntimeError("timeout")])
+    calls: list[int] = []
+
+    def extend(seconds: int) -> None:
+        calls.append(seconds)
+        outcome = next(outcomes)
+        if outcome is not None:
+            raise outcome
+
+    hb = Heartbeat(
+        extend,
+        interval_s=2,
+        visibility_s=5,
+        received_at=0.0,
+        clock=clock,
+        is_definitive=lambda e: False,
+        retry_after_s=0.5,
+    )
+    clock.now = 2.0
+    assert hb.beat() and hb.failures == 1 and not hb.lost.is_set()  # deadline 5.0: time to retry
+    clock.now = 2.5
+    assert hb.beat() and hb.failures == 2
+    clock.now = 3.0
+    assert hb.beat() and hb.extensions == 1  # deadline now 8.0
+    clock.now = 7.6
+    assert not hb.beat()  # 7.6 + 0.5 >= 8.0: no time left to retry
+    assert hb.lost.is_set() and len(calls) == 4
+
+
+def test_a_definitive_failure_marks_the_job_lost_at_once():
+    clock = Clock()
+    hb = Heartbeat(
+        lambda s: (_ for _ in ()).throw(RuntimeError("gone")),
+        interval_s=1,
+        visibility_s=100,
+        received_at=0.0,
+        clock=clock,
+        is_definitive=lambda e: "gone" in str(e),
+    )
+    assert not hb.beat() and hb.lost.is_set()
+
+
 def test_a_failed_extension_marks_the_job_lost_and_stops_beating():
     def extend(_seconds: int) -> None:
         raise RuntimeError("ReceiptHandleIsInvalid")

@@ -1,0 +1,112 @@
+# syntax=docker/dockerfile:1.7
+# f5-worker GPU image: Ubuntu 24.04 (Python 3.12) on NVIDIA's CUDA 12.8 base, torch 2.9.1+cu128, flash-attn, f5-worker,
+# and the F5-TTS weights, all fixed at BUILD time. At start nothing is installed or downloaded (HF_HUB_OFFLINE=1):
+# the worker loads /opt/f5-worker/model, warms up and polls SQS.
+#
+#   docker build -t f5-worker:1.0 \
+#     --build-arg FLASH_ATTN_WHEEL=https://.../flash_attn-2.8.3+cu12torch2.9cxx11abiTRUE-cp312-cp312-linux_x86_64.whl \
+#     --build-arg MODEL_REVISION=<commit of SWivid/F5-TTS> --build-arg MODEL_SHA256=<sha256 of the checkpoint> .
+#
+# Local weights instead of the hub: --build-context model-src=/dir/with/weights
+#   --build-arg MODEL_REPO=/model-src --build-arg VOCODER_REPO=/model-src/vocoder (see docs/deploying.md).
+
+# ---- base: Python 3.12, tini and the non-root user; shared by every stage -----------------------------------------
+FROM nvidia/cuda:12.8.1-base-ubuntu24.04 AS base
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# Ubuntu's own packages track security updates within 24.04; the image is rebuilt, not patched.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates python3.12 python3.12-venv tini \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin worker
+
+# ---- model-src: empty unless --build-context model-src=DIR supplies local weights ---------------------------------
+FROM scratch AS model-src
+
+# ---- weights: fetched and sha256-verified here, in a stage that code changes do not invalidate ---------------------
+FROM base AS weights
+ARG F5_TTS_VERSION=1.1.22
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python3.12 -m venv /opt/prep \
+    && /opt/prep/bin/pip install "huggingface_hub==1.33.0" "pyyaml==6.0.4" \
+    && /opt/prep/bin/pip install --no-deps "f5-tts==${F5_TTS_VERSION}"
+COPY consumer/engine/model_spec.py /build/consumer/engine/model_spec.py
+COPY docker/prepare_weights.py /build/docker/prepare_weights.py
+ARG MODEL_REPO=SWivid/F5-TTS
+ARG MODEL_FILE=F5TTS_v1_Base/model_1250000.safetensors
+ARG MODEL_REVISION=main
+ARG MODEL_SHA256=""
+ARG VOCODER_REPO=charactr/vocos-mel-24khz
+ARG VOCODER_REVISION=main
+ARG VOCODER_SHA256=""
+ENV HF_HUB_DISABLE_PROGRESS_BARS=1 HF_HUB_DISABLE_TELEMETRY=1
+# An empty MODEL_SHA256 fails the build: prepare_weights.py refuses unverified weights.
+RUN --mount=type=bind,from=model-src,target=/model-src \
+    /opt/prep/bin/python /build/docker/prepare_weights.py --out /opt/f5-worker/model \
+      --model-repo "${MODEL_REPO}" --model-file "${MODEL_FILE}" --model-revision "${MODEL_REVISION}" \
+      --model-sha256 "${MODEL_SHA256}" \
+      --vocoder "${VOCODER_REPO}" --vocoder-revision "${VOCODER_REVISION}" --vocoder-sha256 "${VOCODER_SHA256}"
+
+# ---- build: torch, flash-attn (checked to import against this torch/CUDA/Python), then f5-worker -----------------
+FROM base AS build
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+# A flash-attn wheel built for torch 2.9 + CUDA 12 + cp312 + cxx11abiTRUE (torch's own ABI); PyPI has sources only.
+ARG FLASH_ATTN_WHEEL=""
+ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python3.12 -m venv /opt/venv \
+    && pip install --index-url "${TORCH_INDEX_URL}" "torch==2.9.1" "torchaudio==2.9.1"
+# The wheel URL names one exact build (hadolint cannot see a version in a URL).
+# hadolint ignore=DL3013
+RUN --mount=type=cache,target=/root/.cache/pip \
+    if [ -z "${FLASH_ATTN_WHEEL}" ]; then \
+      echo "FLASH_ATTN_WHEEL is required: the URL of a flash-attn wheel for torch 2.9, CUDA 12, cp312, cxx11abiTRUE" >&2; \
+      exit 1; \
+    fi \
+    && pip install "${FLASH_ATTN_WHEEL}" \
+    && python -c "import torch, flash_attn; print('flash-attn', flash_attn.__version__, 'torch', torch.__version__)"
+COPY pyproject.toml README.md /src/
+COPY contracts /src/contracts
+COPY consumer /src/consumer
+# torch pinned again so that resolving f5-tts keeps the CUDA build installed above; the import check runs again
+# because a dependency that replaced torch would break flash-attn's ABI silently.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --extra-index-url "${TORCH_INDEX_URL}" "/src[engine]" "torch==2.9.1" "torchaudio==2.9.1" \
+    && python -c "import flash_attn, consumer.engine.f5, torch; assert torch.__version__.startswith('2.9.1'), torch.__version__"
+
+# ---- runtime ------------------------------------------------------------------------------------------------------
+FROM base AS runtime
+COPY --from=build /opt/venv /opt/venv
+COPY --from=weights /opt/f5-worker/model /opt/f5-worker/model
+COPY --chmod=0755 docker/multi-gpu.sh /usr/local/bin/f5-worker-multi-gpu
+# Offline by construction; every cache and scratch path under /tmp (the root filesystem can be read-only).
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    HF_HUB_DISABLE_TELEMETRY=1 \
+    F5_WORKER_MODEL_DIR=/opt/f5-worker/model \
+    F5_WORKER_HEALTH_PORT=8080 \
+    F5_WORKER_CACHE_DIR=/tmp/f5-worker \
+    HOME=/tmp \
+    XDG_CACHE_HOME=/tmp/.cache \
+    HF_HOME=/tmp/huggingface \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    NUMBA_CACHE_DIR=/tmp/numba \
+    TORCHINDUCTOR_CACHE_DIR=/tmp/torchinductor \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+# The image refuses to exist if the model directory or the CLI is broken.
+RUN python -c "from consumer.engine.model_spec import load_model_dir; print(load_model_dir('/opt/f5-worker/model'))" \
+    && f5-worker --help > /dev/null
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 8080
+STOPSIGNAL SIGTERM
+# /healthz: alive while starting, then "polled SQS within F5_WORKER_HEALTH_MAX_POLL_AGE_S".
+HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 CMD ["f5-worker", "check"]
+ENTRYPOINT ["tini", "--"]
+CMD ["f5-worker", "run"]

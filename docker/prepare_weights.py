@@ -1,0 +1,223 @@
+"""Fetch and verify F5-TTS weights at image BUILD time into a model directory (the `model.json` layout read by
+`consumer.engine.model_spec.load_model_dir`), so the running worker never downloads anything:
+
+    <out>/model.json                 model_id, arch, mel_spec, checkpoint, vocab, vocoder (+ where it came from)
+    <out>/<checkpoint file>          e.g. model_1250000.safetensors, sha256-verified
+    <out>/vocab.txt
+    <out>/vocoder/config.yaml, vocoder/pytorch_model.bin
+
+Sources are a hub repository id (huggingface_hub, pinned by --*-revision) or a local directory/file:
+
+    python docker/prepare_weights.py --out /opt/f5-worker/model \\
+        --model-repo SWivid/F5-TTS --model-file F5TTS_v1_Base/model_1250000.safetensors \\
+        --model-revision <commit> --model-sha256 <hex> --vocoder charactr/vocos-mel-24khz
+
+Exit status: 0 done; 1 a source is missing or the download failed; 2 verification failed (wrong or missing
+sha256). The directory appears complete or not at all (written next to <out>, then renamed).
+
+It needs only the standard library, pyyaml, huggingface_hub (hub sources) and the f5-tts package files (the
+architecture config and vocabulary), not torch: the Dockerfile runs it in a slim stage whose cache survives code
+changes. `consumer/engine/model_spec.py` (torch-free, standard library only) is loaded by path for the same reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+VOCODER_FILES = ("config.yaml", "pytorch_model.bin")
+_CHUNK = 1 << 20
+
+
+class PrepareError(Exception):
+    """A failure with its exit status (1: source/download, 2: verification)."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _load_model_spec() -> ModuleType:
+    """`consumer/engine/model_spec.py` next to this script (repository or build stage), else the installed one."""
+    path = Path(__file__).resolve().parent.parent / "consumer" / "engine" / "model_spec.py"
+    if not path.is_file():
+        from consumer.engine import model_spec
+
+        return model_spec
+    spec = importlib.util.spec_from_file_location("f5_worker_model_spec", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def _copy_hashed(source: Path, target: Path) -> str:
+    """Copy `source` to `target` and return its sha256, reading the file once."""
+    digest = hashlib.sha256()
+    with source.open("rb") as src, target.open("wb") as dst:
+        while chunk := src.read(_CHUNK):
+            digest.update(chunk)
+            dst.write(chunk)
+    return digest.hexdigest()
+
+
+def _verify(name: str, actual: str, expected: str | None) -> None:
+    if expected and actual != expected.strip().lower():
+        raise PrepareError(f"sha256 mismatch for {name}: expected {expected.strip().lower()}, got {actual}", 2)
+
+
+class Fetcher:
+    """Resolves files from a local directory/file or a hub repository (downloaded into a throwaway cache)."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+
+    def fetch(self, repo: str, filename: str, revision: str | None) -> tuple[Path, str]:
+        """`(local path, provenance)` of `filename` in `repo`."""
+        local = Path(repo).expanduser()
+        if local.is_file():
+            return local, str(local.resolve())
+        if local.is_dir():
+            path = local / filename
+            if not path.is_file():
+                raise PrepareError(f"{filename} not found in {local}")
+            return path, str(path.resolve())
+        if repo.startswith((".", "/", "~")):
+            raise PrepareError(f"local source {repo} does not exist")
+        try:
+            from huggingface_hub import hf_hub_download
+        except ImportError as exc:
+            raise PrepareError("huggingface_hub is needed for hub sources: pip install huggingface_hub") from exc
+        try:
+            path = hf_hub_download(repo_id=repo, filename=filename, revision=revision, cache_dir=str(self.cache_dir))
+        except Exception as exc:  # hub errors vary (HTTP, offline, missing repo, auth): report them, exit 1
+            raise PrepareError(f"downloading {filename} from {repo}@{revision or 'main'}: {exc}") from exc
+        return Path(path), f"hf://{repo}/{filename}@{revision or 'main'}"
+
+
+def _arch(model_spec: ModuleType, value: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """`(arch, mel_spec, label)` from a packaged config name (F5TTS_v1_Base) or a JSON file: a model.json (its
+    `arch` and `mel_spec`) or a bare dict of DiT keyword arguments."""
+    path = Path(value).expanduser()
+    if not path.is_file():
+        if "/" in value or value.endswith(".json"):
+            raise PrepareError(f"architecture file {value} does not exist")
+        try:
+            arch, mel_spec = model_spec.wheel_architecture(value)
+        except (OSError, ValueError) as exc:  # unknown config name, or not a DiT config
+            raise PrepareError(f"--arch {value}: {exc}") from exc
+        return arch, mel_spec, value
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if "arch" in raw:
+        return dict(raw["arch"]), dict(raw.get("mel_spec", model_spec.SUPPORTED_MEL_SPEC)), path.name
+    return dict(raw), dict(model_spec.SUPPORTED_MEL_SPEC), path.name
+
+
+def prepare(args: argparse.Namespace) -> dict[str, Any]:
+    model_spec = _load_model_spec()
+    out = Path(args.out).resolve()
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise PrepareError(f"{out} exists and is not empty (use --force to replace it)")
+    if not args.model_sha256 and not args.allow_unverified:
+        raise PrepareError(
+            "--model-sha256 is required (the hub shows it on the file's page as the LFS 'SHA256'); "
+            "--allow-unverified skips the check for local experiments",
+            2,
+        )
+    arch, mel_spec, arch_label = _arch(model_spec, args.arch)
+    mel_spec = model_spec.check_mel_spec(mel_spec, f"--arch {args.arch}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    cache = Path(tempfile.mkdtemp(prefix="f5-weights-cache-"))
+    try:
+        fetcher = Fetcher(cache)
+        checkpoint, checkpoint_source = fetcher.fetch(args.model_repo, args.model_file, args.model_revision)
+        if checkpoint.suffix not in (".safetensors", ".pt"):
+            raise PrepareError(f"checkpoint must be .safetensors or .pt, got {checkpoint.name}")
+        checkpoint_sha = _copy_hashed(checkpoint, staging / checkpoint.name)
+        _verify(checkpoint.name, checkpoint_sha, args.model_sha256)
+
+        vocab = Path(args.vocab) if args.vocab else model_spec.wheel_example_path("infer/examples/vocab.txt")
+        if not vocab.is_file():
+            raise PrepareError(f"vocabulary {vocab} does not exist")
+        shutil.copyfile(vocab, staging / "vocab.txt")
+
+        (staging / "vocoder").mkdir()
+        vocoder_source, vocoder_sha = {}, {}
+        for name in VOCODER_FILES:
+            path, vocoder_source[name] = fetcher.fetch(args.vocoder, name, args.vocoder_revision)
+            vocoder_sha[name] = _copy_hashed(path, staging / "vocoder" / name)
+        _verify(f"vocoder/{VOCODER_FILES[1]}", vocoder_sha[VOCODER_FILES[1]], args.vocoder_sha256)
+
+        model_id = args.model_id or (
+            Path(args.model_file).with_suffix("").as_posix() if args.model_file else f"{arch_label}/{checkpoint.stem}"
+        )
+        manifest = {
+            "model_id": model_id,
+            "arch": arch,
+            "mel_spec": mel_spec,
+            "checkpoint": checkpoint.name,
+            "vocab": "vocab.txt",
+            "vocoder": "vocoder",
+            "source": {
+                "checkpoint": checkpoint_source,
+                "checkpoint_sha256": checkpoint_sha,
+                "arch": arch_label,
+                "vocoder": vocoder_source,
+                "vocoder_sha256": vocoder_sha,
+            },
+        }
+        (staging / model_spec.MODEL_JSON).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        model_spec.load_model_dir(staging)  # the worker's own reader accepts it
+        staging.chmod(0o755)  # mkdtemp makes it 0700; the image's non-root user must read it
+        if out.exists():
+            shutil.rmtree(out)
+        staging.replace(out)
+        return manifest
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Fetch and verify F5-TTS weights into a model directory.")
+    parser.add_argument("--out", required=True, help="model directory to create, e.g. /opt/f5-worker/model")
+    parser.add_argument("--model-repo", required=True, help="hub repository id, local directory or local file")
+    parser.add_argument("--model-file", default="", help="checkpoint path inside the repository/directory")
+    parser.add_argument("--model-revision", default=None, help="hub revision (commit hash for reproducible builds)")
+    parser.add_argument("--model-sha256", default="", help="expected sha256 of the checkpoint (required)")
+    parser.add_argument("--allow-unverified", action="store_true", help="accept a checkpoint without --model-sha256")
+    parser.add_argument("--arch", default="F5TTS_v1_Base", help="packaged f5-tts config name, or a JSON file")
+    parser.add_argument("--vocab", default=None, help="vocabulary file (default: the f5-tts wheel's vocab.txt)")
+    parser.add_argument("--vocoder", default="charactr/vocos-mel-24khz", help="hub repository id or local directory")
+    parser.add_argument("--vocoder-revision", default=None)
+    parser.add_argument("--vocoder-sha256", default="", help="expected sha256 of vocoder/pytorch_model.bin")
+    parser.add_argument("--model-id", default=None, help="model_id in model.json (default: from the file name)")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        manifest = prepare(args)
+    except PrepareError as exc:
+        print(f"prepare_weights: {exc}", file=sys.stderr)
+        return exc.status
+    summary = {k: manifest[k] for k in ("model_id", "checkpoint")} | manifest["source"]
+    print(json.dumps({"out": str(Path(args.out).resolve()), **summary}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
