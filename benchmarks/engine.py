@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -144,9 +145,16 @@ def compare(args: argparse.Namespace, model_dir: Path) -> None:
     engine.load()
     print(f"upstream path: {upstream.load_note}")
 
+    # The worker calls the engine from a long-lived job thread (consumer/loop.py); so does this benchmark.
+    # (Upstream's path runs its chunks in a fresh ThreadPoolExecutor per call.)
+    job_thread = ThreadPoolExecutor(1, thread_name_prefix="job")
+
     def run_engine(text: str, seed: int) -> np.ndarray:
-        reference = decode_reference(ref_bytes, REF_TEXT, cache_key="bench/basic_ref_en")
-        return engine.synthesize(SynthesisJob(text, reference, options, seed)).samples
+        def job() -> np.ndarray:
+            reference = decode_reference(ref_bytes, REF_TEXT, cache_key="bench/basic_ref_en")
+            return engine.synthesize(SynthesisJob(text, reference, options, seed)).samples
+
+        return job_thread.submit(job).result()
 
     # Warm both paths (lazy kernels, upstream's md5 cache of the processed reference, our mel cache).
     upstream(ref_bytes, REF_TEXT, TEXTS[0], 0, options)
@@ -182,6 +190,7 @@ def compare(args: argparse.Namespace, model_dir: Path) -> None:
         f"\nCPU seconds (process): upstream {u_cpu:.1f}, engine {e_cpu:.1f} ({u_cpu / e_cpu:.2f}x)"
         "\n(audio lengths differ by a few frames: upstream trims the reference with pydub on a 16-bit copy)"
     )
+    job_thread.shutdown()
     engine.close()
 
 
