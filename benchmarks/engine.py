@@ -149,10 +149,10 @@ def compare(args: argparse.Namespace, model_dir: Path) -> None:
     # (Upstream's path runs its chunks in a fresh ThreadPoolExecutor per call.)
     job_thread = ThreadPoolExecutor(1, thread_name_prefix="job")
 
-    def run_engine(text: str, seed: int) -> np.ndarray:
+    def run_engine(text: str, seed: int, opts: SynthesisOptions = options) -> np.ndarray:
         def job() -> np.ndarray:
             reference = decode_reference(ref_bytes, REF_TEXT, cache_key="bench/basic_ref_en")
-            return engine.synthesize(SynthesisJob(text, reference, options, seed)).samples
+            return engine.synthesize(SynthesisJob(text, reference, opts, seed)).samples
 
         return job_thread.submit(job).result()
 
@@ -189,6 +189,18 @@ def compare(args: argparse.Namespace, model_dir: Path) -> None:
         f"\nspeed-up (total wall): {u_total / e_total:.2f}x   median per-message: {statistics.median(ratios):.2f}x"
         f"\nCPU seconds (process): upstream {u_cpu:.1f}, engine {e_cpu:.1f} ({u_cpu / e_cpu:.2f}x)"
         "\n(audio lengths differ by a few frames: upstream trims the reference with pydub on a 16-bit copy)"
+    )
+    # Fixed per-call cost: one ODE step on a short text, so both paths do almost no model work and the
+    # difference is what each does around the model (files, hashing, loading, mel, threads).
+    one_step = SynthesisOptions(nfe_steps=1)
+    u_times, e_times = [], []
+    for i in range(args.overhead_calls):
+        u_times.append(timed(partial(upstream, ref_bytes, REF_TEXT, TEXTS[0], i, one_step))[1])
+        e_times.append(timed(partial(run_engine, TEXTS[0], i, one_step))[1])
+    u_med, e_med = statistics.median(u_times), statistics.median(e_times)
+    print(
+        f"fixed per-call cost (nfe 1, {args.overhead_calls} calls each, median): upstream {u_med * 1000:.1f} ms, "
+        f"engine {e_med * 1000:.1f} ms (saves {(u_med - e_med) * 1000:.1f} ms per message)"
     )
     job_thread.shutdown()
     engine.close()
@@ -235,6 +247,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--messages", type=int, default=6)
     parser.add_argument("--nfe", type=int, default=32)
+    parser.add_argument("--overhead-calls", type=int, default=10)
     parser.add_argument("--memory", action="store_true", help="also run the RSS check")
     parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--memory-runs", type=int, default=200)

@@ -189,8 +189,9 @@ def _objects(*prefixes: str) -> list[dict[str, str]]:
 
 def _list_bucket(sid: str, *prefixes: str) -> dict[str, Any]:
     # ListBucket is what makes a GET/HEAD of a missing key answer 404 instead of 403: the worker reads
-    # jobs/{id}/result.json, claim.json and outputs/{id}.wav before they exist. AWS evaluates that check with the
-    # object key as `s3:prefix`, so the prefix condition keeps it (and real listings) within these prefixes.
+    # jobs/{id}.json and outputs/{id}.wav before they exist. AWS evaluates that check with the object key as
+    # `s3:prefix` (ceph/ceph#68577 copies this), so the prefix condition keeps it, and real listings such as the
+    # voice library's, within these prefixes.
     return {
         "Sid": sid,
         "Effect": "Allow",
@@ -229,9 +230,9 @@ def _worker_policy() -> dict[str, Any]:
             "Resource": _arn("RequestQueue"),
         },
         {
-            "Sid": "JobRecords",  # claims (conditional writes), results, claim release
+            "Sid": "JobRecords",  # jobs/{id}.json: claim, renew, complete, all conditional writes
             "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Action": ["s3:GetObject", "s3:PutObject"],
             "Resource": _objects(JOBS),
         },
         {
@@ -254,9 +255,9 @@ def _producer_policy() -> dict[str, Any]:
         {"Sid": "SendRequests", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": _arn("RequestQueue")},
         {"Sid": "ReadAudio", "Effect": "Allow", "Action": "s3:GetObject", "Resource": _objects(OUTPUTS)},
         {
-            "Sid": "ManageVoices",
+            "Sid": "ManageVoices",  # the voice library: add, show, list (ListBucket below), remove
             "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
             "Resource": _objects(VOICES),
         },
         _list_bucket("HonestNotFound", OUTPUTS, VOICES),

@@ -108,6 +108,13 @@ class NotifySpec(_Strict):
 class SynthesisRequest(_Strict):
     """One text-to-speech job. `job_id` is chosen by the producer and makes the job idempotent."""
 
+    @field_validator("job_id")
+    @classmethod
+    def _no_dot_segments(cls, v: str) -> str:
+        if ".." in v:
+            raise ValueError("job_id must not contain '..'")
+        return v
+
     schema_version: Literal[1] = SCHEMA_VERSION
     job_id: JobId
     text: Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_TEXT_CHARS)]
