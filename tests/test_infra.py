@@ -298,9 +298,9 @@ def test_stack_runs_a_job_within_its_policies(aws_endpoint: str, cfn: Any) -> No
     producer_log, worker_log = CallLog(), CallLog()
     base = {"aws_endpoint_url": aws_endpoint, "wait_time_s": 1}
     producer = producer_log.attach(make_clients(Settings(**base)))
-    VoiceLibrary(producer.s3, outputs["BucketName"]).add(
-        "basic-en", wheel_example_path(REF_EN).read_bytes(), REF_EN_TRANSCRIPT
-    )
+    voices = VoiceLibrary(producer.s3, outputs["BucketName"])
+    voices.add("basic-en", wheel_example_path(REF_EN).read_bytes(), REF_EN_TRANSCRIPT)
+    assert [v["voice_id"] for v in voices.list()] == ["basic-en"]  # ListBucket under voices/
     request = {"job_id": "cfn-1", "text": "hello", "voice": {"voice_id": "basic-en"}}
     producer.sqs.send_message(QueueUrl=outputs["QueueUrl"], MessageBody=json.dumps(request))
 
@@ -332,6 +332,7 @@ def test_stack_runs_a_job_within_its_policies(aws_endpoint: str, cfn: Any) -> No
     # and every call each of them made is allowed by the IAM policy the stack created for it.
     worker_ops = {op for _, op, _ in worker_log.calls}
     assert {"ReceiveMessage", "PutObject", "Publish", "DeleteMessage"} <= worker_ops
+    assert {"ListObjectsV2", "SendMessage", "ReceiveMessage"} <= {op for _, op, _ in producer_log.calls}
     assert _denied(worker_log, _policy_document(aws_endpoint, outputs["WorkerPolicyArn"])) == []
     assert _denied(producer_log, _policy_document(aws_endpoint, outputs["ProducerPolicyArn"])) == []
 

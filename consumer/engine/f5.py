@@ -196,12 +196,14 @@ class F5Engine:
                 raise EngineError("the engine is not loaded (call load() first)")
             self._check_representable(job.reference.transcript, "the reference transcript")
             self._check_representable(text, "the text")
-            prompt = self._prompt(job.reference)
             chunks = self.chunks(text, job.reference, job.options.speed)
+            if not chunks:
+                raise InvalidRequest("the text to synthesize has nothing to speak")
             seeds = tuple(chunk_seed(job.seed, i) for i in range(len(chunks)))
             waves, mels = [], []
             self._should_abort = job.should_abort
             try:
+                prompt = self._prompt(job.reference)
                 for chunk, seed in zip(chunks, seeds, strict=True):
                     if job.should_abort():
                         raise SynthesisAborted("synthesis aborted between chunks")

@@ -22,4 +22,6 @@ def build_engine(settings: Settings) -> Engine:
         spec = default_spec(settings.checkpoint or DEFAULT_CHECKPOINT, settings.vocoder)
     from consumer.engine.f5 import F5Engine
 
-    return F5Engine(spec, device=settings.device, dtype=settings.dtype, hub_cache_dir=str(settings.cache_dir / "hub"))
+    # Hub downloads (hf:// checkpoints, vocoder ids) use the Hugging Face cache (HF_HOME), where an image
+    # build may have pre-fetched them.
+    return F5Engine(spec, device=settings.device, dtype=settings.dtype)
