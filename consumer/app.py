@@ -60,7 +60,7 @@ def build_services(
         notifier=Notifier(
             clients.sns,
             settings.topic_arn,
-            webhook_secret=settings.webhook_secret,
+            webhook_secret=settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
             webhook_allow_private=settings.webhook_allow_private,
             webhook_timeout_s=settings.webhook_timeout_s,
             attempts=settings.notify_attempts,

@@ -45,7 +45,7 @@ from consumer.metrics import Metrics
 from consumer.notify import Notifier
 from consumer.settings import Settings
 from consumer.state import Claim, JobAlreadyCompleted, JobStore
-from consumer.store import AudioStore, StoredAudio, output_location
+from consumer.store import AudioStore, OutputLocation, StoredAudio, output_location
 from consumer.validate import job_id_hint, validate
 from consumer.voices import VoiceResolver
 from consumer.webhook import WebhookFailed, WebhookRefused, resolve_target
@@ -136,6 +136,9 @@ class JobRun:
         request: SynthesisRequest | None = None
         try:
             request = validate(self.msg.body)
+            location = output_location(  # every request-level check happens before anything is written
+                request, self.settings.bucket, self.settings.output_prefix, self.settings.allowed_output_buckets
+            )
             self._check_webhook(request)
             try:
                 self.claim = self.s.jobs.claim(
@@ -145,7 +148,7 @@ class JobRun:
                 log.info("job_already_completed", event_id=done.event.event_id, consequence="event replayed")
                 self.s.notifier.publish(done.event, _webhook(request))
                 return self._delete(Outcome.REPLAYED)
-            event = self._produce(request, self.claim)
+            event = self._produce(request, location, self.claim)
             self._ensure_owned()
             self.s.jobs.complete(self.claim, event)
             self.claim = None  # completed: nothing left to release
@@ -171,11 +174,8 @@ class JobRun:
             return self._retry(RetryableError(f"unexpected {type(exc).__name__}: {exc}", code=ErrorCode.INTERNAL))
 
     # --- the work -------------------------------------------------------------------------------------------
-    def _produce(self, request: SynthesisRequest, claim: Claim) -> SynthesisCompleted:
+    def _produce(self, request: SynthesisRequest, location: OutputLocation, claim: Claim) -> SynthesisCompleted:
         """Synthesize and upload, unless an earlier attempt already uploaded the audio."""
-        location = output_location(
-            request, self.settings.bucket, self.settings.output_prefix, self.settings.allowed_output_buckets
-        )
         stored = None if claim.fresh else self.s.audio.find(location)
         if stored is not None:
             log.info("audio_already_uploaded", uri=location.uri, consequence="no second synthesis")
@@ -183,7 +183,7 @@ class JobRun:
             stored = self._synthesize_and_upload(request, location)
         return self._completed_event(request, stored)
 
-    def _synthesize_and_upload(self, request: SynthesisRequest, location) -> StoredAudio:
+    def _synthesize_and_upload(self, request: SynthesisRequest, location: OutputLocation) -> StoredAudio:
         reference = self.s.voices.resolve(request.voice)
         seed = request.options.seed if request.options.seed is not None else seed_for(request.job_id)
         job = SynthesisJob(request.text, reference, request.options, seed, should_abort=self._should_abort)

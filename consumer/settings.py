@@ -9,7 +9,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SQS_MAX_WAIT_S = 20
@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(Path.home() / ".cache" / "f5-worker", description="Generated models (local runs).")
 
     # --- Notifications ------------------------------------------------------------------------------------
-    webhook_secret: str | None = Field(None, description="Standard Webhooks secret (whsec_...); signs webhooks.")
+    webhook_secret: SecretStr | None = Field(None, description="Standard Webhooks secret (whsec_...); signs webhooks.")
     webhook_allow_private: bool = Field(False, description="Allow loopback/private webhook targets (local only).")
     webhook_timeout_s: float = Field(10.0, gt=0, description="Per webhook POST.")
     notify_attempts: int = Field(4, ge=1, le=10, description="In-process attempts per notification target.")
