@@ -132,3 +132,19 @@ def reference_wav() -> bytes:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+_SUMMARY_LINES: list[str] = []
+
+
+@pytest.fixture
+def summary_line() -> Callable[[str], None]:
+    """Harness tests report their figures here; they are printed at the end of the run."""
+    return _SUMMARY_LINES.append
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _SUMMARY_LINES:
+        terminalreporter.section("harness figures")
+        for line in _SUMMARY_LINES:
+            terminalreporter.write_line(line)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from tests.harness.chaos import run_chaos
 
 
-def test_killed_workers_lose_nothing_and_duplicate_nothing():
+def test_killed_workers_lose_nothing_and_duplicate_nothing(summary_line):
     report = run_chaos(workers=3, jobs=30, kills=10, seed=7)
-    print("\n" + report.summary())
+    summary_line(report.summary())
     assert sum(report.kills.values()) >= 10
     assert report.lost == [] and report.duplicated == [] and report.mismatched == []
     assert report.stuck == 0 and report.dead_lettered == 0
