@@ -62,7 +62,7 @@ def run_local(text: str = DEMO_TEXT, checkpoint: str | None = None, output: Path
     process_start = time.monotonic()
     aws = EmbeddedAws.start()
     try:
-        overrides: dict = {"aws_endpoint_url": aws.endpoint_url, "wait_time_s": 1, "burst": True}
+        overrides: dict = {"aws_endpoint_url": aws.endpoint_url, "wait_time_s": 1, "burst": True, "log_json": False}
         if checkpoint:
             overrides["checkpoint"] = checkpoint
         base = Settings(**overrides)
