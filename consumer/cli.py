@@ -66,6 +66,25 @@ def check(
     raise typer.Exit(0 if health_check(port, path) else 1)
 
 
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
+def init(ctx: typer.Context) -> None:
+    """Create the queue, DLQ, bucket and topic (idempotent); print the F5_WORKER_* settings. --help for options."""
+    from consumer.init_resources import init_main
+
+    raise typer.Exit(init_main(ctx.args))
+
+
+@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
+def infra(ctx: typer.Context) -> None:
+    """Write (or --check) the CloudFormation template generated from the resource spec. --help for options."""
+    from consumer.infra import main as infra_main
+
+    raise typer.Exit(infra_main(ctx.args))
+
+
 cli_producer.register(app)
 
 

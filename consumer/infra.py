@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from consumer.resources import ResourceSpec, _allow_topic, _queue_attributes
+from consumer.resources import ResourceSpec, allow_topic_policy, queue_attributes
 from consumer.settings import Settings
 
 DEFAULT_OUTPUT = Path("infra/f5-worker.yaml")
@@ -73,7 +73,7 @@ def _queue_properties(spec: ResourceSpec, retention_s: int, name: str) -> dict[s
     for fifo in (False, True):
         named = replace(spec, name="${Name}", fifo=fifo)
         props: dict[str, Any] = {"QueueName": _sub(getattr(named, name))}
-        props |= {k: _cfn_scalar(v) for k, v in _queue_attributes(named, retention_s).items()}
+        props |= {k: _cfn_scalar(v) for k, v in queue_attributes(named, retention_s).items()}
         variants[fifo] = props
     merged: dict[str, Any] = {}
     for key in [*variants[False], *(k for k in variants[True] if k not in variants[False])]:
@@ -93,7 +93,7 @@ def _queues(spec: ResourceSpec) -> dict[str, Any]:
     named = replace(spec, name="${Name}")
     # The events queue is standard whatever the request queues are: the topic is a standard topic.
     events = {"QueueName": _sub(named.events_queue_name), "SqsManagedSseEnabled": True}
-    topic_policy = json.loads(_allow_topic("<queue>", "<topic>"))
+    topic_policy = json.loads(allow_topic_policy("<queue>", "<topic>"))
     topic_policy["Statement"][0]["Resource"] = _arn("EventsQueue")
     topic_policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] = _ref("EventsTopic")
     return {

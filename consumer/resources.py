@@ -62,7 +62,7 @@ class Resources:
         }
 
 
-def _queue_attributes(spec: ResourceSpec, retention_s: int) -> dict[str, str]:
+def queue_attributes(spec: ResourceSpec, retention_s: int) -> dict[str, str]:
     attrs = {
         "VisibilityTimeout": str(spec.visibility_timeout_s),
         "MessageRetentionPeriod": str(retention_s),
@@ -79,11 +79,11 @@ def _queue_attributes(spec: ResourceSpec, retention_s: int) -> dict[str, str]:
 def bootstrap(clients: AwsClients, spec: ResourceSpec = ResourceSpec(), region: str = "us-east-1") -> Resources:
     """Create (or find) every resource. Idempotent."""
     sqs, s3, sns = clients.sqs, clients.s3, clients.sns
-    dlq_url = sqs.create_queue(QueueName=spec.dlq_name, Attributes=_queue_attributes(spec, spec.dlq_retention_s))[
+    dlq_url = sqs.create_queue(QueueName=spec.dlq_name, Attributes=queue_attributes(spec, spec.dlq_retention_s))[
         "QueueUrl"
     ]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    attrs = _queue_attributes(spec, spec.retention_s)
+    attrs = queue_attributes(spec, spec.retention_s)
     attrs["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.max_receive_count})
     queue_url = sqs.create_queue(QueueName=spec.queue_name, Attributes=attrs)["QueueUrl"]
     _create_bucket(s3, spec.bucket, region)
@@ -94,7 +94,7 @@ def bootstrap(clients: AwsClients, spec: ResourceSpec = ResourceSpec(), region: 
         events_arn = sqs.get_queue_attributes(QueueUrl=events_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
-        sqs.set_queue_attributes(QueueUrl=events_url, Attributes={"Policy": _allow_topic(events_arn, topic_arn)})
+        sqs.set_queue_attributes(QueueUrl=events_url, Attributes={"Policy": allow_topic_policy(events_arn, topic_arn)})
         sns.subscribe(
             TopicArn=topic_arn,
             Protocol="sqs",
@@ -131,7 +131,7 @@ def _create_bucket(s3: Any, bucket: str, region: str) -> None:
     )
 
 
-def _allow_topic(queue_arn: str, topic_arn: str) -> str:
+def allow_topic_policy(queue_arn: str, topic_arn: str) -> str:
     return json.dumps(
         {
             "Version": "2012-10-17",

@@ -170,6 +170,8 @@ def test_fifo_queue_round_trip(aws_endpoint, make_worker, stack):
         ["run"],
         ["local"],
         ["check"],
+        ["init"],
+        ["infra"],
         ["enqueue"],
         ["say"],
         ["voices"],

@@ -3,9 +3,10 @@
 # (`python -m consumer.init_resources`), so LocalStack, moto, the tests and the CloudFormation template all
 # follow one ResourceSpec. Prints the worker's environment (F5_WORKER_QUEUE_URL=...) to LocalStack's log.
 #
-# In the Docker image, docker-compose.yml mounts the repository's consumer/ at /opt/f5-worker/consumer. LocalStack's
-# own Python has boto3; the settings model needs pydantic + pydantic-settings, installed once from PyPI into the
-# LocalStack volume. Without PyPI access the hook fails with the command to run on the host instead (same result:
+# In the Docker image, docker-compose.yml mounts the repository's consumer/ at /opt/f5-worker/consumer and the hook
+# runs it with LocalStack's own Python, which has boto3 (and, in localstack-core 4.13.1's runtime, pydantic-settings
+# too). If the settings model's pydantic + pydantic-settings are missing, they are installed once from PyPI into the
+# LocalStack volume; without PyPI access the hook fails with the command to run on the host instead (same result:
 # init_resources is idempotent). In host mode, localstack/run-host.sh points F5_WORKER_INIT_PYTHON at .venv/bin/python.
 set -euo pipefail
 
