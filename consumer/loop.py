@@ -71,7 +71,13 @@ class Worker:
             done, _ = wait({pending_poll}, timeout=0.2)
             if not done:
                 continue
-            messages, pending_poll = pending_poll.result(), None
+            try:
+                messages = pending_poll.result()
+            except Exception:  # AWS errors are retried inside; anything else is a bug: log it, back off
+                log.exception("poll_crashed")
+                messages = []
+                self.stopping.wait(1.0)
+            pending_poll = None
             if not messages and self.settings.burst and not self._in_flight:
                 log.info("queue_empty", consequence="burst mode: exiting")
                 break
