@@ -168,6 +168,9 @@ def write_random_model(out_dir: Path, *, size: Size, seed: int = 0) -> Path:
         "vocoder": "vocoder",
     }
     (out_dir / MODEL_JSON).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    # Readable by other users (a shared cache, a container user): mkdtemp and safetensors create 0700/0600.
+    for path in [out_dir, *out_dir.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     return out_dir
 
 
