@@ -97,7 +97,7 @@ def test_worker_process_runs_from_environment_and_exits_zero_on_sigterm(stack, t
             events = stack.events()
         assert [e.job_id for e in events] == ["proc-1"]
         assert check(port, "/readyz") and check(port, "/healthz")
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()  # noqa: S310
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
         assert 'f5_worker_jobs_total{outcome="done"} 1.0' in metrics
         assert 'f5_worker_startup_seconds{phase="model_loaded"}' in metrics
         proc.send_signal(signal.SIGTERM)

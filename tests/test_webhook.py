@@ -111,7 +111,7 @@ def test_worker_delivers_signed_events_to_the_request_webhook(stack, make_worker
 
 def test_worker_refuses_private_webhook_before_synthesis(stack, make_worker):
     stack.send(request("hook-2", notify={"webhook_url": "http://127.0.0.1:1/hook"}))
-    worker, services = make_worker()
+    worker, _ = make_worker()
     worker.run()
     (event,) = stack.events()
     assert event.type == "synthesis.failed.v1" and "refused" in event.error_message
