@@ -19,7 +19,7 @@ from consumer.engine.reference import decode_reference
 REF_EN_FILE = "infer/examples/basic/basic_ref_en.wav"
 REF_EN_TEXT = "Some call me nature, others call me mother nature."
 REF_ZH_FILE = "infer/examples/basic/basic_ref_zh.wav"
-REF_ZH_TEXT = "对，这就是我，万人敬仰的太乙真人。"  # noqa: RUF001 - the clip's transcript
+REF_ZH_TEXT = "对，这就是我，万人敬仰的太乙真人。"
 
 __all__ = ["REF_EN_TEXT", "en_reference", "ref_en_bytes", "tiny_engine", "tiny_model_path", "zh_reference"]
 

@@ -159,7 +159,7 @@ def test_unrepresentable_transcript_is_refused(tiny_engine, en_reference):
 
 
 def test_chinese_goes_through_pinyin(tiny_engine, zh_reference):
-    audio = tiny_engine.synthesize(_job(zh_reference, "你好，欢迎使用语音合成。"))  # noqa: RUF001
+    audio = tiny_engine.synthesize(_job(zh_reference, "你好，欢迎使用语音合成。"))
     assert audio.duration_s > 0.5
 
 

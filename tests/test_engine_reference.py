@@ -149,7 +149,7 @@ def test_blank_transcript_is_an_invalid_request(ref_en_bytes, transcript):
         ("Some call me nature.", "Some call me nature. "),
         ("  Some  call\nme nature. ", "Some call me nature. "),
         ("Really?", "Really?. "),  # upstream's rule, kept so prompts match f5-tts's own
-        ("对，这就是我。", "对，这就是我。"),  # noqa: RUF001
+        ("对，这就是我。", "对，这就是我。"),
     ],
 )
 def test_transcript_ends_like_upstream(raw, expected):
