@@ -71,6 +71,16 @@ class Settings(BaseSettings):
         None, pattern="^(float32|float16|bfloat16)$", description="Default: float16 on CUDA, float32 on CPU."
     )
     warm_up: bool = Field(True, description="Run one short synthesis at start.")
+    batch_max_size: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Messages synthesized together in one forward pass (f5 engine; 1: no batching). "
+        "Needs max_in_flight >= this. For GPUs: on CPU it was measured slower (benchmarks/throughput.py).",
+    )
+    batch_window_ms: float = Field(
+        20.0, ge=0, le=1000, description="Wait this long after a message arrives for others to batch it with."
+    )
     cache_dir: Path = Field(Path.home() / ".cache" / "f5-worker", description="Generated models (local runs).")
 
     # --- Notifications ------------------------------------------------------------------------------------
@@ -97,6 +107,11 @@ class Settings(BaseSettings):
             raise ValueError("retry_base_delay_s must not exceed retry_max_delay_s")
         if self.model_dir is not None and self.checkpoint is not None:
             raise ValueError("give model_dir or checkpoint, not both")
+        if self.max_in_flight < self.batch_max_size:
+            raise ValueError(
+                f"batch_max_size ({self.batch_max_size}) needs at least as many messages in flight: raise "
+                f"F5_WORKER_MAX_IN_FLIGHT (now {self.max_in_flight}) to {self.batch_max_size} or more"
+            )
         return self
 
 
@@ -107,7 +122,8 @@ def render_settings_doc() -> str:
         "",
         "Environment variables (prefix `F5_WORKER_`), read once at start by `consumer/settings.py`.",
         "Cross-field rules: `heartbeat_interval_s < visibility_timeout_s`; `retry_base_delay_s <= retry_max_delay_s`;",
-        "`model_dir` and `checkpoint` are exclusive. Invalid settings stop `f5-worker run` with exit code 2.",
+        "`model_dir` and `checkpoint` are exclusive; `max_in_flight >= batch_max_size`.",
+        "Invalid settings stop `f5-worker run` with exit code 2.",
         "Regenerate with `python -m consumer.settings`.",
         "",
         "| variable | default | meaning |",

@@ -14,6 +14,13 @@ bit (tests/test_engine_f5.py proves it). What differs, on purpose:
 - a single sentence too long for one chunk is split at word boundaries instead of generated in one pass;
 - `job.should_abort()` is checked before every ODE step (a forward-pre-hook on the DiT);
 - CUDA out-of-memory becomes `EngineError` (retryable).
+
+`synthesize_batch` (used by `consumer.engine.batching.BatchingEngine`) runs the chunks of several jobs through
+shared `CFM.sample` calls: padded cond mels with per-item `lens`, `duration`, text and seeded noise, with the
+attention processors' `attn_mask_enabled` turned on at load (upstream passes a mask only for batches of more
+than one, so single runs are unchanged). Batched items equal their single runs within float32 reordering
+noise (tests/test_batched_equivalence.py). Not done: switching to flash-attn varlen on CUDA; upstream's torch
+processor expands the mask to (batch, heads, n, n), which SDPA materialises.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import gc
 import hashlib
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 from cachetools import LRUCache
+from torch.nn.utils.rnn import pad_sequence
 
 from consumer.engine import Reference, SynthesisAborted, SynthesisJob, SynthesizedAudio
 from consumer.engine.audio import cross_fade, remove_long_silences
@@ -46,6 +54,7 @@ CROSS_FADE_S = 0.15  # upstream's cross_fade_duration
 MAX_PROMPT_S = 22.0  # upstream sizes chunks so that reference + chunk stay within ~22 s
 SHORT_TEXT_BYTES = 10  # upstream slows texts under 10 bytes to speed 0.3
 WARM_UP_TEXT = "Warming up."
+MAX_FRAMES = 65536  # CFM.sample's max_duration
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,23 @@ class _Prompt:
     mel: torch.Tensor  # (1, frames, n_mels) float32 on the engine's device
     rms: torch.Tensor  # RMS of the reference before it was raised to TARGET_RMS
     n_samples: int
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One chunk of one job in a batch."""
+
+    job: int  # index of the job in the batch
+    chunk: int  # index of the chunk in the job
+    prompt: _Prompt
+    transcript: str
+    text: str
+    options: SynthesisOptions
+    seed: int
+    final_text: list[str]  # tokenised reference transcript + chunk, as CFM.sample takes it
+    duration: int  # frames asked for, reference included
+    frames: int  # frames CFM.sample generates for it (duration, raised for long text, capped)
+    ref_audio_len: int  # frames of the reference to cut from the output
 
 
 @dataclass(frozen=True)
@@ -148,6 +174,7 @@ class F5Engine:
             self._vocoder = vocoder
             self._vocab = get_tokenizer(self.spec.vocab, "custom")[0]
             self._model.transformer.register_forward_pre_hook(self._before_ode_step)
+            _enable_attention_masks(self._model)
             if self.device.startswith("cuda"):
                 self._rng_devices = list(range(torch.cuda.device_count()))
             log.info(
@@ -186,20 +213,11 @@ class F5Engine:
 
     def render(self, job: SynthesisJob) -> Rendering:
         """Synthesize and return the unclipped waveform with the generated mel (for tests and tools)."""
-        text = " ".join(job.text.split())
-        if not text:
-            raise InvalidRequest("the text to synthesize is empty")
-        if not job.reference.transcript.strip():
-            raise InvalidRequest("the reference transcript is empty")
+        text = _check_texts(job)
         with self._lock:
             if self._model is None:
                 raise EngineError("the engine is not loaded (call load() first)")
-            self._check_representable(job.reference.transcript, "the reference transcript")
-            self._check_representable(text, "the text")
-            chunks = self.chunks(text, job.reference, job.options.speed)
-            if not chunks:
-                raise InvalidRequest("the text to synthesize has nothing to speak")
-            seeds = tuple(chunk_seed(job.seed, i) for i in range(len(chunks)))
+            chunks, seeds = self._plan(job, text)
             waves, mels = [], []
             self._should_abort = job.should_abort
             try:
@@ -217,6 +235,152 @@ class F5Engine:
                 self._model.transformer.clear_cache()  # an aborted sample() leaves its text cache behind
                 if self.device.startswith("cuda"):
                     torch.cuda.empty_cache()
+        return self._finish(job, waves, mels, chunks, seeds)
+
+    # --- batched synthesis ------------------------------------------------------------------------------
+    def synthesize_batch(self, jobs: Sequence[SynthesisJob]) -> list[SynthesizedAudio | BaseException]:
+        """Several jobs through shared `CFM.sample` calls; one result or exception per job, in order."""
+        out: list[SynthesizedAudio | BaseException] = []
+        for job, rendering in zip(jobs, self.render_batch(jobs), strict=True):
+            if isinstance(rendering, BaseException):
+                out.append(rendering)
+            else:
+                samples = np.clip(rendering.samples, -1.0, 1.0).astype(np.float32, copy=False)
+                out.append(SynthesizedAudio(samples=samples, sample_rate=self.sample_rate, seed=job.seed))
+        return out
+
+    def render_batch(self, jobs: Sequence[SynthesisJob]) -> list[Rendering | BaseException]:
+        """`render` for several jobs at once. Every chunk of every job is one batch item; items are sorted by
+        duration and run in `CFM.sample` calls of at most `len(jobs)` items (so a batch of one job runs
+        exactly the single path). Each item gets its own cond mel and `lens`, text, `duration` and initial
+        noise drawn right after `torch.manual_seed(chunk seed)`, as the single path draws it; attention masks
+        the padding. A job whose `should_abort()` fires gets `SynthesisAborted` while the others go on (a
+        `sample` call stops early only when all of its jobs aborted); a job that cannot be prepared (invalid
+        or unrepresentable text) gets its own exception."""
+        results: dict[int, Rendering | BaseException] = {}
+        plans: dict[int, tuple[list[str], tuple[int, ...]]] = {}
+        items: list[_Item] = []
+        with self._lock:
+            if self._model is None:
+                raise EngineError("the engine is not loaded (call load() first)")
+            for j, job in enumerate(jobs):
+                try:
+                    plans[j] = self._plan(job, _check_texts(job))
+                    prompt = self._prompt(job.reference)
+                except Exception as exc:  # noqa: BLE001 - handed to that job alone
+                    results[j] = exc
+                    plans.pop(j, None)
+                    continue
+                for i, (chunk, seed) in enumerate(zip(*plans[j], strict=True)):
+                    items.append(self._item(j, i, prompt, job.reference.transcript, chunk, job.options, seed))
+            outputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+            try:
+                for group in _groups(items, max(1, len(jobs))):
+                    self._run_group([it for it in group if it.job not in results], jobs, results, outputs)
+            finally:
+                self._should_abort = None
+                self._model.transformer.clear_cache()
+                if self.device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+        for j, (chunks, seeds) in plans.items():
+            if j not in results:
+                waves, mels = zip(*(outputs[(j, i)] for i in range(len(chunks))), strict=True)
+                results[j] = self._finish(jobs[j], list(waves), list(mels), chunks, seeds)
+        return [results[j] for j in range(len(jobs))]
+
+    def _run_group(
+        self,
+        group: list[_Item],
+        jobs: Sequence[SynthesisJob],
+        results: dict[int, Rendering | BaseException],
+        outputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
+    ) -> None:
+        """One `CFM.sample` call over `group`; fills `outputs`, or `results` with per-job failures."""
+        owners = sorted({it.job for it in group})
+
+        def poll_aborts() -> bool:
+            """Marks jobs whose abort check fires; true when every job of this call has aborted."""
+            for j in owners:
+                if j not in results and jobs[j].should_abort():
+                    results[j] = SynthesisAborted("synthesis aborted")
+            return all(j in results for j in owners)
+
+        if not group or poll_aborts():
+            return
+        group = [it for it in group if it.job not in results]  # jobs aborted by now are left out
+        self._should_abort = poll_aborts
+        try:
+            if len(group) == 1:  # exactly the single path
+                it = group[0]
+                outputs[(it.job, it.chunk)] = self._infer_chunk(it.prompt, it.transcript, it.text, it.options, it.seed)
+                return
+            generated = self._sample_items(group)
+            poll_aborts()
+            for i, it in enumerate(group):
+                if it.job not in results:  # vocode each item's own frames, without the padding
+                    mel = generated[i : i + 1, it.ref_audio_len : it.frames, :].permute(0, 2, 1)
+                    outputs[(it.job, it.chunk)] = self._decode(it.prompt, mel)
+        except SynthesisAborted:
+            for j in owners:
+                results.setdefault(j, SynthesisAborted("synthesis aborted"))
+        except torch.cuda.OutOfMemoryError as exc:
+            for j in owners:
+                results.setdefault(j, EngineError(f"CUDA out of memory in a batch of {len(group)} chunks"))
+            log.warning("batch_out_of_memory", items=len(group), error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - the call failed: each of its jobs gets the error
+            for j in owners:
+                results.setdefault(j, exc)
+        finally:
+            self._should_abort = None
+
+    def _sample_items(self, group: list[_Item]) -> torch.Tensor:
+        """One `CFM.sample` call for several items: (batch, max duration, n_mels) float32. The options are
+        the first item's (callers batch only jobs whose step count, CFG strength and sway coefficient agree)."""
+        options = group[0].options
+        cond = pad_sequence([it.prompt.mel[0] for it in group], batch_first=True)
+        lens = torch.tensor([it.prompt.mel.shape[1] for it in group], device=self.device, dtype=torch.long)
+        duration = torch.tensor([it.duration for it in group], device=self.device, dtype=torch.long)
+        seeds = _SeedSequence([it.seed for it in group])
+        with torch.inference_mode(), torch.random.fork_rng(devices=self._rng_devices):
+            generated, trajectory = self._model.sample(
+                cond=cond,
+                text=[it.final_text for it in group],
+                duration=duration,
+                lens=lens,
+                steps=options.nfe_steps,
+                cfg_strength=options.cfg_strength,
+                sway_sampling_coef=options.sway_sampling_coef,
+                seed=seeds,
+            )
+            del trajectory
+        seeds.check_consumed()
+        return generated.to(torch.float32)
+
+    def _item(
+        self,
+        job: int,
+        chunk: int,
+        prompt: _Prompt,
+        transcript: str,
+        gen_text: str,
+        options: SynthesisOptions,
+        seed: int,
+    ) -> _Item:
+        final_text, duration, ref_audio_len = self._chunk_inputs(prompt, transcript, gen_text, options)
+        # what CFM.sample makes of `duration`: at least the text or the prompt plus one frame, at most 65536
+        frames = min(max(max(len(final_text), prompt.mel.shape[1]) + 1, duration), MAX_FRAMES)
+        return _Item(
+            job, chunk, prompt, transcript, gen_text, options, seed, final_text, duration, frames, ref_audio_len
+        )
+
+    def _finish(
+        self,
+        job: SynthesisJob,
+        waves: list[np.ndarray],
+        mels: list[np.ndarray],
+        chunks: list[str],
+        seeds: tuple[int, ...],
+    ) -> Rendering:
         samples = cross_fade(waves, self.sample_rate, CROSS_FADE_S).astype(np.float32, copy=False)
         if job.options.remove_silence:
             samples = remove_long_silences(samples, self.sample_rate)
@@ -264,24 +428,40 @@ class F5Engine:
             self._prompts[key] = prompt
         return prompt
 
-    def _infer_chunk(
-        self, prompt: _Prompt, transcript: str, gen_text: str, options: SynthesisOptions, seed: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """upstream's `_infer_basic` for one chunk."""
+    def _plan(self, job: SynthesisJob, text: str) -> tuple[list[str], tuple[int, ...]]:
+        """Vocabulary checks, chunks and chunk seeds (under the lock, model loaded)."""
+        self._check_representable(job.reference.transcript, "the reference transcript")
+        self._check_representable(text, "the text")
+        chunks = self.chunks(text, job.reference, job.options.speed)
+        if not chunks:
+            raise InvalidRequest("the text to synthesize has nothing to speak")
+        return chunks, tuple(chunk_seed(job.seed, i) for i in range(len(chunks)))
+
+    def _chunk_inputs(
+        self, prompt: _Prompt, transcript: str, gen_text: str, options: SynthesisOptions
+    ) -> tuple[list[str], int, int]:
+        """upstream's `_infer_basic` inputs for one chunk: tokenised prompt text, total duration in frames and
+        the reference's length in frames."""
         from f5_tts.model.utils import convert_char_to_pinyin
 
         ref_text = transcript + " " if len(transcript[-1].encode("utf-8")) == 1 else transcript
         local_speed = 0.3 if len(gen_text.encode("utf-8")) < SHORT_TEXT_BYTES else options.speed
-        final_text_list = convert_char_to_pinyin([ref_text + gen_text])
+        final_text = convert_char_to_pinyin([ref_text + gen_text])[0]
         ref_audio_len = prompt.n_samples // self.spec.hop_length
         ref_text_len = len(ref_text.encode("utf-8"))
         gen_text_len = len(gen_text.encode("utf-8"))
         duration = ref_audio_len + int(ref_audio_len / ref_text_len * gen_text_len / local_speed)
+        return final_text, duration, ref_audio_len
 
+    def _infer_chunk(
+        self, prompt: _Prompt, transcript: str, gen_text: str, options: SynthesisOptions, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """upstream's `_infer_basic` for one chunk."""
+        final_text, duration, ref_audio_len = self._chunk_inputs(prompt, transcript, gen_text, options)
         with torch.inference_mode(), self._seeded(seed):
             generated, trajectory = self._model.sample(
                 cond=prompt.mel,
-                text=final_text_list,
+                text=[final_text],
                 duration=duration,
                 steps=options.nfe_steps,
                 cfg_strength=options.cfg_strength,
@@ -291,6 +471,11 @@ class F5Engine:
             generated = generated.to(torch.float32)[:, ref_audio_len:, :].permute(0, 2, 1)
             if self._should_abort is not None and self._should_abort():
                 raise SynthesisAborted("synthesis aborted before vocoding")
+        return self._decode(prompt, generated)
+
+    def _decode(self, prompt: _Prompt, generated: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Vocode one generated mel (1, n_mels, frames), restoring a quiet reference's loudness."""
+        with torch.inference_mode():
             wave = self._vocoder.decode(generated)
             if prompt.rms < TARGET_RMS:
                 wave = wave * prompt.rms / TARGET_RMS
@@ -344,6 +529,61 @@ class F5Engine:
                 "hub access set F5_WORKER_VOCODER to a local directory holding config.yaml and pytorch_model.bin"
             ) from exc
         return str(Path(config).parent)
+
+
+def _enable_attention_masks(model: torch.nn.Module) -> None:
+    """Make attention honour `CFM.sample`'s padding mask, which it passes only for batches of more than one
+    item (so single runs, mask None, are unchanged). F5TTS_v1_Base ships `attn_mask_enabled: False`: without
+    this, padded frames would leak into shorter items through attention."""
+    from f5_tts.model.modules import AttnProcessor
+
+    for module in model.modules():
+        processor = getattr(module, "processor", None)
+        if isinstance(processor, AttnProcessor):
+            processor.attn_mask_enabled = True
+
+
+def _check_texts(job: SynthesisJob) -> str:
+    """The job's text with whitespace collapsed; blank text or transcript is invalid."""
+    text = " ".join(job.text.split())
+    if not text:
+        raise InvalidRequest("the text to synthesize is empty")
+    if not job.reference.transcript.strip():
+        raise InvalidRequest("the reference transcript is empty")
+    return text
+
+
+def _groups(items: list[_Item], size: int) -> Iterator[list[_Item]]:
+    """Items that can share one `CFM.sample` call (same step count, CFG strength and sway coefficient), by
+    length so that padding stays small, at most `size` per call."""
+    by_options: dict[tuple[int, float, float], list[_Item]] = {}
+    for it in items:
+        key = (it.options.nfe_steps, it.options.cfg_strength, it.options.sway_sampling_coef)
+        by_options.setdefault(key, []).append(it)
+    for same in by_options.values():
+        same.sort(key=lambda it: it.frames)
+        for start in range(0, len(same), size):
+            yield same[start : start + size]
+
+
+class _SeedSequence:
+    """Per-item seeds through `CFM.sample(seed=...)`: upstream calls `torch.manual_seed(seed)` (which does
+    `int(seed)`) right before drawing each item's initial noise, in batch order, so each `int()` here yields
+    the next item's seed and item i's noise is drawn exactly as the single path draws it."""
+
+    def __init__(self, seeds: list[int]) -> None:
+        self._seeds = seeds
+        self._used = 0
+
+    def __int__(self) -> int:
+        if self._used >= len(self._seeds):
+            raise RuntimeError("CFM.sample drew more noise tensors than there are batch items")
+        self._used += 1
+        return self._seeds[self._used - 1]
+
+    def check_consumed(self) -> None:
+        if self._used != len(self._seeds):
+            raise RuntimeError(f"CFM.sample seeded {self._used} of {len(self._seeds)} items: upstream changed")
 
 
 def _describe(token: str) -> str:

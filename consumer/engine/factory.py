@@ -24,4 +24,9 @@ def build_engine(settings: Settings) -> Engine:
 
     # Hub downloads (hf:// checkpoints, vocoder ids) use the Hugging Face cache (HF_HOME), where an image
     # build may have pre-fetched them.
-    return F5Engine(spec, device=settings.device, dtype=settings.dtype)
+    engine = F5Engine(spec, device=settings.device, dtype=settings.dtype)
+    if settings.batch_max_size > 1:
+        from consumer.engine.batching import BatchingEngine
+
+        return BatchingEngine(engine, max_batch=settings.batch_max_size, window_s=settings.batch_window_ms / 1000)
+    return engine
