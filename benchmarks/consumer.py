@@ -25,7 +25,6 @@ from consumer.app import build_services
 from consumer.aws import make_clients
 from consumer.embedded_aws import EmbeddedAws
 from consumer.engine import SynthesisJob, SynthesizedAudio
-from consumer.engine.model_spec import wheel_example_path
 from consumer.logs import configure
 from consumer.loop import Worker
 from consumer.resources import ResourceSpec, bootstrap
@@ -117,11 +116,7 @@ def main() -> None:
         settings = Settings(aws_endpoint_url=aws.endpoint_url)
         clients = make_clients(settings)
         resources = bootstrap(clients, ResourceSpec(name="bench", bucket="bench-audio", events_queue=False))
-        VoiceLibrary(clients.s3, resources.bucket).add(
-            "basic-en",
-            wheel_example_path("infer/examples/basic/basic_ref_en.wav").read_bytes(),
-            "Some call me nature, others call me mother nature.",
-        )
+        VoiceLibrary(clients.s3, resources.bucket).add_example("basic-en")
         payload = bytes(24_044)  # the size of 0.5 s of 24 kHz pcm16 WAV
         n = args.messages
         fill(clients.sqs, resources.queue_url, n)

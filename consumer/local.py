@@ -14,7 +14,6 @@ from pathlib import Path
 from consumer.app import StartupTimeline, build_services
 from consumer.aws import make_clients
 from consumer.embedded_aws import EmbeddedAws
-from consumer.engine.model_spec import wheel_example_path
 from consumer.logs import configure, get_logger
 from consumer.loop import Worker
 from consumer.metrics import Metrics
@@ -28,8 +27,6 @@ from contracts.requests import SynthesisRequest, VoiceRef
 log = get_logger(__name__)
 
 DEMO_VOICE_ID = "basic-en"
-DEMO_VOICE_FILE = "infer/examples/basic/basic_ref_en.wav"
-DEMO_TRANSCRIPT = "Some call me nature, others call me mother nature."
 DEMO_TEXT = "Hello from f5-worker. This sentence travelled through a queue, a GPU worker and S3."
 
 
@@ -73,10 +70,7 @@ def run_local(text: str = DEMO_TEXT, checkpoint: str | None = None, output: Path
         metrics = Metrics()
         timeline = StartupTimeline(metrics, process_start)
         engine = start_engine(settings, timeline)
-        audio = wheel_example_path(DEMO_VOICE_FILE).read_bytes()
-        VoiceLibrary(clients.s3, settings.bucket, settings.voices_prefix, engine.sample_rate).add(
-            DEMO_VOICE_ID, audio, DEMO_TRANSCRIPT
-        )
+        VoiceLibrary(clients.s3, settings.bucket, settings.voices_prefix, engine.sample_rate).add_example(DEMO_VOICE_ID)
         request = SynthesisRequest(
             job_id=f"demo-{uuid.uuid4().hex[:12]}",
             text=text,

@@ -12,6 +12,7 @@ from typing import Any
 
 import soundfile as sf
 
+from consumer.engine.model_spec import EXAMPLE_VOICE_EN
 from consumer.engine.reference import decode_reference
 from consumer.errors import InvalidRequest
 from consumer.voices import MANIFEST_OBJECT, REFERENCE_OBJECT
@@ -54,6 +55,10 @@ class VoiceLibrary:
             ContentType="application/json",
         )
         return manifest
+
+    def add_example(self, voice_id: str = "basic-en") -> dict[str, Any]:
+        """Store the f5-tts wheel's English example clip as a voice (demo, tests, benchmarks)."""
+        return self.add(voice_id, EXAMPLE_VOICE_EN.audio(), EXAMPLE_VOICE_EN.transcript)
 
     def list(self) -> list[dict[str, Any]]:
         """Manifests of every voice, sorted by id."""

@@ -16,16 +16,13 @@ from consumer.aws import AwsClients, make_clients
 from consumer.embedded_aws import EmbeddedAws
 from consumer.engine import Engine
 from consumer.engine.fake import FakeEngine
-from consumer.engine.model_spec import wheel_example_path
+from consumer.engine.model_spec import EXAMPLE_VOICE_EN
 from consumer.lifecycle import Services
 from consumer.loop import Worker
 from consumer.resources import Resources, ResourceSpec, bootstrap
 from consumer.settings import Settings
 from consumer.voice_library import VoiceLibrary
 from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
-
-REF_EN = "infer/examples/basic/basic_ref_en.wav"
-REF_EN_TRANSCRIPT = "Some call me nature, others call me mother nature."
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +107,7 @@ def stack(aws_endpoint: str) -> Stack:
     clients = make_clients(base)
     resources = bootstrap(clients, spec)
     library = VoiceLibrary(clients.s3, resources.bucket)
-    library.add("basic-en", wheel_example_path(REF_EN).read_bytes(), REF_EN_TRANSCRIPT)
+    library.add_example("basic-en")
     return Stack(aws_endpoint, clients, resources, spec)
 
 
@@ -126,7 +123,7 @@ def make_worker(stack: Stack) -> Callable[..., tuple[Worker, Services]]:
 
 @pytest.fixture(scope="session")
 def reference_wav() -> bytes:
-    return wheel_example_path(REF_EN).read_bytes()
+    return EXAMPLE_VOICE_EN.audio()
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,6 @@ from botocore.exceptions import ClientError
 from consumer.app import build_services
 from consumer.aws import AwsClients, make_clients
 from consumer.engine.fake import FakeEngine
-from consumer.engine.model_spec import wheel_example_path
 from consumer.infra import main as infra_main
 from consumer.infra import render_cloudformation, render_yaml
 from consumer.loop import Worker
@@ -34,8 +33,6 @@ from contracts.events import SynthesisCompleted, parse_event
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "f5-worker.yaml"
 REGION = "us-east-1"
-REF_EN = "infer/examples/basic/basic_ref_en.wav"
-REF_EN_TRANSCRIPT = "Some call me nature, others call me mother nature."
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +296,7 @@ def test_stack_runs_a_job_within_its_policies(aws_endpoint: str, cfn: Any) -> No
     base = {"aws_endpoint_url": aws_endpoint, "wait_time_s": 1}
     producer = producer_log.attach(make_clients(Settings(**base)))
     voices = VoiceLibrary(producer.s3, outputs["BucketName"])
-    voices.add("basic-en", wheel_example_path(REF_EN).read_bytes(), REF_EN_TRANSCRIPT)
+    voices.add_example("basic-en")
     assert [v["voice_id"] for v in voices.list()] == ["basic-en"]  # ListBucket under voices/
     request = {"job_id": "cfn-1", "text": "hello", "voice": {"voice_id": "basic-en"}}
     producer.sqs.send_message(QueueUrl=outputs["QueueUrl"], MessageBody=json.dumps(request))

@@ -42,7 +42,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from consumer.engine import Reference, SynthesisAborted, SynthesisJob, SynthesizedAudio
 from consumer.engine.audio import cross_fade, remove_long_silences
-from consumer.engine.model_spec import ModelSpec, wheel_example_path
+from consumer.engine.model_spec import EXAMPLE_VOICE_EN, ModelSpec
 from consumer.errors import EngineError, InvalidRequest, TextNotRepresentable
 from consumer.logs import get_logger
 from contracts.requests import SynthesisOptions
@@ -190,10 +190,8 @@ class F5Engine:
         """One short synthesis (few ODE steps) so that lazy initialisation is not paid by a real job."""
         from consumer.engine.reference import decode_reference
 
-        data = wheel_example_path("infer/examples/basic/basic_ref_en.wav").read_bytes()
-        reference = decode_reference(
-            data, "Some call me nature, others call me mother nature.", sample_rate=self.sample_rate
-        )
+        voice = EXAMPLE_VOICE_EN
+        reference = decode_reference(voice.audio(), voice.transcript, sample_rate=self.sample_rate)
         job = SynthesisJob(WARM_UP_TEXT, reference, SynthesisOptions(nfe_steps=2), seed=0)
         self.synthesize(job)
 

@@ -83,6 +83,23 @@ def wheel_example_path(relative: str) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class ExampleVoice:
+    """A real reference clip shipped in the f5-tts wheel, with the transcript upstream gives for it."""
+
+    file: str
+    transcript: str
+
+    def audio(self) -> bytes:
+        return wheel_example_path(self.file).read_bytes()
+
+
+# The demo voice of `f5-worker local`, the warm-up, the tests and the benchmarks (transcript from basic.toml).
+EXAMPLE_VOICE_EN = ExampleVoice(
+    "infer/examples/basic/basic_ref_en.wav", "Some call me nature, others call me mother nature."
+)
+
+
 def wheel_architecture(name: str = DEFAULT_ARCHITECTURE) -> tuple[dict[str, Any], dict[str, Any]]:
     """`(arch, mel_spec)` of a packaged config, e.g. `configs/F5TTS_v1_Base.yaml`."""
     import yaml  # installed with f5-tts; imported here so the core install needs no yaml

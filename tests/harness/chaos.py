@@ -27,7 +27,6 @@ from consumer.embedded_aws import EmbeddedAws
 from consumer.engine import Reference, SynthesisJob
 from consumer.engine.audio import encode
 from consumer.engine.fake import FakeEngine
-from consumer.engine.model_spec import wheel_example_path
 from consumer.lifecycle import seed_for
 from consumer.resources import ResourceSpec, bootstrap
 from consumer.settings import Settings
@@ -154,11 +153,7 @@ def run_chaos(
         res = bootstrap(
             clients, ResourceSpec(name="chaos", bucket="chaos-audio", visibility_timeout_s=4, max_receive_count=25)
         )
-        VoiceLibrary(clients.s3, res.bucket).add(
-            "basic-en",
-            wheel_example_path("infer/examples/basic/basic_ref_en.wav").read_bytes(),
-            "Some call me nature, others call me mother nature.",
-        )
+        VoiceLibrary(clients.s3, res.bucket).add_example("basic-en")
         texts = {f"chaos-{i:04d}": f"Chaos job number {i}, {'spoken ' * (i % 5)}clearly." for i in range(jobs)}
         sent_at = {}
         for job_id, text in texts.items():

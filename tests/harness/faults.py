@@ -21,7 +21,6 @@ from consumer.app import build_services
 from consumer.aws import AwsClients, make_clients
 from consumer.embedded_aws import EmbeddedAws
 from consumer.engine.fake import FakeEngine
-from consumer.engine.model_spec import wheel_example_path
 from consumer.logs import configure
 from consumer.loop import Worker
 from consumer.resources import ResourceSpec, bootstrap
@@ -111,11 +110,7 @@ def run_faults(jobs: int = 40, rate: float = 0.5, seed: int = 0, in_flight: int 
         base = Settings(aws_endpoint_url=aws.endpoint_url)
         admin = make_clients(base)
         res = bootstrap(admin, ResourceSpec(name="faults", bucket="faults-audio", max_receive_count=30))
-        VoiceLibrary(admin.s3, res.bucket).add(
-            "basic-en",
-            wheel_example_path("infer/examples/basic/basic_ref_en.wav").read_bytes(),
-            "Some call me nature, others call me mother nature.",
-        )
+        VoiceLibrary(admin.s3, res.bucket).add_example("basic-en")
         for i in range(jobs):
             body = {"job_id": f"fault-{i:04d}", "text": f"Fault tolerant job {i}.", "voice": {"voice_id": "basic-en"}}
             admin.sqs.send_message(QueueUrl=res.queue_url, MessageBody=json.dumps(body))

@@ -28,7 +28,6 @@ import numpy as np
 from consumer.app import build_services
 from consumer.aws import make_clients
 from consumer.engine import Engine, SynthesisJob, SynthesizedAudio
-from consumer.engine.model_spec import wheel_example_path
 from consumer.logs import configure
 from consumer.loop import Worker
 from consumer.resources import ResourceSpec, bootstrap
@@ -145,11 +144,7 @@ def run_soak(messages: int = 300, model_dir: Path | None = None) -> SoakReport:
                 break
             except Exception:
                 time.sleep(0.1)
-        VoiceLibrary(admin.s3, res.bucket).add(
-            "basic-en",
-            wheel_example_path("infer/examples/basic/basic_ref_en.wav").read_bytes(),
-            "Some call me nature, others call me mother nature.",
-        )
+        VoiceLibrary(admin.s3, res.bucket).add_example("basic-en")
         for start in range(0, messages, 10):
             entries = [
                 {
