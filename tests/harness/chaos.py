@@ -48,6 +48,7 @@ class ChaosReport:
     mismatched: list[str] = field(default_factory=list)
     stuck: int = 0
     dead_lettered: int = 0
+    unrecorded_uploads: int = 0
     latencies: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
 
@@ -63,6 +64,7 @@ class ChaosReport:
             f"({', '.join(f'{k} {v}' for k, v in sorted(self.kills.items()))}; at: {steps}) "
             f"lost={len(self.lost)} duplicated={len(self.duplicated)} mismatched={len(self.mismatched)} "
             f"stuck={self.stuck} dlq={self.dead_lettered} p95_latency_s={self.p95_latency_s:.2f} "
+            f"killed_between_upload_and_ledger={self.unrecorded_uploads} "
             f"elapsed_s={self.elapsed_s:.1f}"
         )
 
@@ -231,8 +233,12 @@ def run_chaos(
                 continue
             if not events.get(job_id):
                 report.lost.append(job_id)
-            if uploads[key] != 1 or len(events.get(job_id, ())) > 1:
+            # More than one upload = a second synthesis reached S3. Zero is possible: a worker killed after
+            # S3 stored its upload but before its ledger line; the next attempt then reuses that object.
+            if uploads[key] > 1 or len(events.get(job_id, ())) > 1:
                 report.duplicated.append(job_id)
+            if uploads[key] == 0:
+                report.unrecorded_uploads += 1
             if hashlib.sha256(body).hexdigest() != expected_sha256(job_id, text):
                 report.mismatched.append(job_id)
             if job_id in finished_at:
