@@ -15,6 +15,7 @@ import hashlib
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -102,6 +103,9 @@ class JobRun:
         self.job_id = job_id_hint(message.body, message.message_id)
         self.deadline = message.received_monotonic + self.settings.job_timeout_s
         self.claim: Claim | None = None
+        # The claim owner is this attempt, not the process: a duplicate delivered to the same worker while
+        # the job runs must be deferred like any other, not take the claim over.
+        self.owner = f"{self.settings.worker_id}/{uuid.uuid4().hex[:8]}"
         self.heartbeat = Heartbeat(
             self._extend,
             interval_s=self.settings.heartbeat_interval_s,
@@ -142,7 +146,7 @@ class JobRun:
             self._check_webhook(request)
             try:
                 self.claim = self.s.jobs.claim(
-                    request.job_id, self.settings.worker_id, self.settings.visibility_timeout_s, self.msg.message_id
+                    request.job_id, self.owner, self.settings.visibility_timeout_s, self.msg.message_id
                 )
             except JobAlreadyCompleted as done:
                 log.info("job_already_completed", event_id=done.event.event_id, consequence="event replayed")

@@ -317,3 +317,26 @@ def test_voice_cache_revalidates_by_etag_after_its_window(stack, reference_wav):
     assert resolver.resolve(VoiceRef(voice_id="basic-en")) is first and calls == ["head"]
     now[0] = 61.0  # window over: checked again; same ETag → same cached reference
     assert resolver.resolve(VoiceRef(voice_id="basic-en")) is first and calls == ["head", "head"]
+
+
+def test_duplicate_delivered_to_the_same_worker_while_in_flight_is_deferred(stack, make_worker):
+    engine = FakeEngine(work_s=2.0)
+    _, services = make_worker(engine)
+    stack.send(request("twice-1"))
+    first = receive_one(stack, visibility=30)
+    duplicate = ReceivedMessage.from_sqs(
+        {
+            "MessageId": first.message_id,
+            "ReceiptHandle": first.receipt_handle,
+            "Body": first.body,
+            "Attributes": {"ApproximateReceiveCount": "2"},
+        }
+    )
+    outcomes: list[Outcome] = []
+    thread = threading.Thread(target=lambda: outcomes.append(process_message(first, services, threading.Event())))
+    thread.start()
+    while engine.calls == 0:
+        time.sleep(0.02)
+    assert process_message(duplicate, services, threading.Event()) == Outcome.DEFERRED
+    thread.join()
+    assert outcomes == [Outcome.DONE] and engine.calls == 1
