@@ -16,7 +16,6 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -370,9 +369,6 @@ def _webhook(request: SynthesisRequest | None) -> str | None:
     if request is None or request.notify.webhook_url is None:
         return None
     return str(request.notify.webhook_url)
-
-
-ProcessFn = Callable[[ReceivedMessage], Outcome]
 
 
 def process_message(message: ReceivedMessage, services: Services, shutdown: threading.Event) -> Outcome:

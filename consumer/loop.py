@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import FrameType
 
@@ -158,13 +157,3 @@ class Worker:
         self._jobs.shutdown(wait=True)
         self._poller.shutdown(wait=True)
         log.info("worker_stopped", outcomes=self.outcomes)
-
-
-def run_until_stopped(worker: Worker, timeout_s: float | None = None) -> int:
-    """Run in the current thread; helper for tests that need a deadline."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    if deadline is not None:
-        timer = threading.Timer(timeout_s, worker.stop)
-        timer.daemon = True
-        timer.start()
-    return worker.run()
