@@ -86,9 +86,7 @@ def plain_loop(clients, url: str, bucket: str, n: int, payload: bytes) -> float:
 def worker_loop(endpoint: str, resources, n: int, in_flight: int, latency_ms: float) -> float:
     settings = Settings(
         aws_endpoint_url=endpoint,
-        queue_url=resources.queue_url,
-        bucket=resources.bucket,
-        topic_arn=resources.topic_arn,
+        **resources.settings_fields(),
         wait_time_s=1,
         burst=True,
         max_in_flight=in_flight,

@@ -66,7 +66,7 @@ def run_local(text: str = DEMO_TEXT, checkpoint: str | None = None, output: Path
         configure(base.log_level, base.log_json)
         clients = make_clients(base)
         resources = bootstrap(clients, ResourceSpec(), base.aws_region)
-        settings = _engine_settings(Settings(**overrides, **_resource_fields(resources)))
+        settings = _engine_settings(Settings(**overrides, **resources.settings_fields()))
         metrics = Metrics()
         timeline = StartupTimeline(metrics, process_start)
         engine = start_engine(settings, timeline)
@@ -82,10 +82,6 @@ def run_local(text: str = DEMO_TEXT, checkpoint: str | None = None, output: Path
         return _report(clients, resources.events_queue_url, request.job_id, output)
     finally:
         aws.stop()
-
-
-def _resource_fields(resources) -> dict:
-    return {"queue_url": resources.queue_url, "bucket": resources.bucket, "topic_arn": resources.topic_arn}
 
 
 def _report(clients, events_queue_url: str | None, job_id: str, output: Path | None) -> int:

@@ -53,13 +53,13 @@ class Resources:
     topic_arn: str
     events_queue_url: str | None
 
+    def settings_fields(self) -> dict[str, str]:
+        """The worker settings that point at these resources, as `Settings(**fields)` takes them."""
+        return {"queue_url": self.queue_url, "bucket": self.bucket, "topic_arn": self.topic_arn}
+
     def env(self) -> dict[str, str]:
-        """The worker settings that point at these resources."""
-        return {
-            "F5_WORKER_QUEUE_URL": self.queue_url,
-            "F5_WORKER_BUCKET": self.bucket,
-            "F5_WORKER_TOPIC_ARN": self.topic_arn,
-        }
+        """The same settings as environment variables."""
+        return {f"F5_WORKER_{name.upper()}": value for name, value in self.settings_fields().items()}
 
 
 def queue_attributes(spec: ResourceSpec, retention_s: int) -> dict[str, str]:

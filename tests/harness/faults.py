@@ -116,9 +116,7 @@ def run_faults(jobs: int = 40, rate: float = 0.5, seed: int = 0, in_flight: int 
             admin.sqs.send_message(QueueUrl=res.queue_url, MessageBody=json.dumps(body))
         settings = Settings(
             aws_endpoint_url=aws.endpoint_url,
-            queue_url=res.queue_url,
-            bucket=res.bucket,
-            topic_arn=res.topic_arn,
+            **res.settings_fields(),
             wait_time_s=1,
             burst=True,
             visibility_timeout_s=5,

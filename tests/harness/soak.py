@@ -163,9 +163,7 @@ def run_soak(messages: int = 300, model_dir: Path | None = None) -> SoakReport:
             admin.sqs.send_message_batch(QueueUrl=res.queue_url, Entries=entries)
         settings = Settings(
             aws_endpoint_url=endpoint,
-            queue_url=res.queue_url,
-            bucket=res.bucket,
-            topic_arn=res.topic_arn,
+            **res.settings_fields(),
             wait_time_s=1,
             burst=True,
             max_in_flight=4,
