@@ -46,6 +46,7 @@ from consumer.notify import Notifier
 from consumer.settings import Settings
 from consumer.state import Claim, JobAlreadyCompleted, JobStore
 from consumer.store import AudioStore, OutputLocation, StoredAudio, output_location
+from consumer.text import normalize_english
 from consumer.validate import job_id_hint, validate
 from consumer.voices import VoiceResolver
 from consumer.webhook import WebhookFailed, WebhookRefused, resolve_target
@@ -189,7 +190,8 @@ class JobRun:
     def _synthesize_and_upload(self, request: SynthesisRequest, location: OutputLocation) -> StoredAudio:
         reference = self.s.voices.resolve(request.voice)
         seed = request.options.seed if request.options.seed is not None else seed_for(request.job_id)
-        job = SynthesisJob(request.text, reference, request.options, seed, should_abort=self._should_abort)
+        text = normalize_english(request.text) if request.options.normalize_text else request.text
+        job = SynthesisJob(text, reference, request.options, seed, should_abort=self._should_abort)
         t0 = time.monotonic()
         try:
             audio = self.s.engine.synthesize(job)

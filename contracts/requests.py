@@ -90,6 +90,9 @@ class SynthesisOptions(_Strict):
     sway_sampling_coef: float = Field(-1.0, ge=-2.0, le=2.0)
     seed: int | None = Field(None, ge=0, lt=2**31, description="Fixed seed; the worker picks one otherwise.")
     remove_silence: bool = False
+    normalize_text: bool = Field(
+        True, description="Spell out numbers, amounts and abbreviations in English text before synthesis."
+    )
 
 
 class NotifySpec(_Strict):

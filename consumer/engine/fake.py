@@ -22,6 +22,7 @@ class FakeEngine:
         self.seconds_per_char = seconds_per_char
         self.work_s = work_s  # wall time each synthesis takes (to exercise heartbeats and shutdown)
         self.calls = 0
+        self.texts: list[str] = []  # what each call was asked to speak
         self.loaded = False
         self._lock = threading.Lock()
 
@@ -36,6 +37,7 @@ class FakeEngine:
             raise TextNotRepresentable("text contains NUL characters")
         with self._lock:
             self.calls += 1
+            self.texts.append(job.text)
         deadline = time.monotonic() + self.work_s
         while time.monotonic() < deadline:
             if job.should_abort():
