@@ -22,6 +22,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from consumer.aws import make_clients
 from consumer.embedded_aws import EmbeddedAws
 from consumer.engine import Reference, SynthesisJob
@@ -30,6 +32,7 @@ from consumer.engine.fake import FakeEngine
 from consumer.lifecycle import seed_for
 from consumer.resources import ResourceSpec, bootstrap
 from consumer.settings import Settings
+from consumer.text import normalize_english
 from consumer.voice_library import VoiceLibrary
 from contracts.events import SynthesisCompleted, parse_event
 from contracts.requests import AudioFormat, SynthesisOptions
@@ -70,11 +73,11 @@ class ChaosReport:
 
 
 def expected_sha256(job_id: str, text: str, sample_rate: int = 24_000) -> str:
-    """What the fake engine must have produced for this request (content matches the request)."""
-    reference = Reference(
-        samples=__import__("numpy").zeros(24_000, dtype="float32"), sample_rate=24_000, transcript="x"
-    )
-    audio = FakeEngine().synthesize(SynthesisJob(text, reference, SynthesisOptions(), seed_for(job_id)))
+    """What the fake engine must have produced for this request (content matches the request): its text as
+    the worker speaks it (normalised, the request default) with the seed derived from its job id."""
+    reference = Reference(samples=np.zeros(24_000, dtype="float32"), sample_rate=24_000, transcript="x")
+    spoken = normalize_english(text)
+    audio = FakeEngine().synthesize(SynthesisJob(spoken, reference, SynthesisOptions(), seed_for(job_id)))
     return hashlib.sha256(
         encode(audio.samples, audio.sample_rate, AudioFormat.WAV, out_sample_rate=sample_rate).data
     ).hexdigest()
