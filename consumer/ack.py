@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -64,8 +65,6 @@ class Queue:
 
     def max_receive_count(self) -> int | None:
         """maxReceiveCount of the queue's redrive policy (None: no DLQ configured)."""
-        import json
-
         attrs = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"])
         policy = attrs.get("Attributes", {}).get("RedrivePolicy")
         return int(json.loads(policy)["maxReceiveCount"]) if policy else None
