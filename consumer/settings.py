@@ -70,6 +70,16 @@ class Settings(BaseSettings):
     dtype: str | None = Field(
         None, pattern="^(float32|float16|bfloat16)$", description="Default: float16 on CUDA, float32 on CPU."
     )
+    attention_backend: str = Field(
+        "auto",
+        pattern="^(auto|torch|flash_attn)$",
+        description="auto: flash-attn on CUDA in float16/bfloat16 when installed, else torch SDPA.",
+    )
+    vocab: Path | None = Field(None, description="With checkpoint: a fine-tuned model's vocab.txt (default: F5's).")
+    architecture: str = Field(
+        "F5TTS_v1_Base",
+        description="With checkpoint: an f5-tts config name, a training config .yaml or a model.json.",
+    )
     warm_up: bool = Field(True, description="Run one short synthesis at start.")
     batch_max_size: int = Field(
         1,
@@ -107,6 +117,8 @@ class Settings(BaseSettings):
             raise ValueError("retry_base_delay_s must not exceed retry_max_delay_s")
         if self.model_dir is not None and self.checkpoint is not None:
             raise ValueError("give model_dir or checkpoint, not both")
+        if self.model_dir is not None and (self.vocab is not None or "architecture" in self.model_fields_set):
+            raise ValueError("vocab and architecture go with checkpoint; a model_dir's model.json names its own")
         if self.max_in_flight < self.batch_max_size:
             raise ValueError(
                 f"batch_max_size ({self.batch_max_size}) needs at least as many messages in flight: raise "
@@ -122,7 +134,8 @@ def render_settings_doc() -> str:
         "",
         "Environment variables (prefix `F5_WORKER_`), read once at start by `consumer/settings.py`.",
         "Cross-field rules: `heartbeat_interval_s < visibility_timeout_s`; `retry_base_delay_s <= retry_max_delay_s`;",
-        "`model_dir` and `checkpoint` are exclusive; `max_in_flight >= batch_max_size`.",
+        "`model_dir` and `checkpoint` are exclusive (`vocab`, `architecture` go with `checkpoint`); "
+        "`max_in_flight >= batch_max_size`.",
         "Invalid settings stop `f5-worker run` with exit code 2.",
         "Regenerate with `python -m consumer.settings`.",
         "",

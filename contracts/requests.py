@@ -88,6 +88,11 @@ class SynthesisOptions(_Strict):
     nfe_steps: int = Field(32, ge=1, le=limits.MAX_NFE_STEPS)
     cfg_strength: float = Field(2.0, ge=0.0, le=10.0)
     sway_sampling_coef: float = Field(-1.0, ge=-2.0, le=2.0)
+    epss: bool = Field(
+        True,
+        description="Empirically Pruned Step Sampling: upstream's non-uniform timestep schedule, used when "
+        "nfe_steps is 5, 6, 7, 10, 12 or 16 (other step counts are uniform either way); false: uniform steps.",
+    )
     seed: int | None = Field(None, ge=0, lt=2**31, description="Fixed seed; the worker picks one otherwise.")
     remove_silence: bool = False
     normalize_text: bool = Field(

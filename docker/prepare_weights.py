@@ -106,21 +106,13 @@ class Fetcher:
 
 
 def _arch(model_spec: ModuleType, value: str) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """`(arch, mel_spec, label)` from a packaged config name (F5TTS_v1_Base) or a JSON file: a model.json (its
-    `arch` and `mel_spec`) or a bare dict of DiT keyword arguments."""
-    path = Path(value).expanduser()
-    if not path.is_file():
-        if "/" in value or value.endswith(".json"):
-            raise PrepareError(f"architecture file {value} does not exist")
-        try:
-            arch, mel_spec = model_spec.wheel_architecture(value)
-        except (OSError, ValueError) as exc:  # unknown config name, or not a DiT config
-            raise PrepareError(f"--arch {value}: {exc}") from exc
-        return arch, mel_spec, value
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    if "arch" in raw:
-        return dict(raw["arch"]), dict(raw.get("mel_spec", model_spec.SUPPORTED_MEL_SPEC)), path.name
-    return dict(raw), dict(model_spec.SUPPORTED_MEL_SPEC), path.name
+    """`(arch, mel_spec, label)` from a packaged config name (F5TTS_v1_Base), an f5-tts training config yaml,
+    a model.json (its `arch` and `mel_spec`) or a JSON dict of DiT keyword arguments."""
+    try:
+        arch, mel_spec = model_spec.read_architecture(value)
+    except (OSError, ValueError) as exc:  # missing file, unknown config name, bad JSON/yaml, not a DiT config
+        raise PrepareError(f"--arch {value}: {exc}") from exc
+    return arch, mel_spec, Path(value).name
 
 
 def prepare(args: argparse.Namespace) -> dict[str, Any]:

@@ -116,3 +116,32 @@ def test_bad_model_dirs_are_refused(tmp_path, tiny_model_path):
     )
     with pytest.raises(ModelSpecError, match="mel_spec"):
         load_model_dir(tmp_path)
+
+
+def test_read_architecture_sources(tmp_path, tiny_model_path):
+    import yaml
+
+    from consumer.engine.model_spec import read_architecture
+
+    assert read_architecture("F5TTS_v1_Base") == wheel_architecture("F5TTS_v1_Base")
+    manifest = json.loads((tiny_model_path / "model.json").read_text())
+    assert read_architecture(str(tiny_model_path / "model.json")) == (manifest["arch"], manifest["mel_spec"])
+    bare = tmp_path / "arch.json"
+    bare.write_text(json.dumps({"dim": 64, "depth": 2}))
+    assert read_architecture(str(bare))[0] == {"dim": 64, "depth": 2}
+    unet = tmp_path / "e2.yaml"
+    unet.write_text(yaml.safe_dump({"model": {"backbone": "UNetT", "arch": {"dim": 1024}}}))
+    with pytest.raises(ModelSpecError, match="DiT only"):
+        read_architecture(str(unet))
+    (tmp_path / "junk.yaml").write_text("just text")
+    with pytest.raises(ModelSpecError, match="not an f5-tts config"):
+        read_architecture(str(tmp_path / "junk.yaml"))
+    with pytest.raises(ModelSpecError, match="does not exist"):
+        read_architecture(str(tmp_path / "missing.yaml"))
+    with pytest.raises(ModelSpecError, match="neither a file nor a config"):
+        read_architecture("F5TTS_v9_Imaginary")
+
+
+def test_default_spec_refuses_a_missing_vocab(tiny_model_path):
+    with pytest.raises(ModelSpecError, match=r"vocab file .* does not exist"):
+        default_spec(str(tiny_model_path / "model.safetensors"), vocab="/nowhere/vocab.txt")

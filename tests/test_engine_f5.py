@@ -206,6 +206,18 @@ engine = build_engine(Settings(engine="f5", model_dir={str(tiny_model_path)!r}, 
 assert type(engine).__name__ == "F5Engine" and engine.model_id == "random-tiny"
 default = build_engine(Settings(engine="f5", device="cpu"))
 assert default.spec.checkpoint == "hf://SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors"
+assert default.attention_backend == "torch"
+tuned = build_engine(Settings(
+    engine="f5", device="cpu", checkpoint={str(tiny_model_path / "model.safetensors")!r},
+    vocab={str(tiny_model_path / "vocab.txt")!r}, architecture={str(tiny_model_path / "model.json")!r},
+))
+assert tuned.spec.arch["dim"] == 64 and tuned.spec.vocab == {str(tiny_model_path / "vocab.txt")!r}
+try:
+    Settings(model_dir={str(tiny_model_path)!r}, vocab="vocab.txt")
+except ValueError as exc:
+    assert "go with checkpoint" in str(exc)
+else:
+    raise AssertionError("vocab with model_dir was accepted")
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
@@ -220,3 +232,101 @@ def test_load_is_idempotent_and_close_frees(tiny_model_path, en_reference):
     engine.close()
     with pytest.raises(Exception, match="not loaded"):
         engine.synthesize(_job(en_reference))
+
+
+def test_epss_schedule_is_an_option(tiny_engine, en_reference, monkeypatch):
+    import f5_tts.model.cfm as cfm
+
+    schedules = []
+    real = cfm.get_epss_timesteps
+    monkeypatch.setattr(cfm, "get_epss_timesteps", lambda n, **kw: schedules.append(n) or real(n, **kw))
+
+    def run(nfe: int, epss: bool) -> np.ndarray:
+        return tiny_engine.render(_job(en_reference, options=SynthesisOptions(nfe_steps=nfe, epss=epss))).samples
+
+    pruned, uniform = run(16, True), run(16, False)
+    assert schedules == [16]  # upstream's pruned schedule asked for once, only when epss is on
+    assert pruned.shape == uniform.shape and not np.array_equal(pruned, uniform)
+    # Step counts without a pruned schedule are uniform either way.
+    np.testing.assert_array_equal(run(8, True), run(8, False))
+
+
+@pytest.mark.parametrize(
+    ("requested", "installed", "device", "dtype", "expected"),
+    [
+        ("auto", True, "cuda", torch.float16, "flash_attn"),
+        ("auto", True, "cuda:1", torch.bfloat16, "flash_attn"),
+        ("auto", True, "cuda", torch.float32, "torch"),  # flash-attn has no float32 kernels
+        ("auto", True, "cpu", torch.float32, "torch"),
+        ("auto", False, "cuda", torch.float16, "torch"),
+        ("torch", True, "cuda", torch.float16, "torch"),
+        ("flash_attn", True, "cuda", torch.float16, "flash_attn"),
+    ],
+)
+def test_attention_backend_resolution(monkeypatch, requested, installed, device, dtype, expected):
+    import importlib.util
+
+    from consumer.engine import f5
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        f5.importlib.util,
+        "find_spec",
+        lambda name: (object() if installed else None) if name == "flash_attn" else real(name),
+    )
+    assert f5.resolve_attention_backend(requested, device, dtype) == expected
+
+
+def test_flash_attn_that_cannot_run_is_refused_at_start(tiny_model_path, monkeypatch):
+    from consumer.engine import f5
+    from consumer.engine.model_spec import load_model_dir
+    from consumer.errors import EngineError
+
+    spec = load_model_dir(tiny_model_path)
+    if f5.importlib.util.find_spec("flash_attn") is None:
+        with pytest.raises(EngineError, match="flash-attn package is not installed"):
+            F5Engine(spec, device="cpu", attention_backend="flash_attn")
+    monkeypatch.setattr(f5.importlib.util, "find_spec", lambda name: object())
+    with pytest.raises(EngineError, match="needs CUDA and float16/bfloat16"):
+        F5Engine(spec, device="cpu", attention_backend="flash_attn")
+
+
+def test_cpu_engine_uses_torch_sdpa(tiny_engine):
+    assert tiny_engine.attention_backend == "torch"
+    backends = {b.attn.processor.attn_backend for b in tiny_engine._model.transformer.transformer_blocks}
+    assert backends == {"torch"}
+
+
+def test_fine_tuned_checkpoint_with_its_own_vocab_and_training_config(
+    tiny_model_path, tiny_engine, en_reference, tmp_path
+):
+    """A bare checkpoint + vocab.txt + f5-tts training yaml (what fine-tuning leaves) loads through the same
+    loaders as a model directory and speaks identically."""
+    import json
+    import shutil
+
+    import yaml
+
+    from consumer.engine.model_spec import default_spec
+
+    manifest = json.loads((tiny_model_path / "model.json").read_text())
+    config = tmp_path / "my_finetune.yaml"
+    config.write_text(
+        yaml.safe_dump({"model": {"backbone": "DiT", "arch": manifest["arch"], "mel_spec": manifest["mel_spec"]}})
+    )
+    vocab = tmp_path / "vocab.txt"
+    shutil.copyfile(tiny_model_path / manifest["vocab"], vocab)
+    spec = default_spec(
+        str(tiny_model_path / manifest["checkpoint"]),
+        str(tiny_model_path / manifest["vocoder"]),
+        vocab=str(vocab),
+        architecture=str(config),
+    )
+    assert spec.model_id == "my_finetune/model" and spec.vocab == str(vocab)
+    engine = F5Engine(spec, device="cpu")
+    engine.load()
+    try:
+        job = _job(en_reference, options=FASTER)
+        np.testing.assert_array_equal(engine.render(job).samples, tiny_engine.render(job).samples)
+    finally:
+        engine.close()

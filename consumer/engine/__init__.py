@@ -30,6 +30,15 @@ class Reference:
         return len(self.samples) / self.sample_rate
 
 
+SamplerKey = tuple[int, float, float, bool]
+
+
+def sampler_key(options: SynthesisOptions) -> SamplerKey:
+    """What must be equal for jobs to share one `CFM.sample` call (one step count, CFG strength, sway
+    coefficient and step schedule per call; speed, seed, text, reference and remove_silence are per item)."""
+    return (options.nfe_steps, options.cfg_strength, options.sway_sampling_coef, options.epss)
+
+
 @dataclass(frozen=True)
 class SynthesisJob:
     text: str

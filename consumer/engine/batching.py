@@ -2,10 +2,10 @@
 
 Each message's lifecycle thread calls `BatchingEngine.synthesize(job)` as it would call any engine, so each
 message keeps its own heartbeat, claim, idempotency and events. Behind that call one dispatcher thread
-gathers compatible jobs (same step count, CFG strength and sway coefficient: one `CFM.sample` call has one of
-each) for up to `window_s` after the first one arrives, or until `max_batch` are waiting, and hands them to
-the inner engine's `synthesize_batch` in one call. Each caller gets its own result, or its own exception
-raised in its own thread.
+gathers compatible jobs (same `sampler_key`: one `CFM.sample` call has one step count, CFG strength, sway
+coefficient and step schedule) for up to `window_s` after the first one arrives, or until `max_batch` are
+waiting, and hands them to the inner engine's `synthesize_batch` in one call. Each caller gets its own
+result, or its own exception raised in its own thread.
 
 - Length: the jobs of one dispatch are sorted by estimated audio length and split where the longest would be
   more than `max_length_ratio` times the shortest, so that short jobs do not pay for a long one's padding.
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from consumer.engine import Engine, SynthesisAborted, SynthesisJob, SynthesizedAudio
+from consumer.engine import Engine, SamplerKey, SynthesisAborted, SynthesisJob, SynthesizedAudio, sampler_key
 from consumer.errors import EngineError
 from consumer.logs import get_logger
 
@@ -35,13 +35,6 @@ MAX_ITEM_S = 22.0  # the F5 engine chunks texts so that reference + chunk stay w
 class BatchCapableEngine(Engine, Protocol):
     def synthesize_batch(self, jobs: Sequence[SynthesisJob]) -> list[SynthesizedAudio | BaseException]:
         """One result or exception per job, in order."""
-
-
-def compatibility_key(job: SynthesisJob) -> tuple[int, float, float]:
-    """What must be equal for jobs to share one `CFM.sample` call (speed, seed, text, reference and
-    remove_silence are per item)."""
-    o = job.options
-    return (o.nfe_steps, o.cfg_strength, o.sway_sampling_coef)
 
 
 def estimate_s(job: SynthesisJob) -> float:
@@ -68,7 +61,7 @@ def split_by_length(entries: list[_Waiting], max_ratio: float) -> list[list[_Wai
 @dataclass(eq=False)
 class _Waiting:
     job: SynthesisJob
-    key: tuple[int, float, float]
+    key: SamplerKey
     length_s: float
     enqueued: float
     done: threading.Event = field(default_factory=threading.Event)
@@ -116,7 +109,7 @@ class BatchingEngine:
         self.inner.warm_up()
 
     def synthesize(self, job: SynthesisJob) -> SynthesizedAudio:
-        entry = _Waiting(job, compatibility_key(job), estimate_s(job), time.monotonic())
+        entry = _Waiting(job, sampler_key(job.options), estimate_s(job), time.monotonic())
         with self._cond:
             if self._closed:
                 raise EngineError("the engine is closed")

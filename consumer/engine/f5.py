@@ -19,8 +19,11 @@ bit (tests/test_engine_f5.py proves it). What differs, on purpose:
 shared `CFM.sample` calls: padded cond mels with per-item `lens`, `duration`, text and seeded noise, with the
 attention processors' `attn_mask_enabled` turned on at load (upstream passes a mask only for batches of more
 than one, so single runs are unchanged). Batched items equal their single runs within float32 reordering
-noise (tests/test_batched_equivalence.py). Not done: switching to flash-attn varlen on CUDA; upstream's torch
-processor expands the mask to (batch, heads, n, n), which SDPA materialises.
+noise (tests/test_batched_equivalence.py).
+
+Attention runs in upstream's processors with their `attn_backend`: flash-attn where it can run (CUDA,
+float16/bfloat16, package installed; `resolve_attention_backend`), torch SDPA otherwise. With flash-attn a
+batch takes upstream's varlen path (padding removed); with SDPA the mask is expanded to (batch, heads, n, n).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import importlib.util
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -40,7 +44,7 @@ import torch
 from cachetools import LRUCache
 from torch.nn.utils.rnn import pad_sequence
 
-from consumer.engine import Reference, SynthesisAborted, SynthesisJob, SynthesizedAudio
+from consumer.engine import Reference, SamplerKey, SynthesisAborted, SynthesisJob, SynthesizedAudio, sampler_key
 from consumer.engine.audio import cross_fade, remove_long_silences
 from consumer.engine.model_spec import EXAMPLE_VOICE_EN, ModelSpec
 from consumer.errors import EngineError, InvalidRequest, TextNotRepresentable
@@ -113,6 +117,25 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.float32
 
 
+def resolve_attention_backend(requested: str, device: str, dtype: torch.dtype) -> str:
+    """upstream's `attn_backend` for the DiT: "auto" picks flash-attn where its kernels run (CUDA, float16 or
+    bfloat16, package installed), else torch's SDPA; an explicit "flash_attn" that cannot run is refused."""
+    installed = importlib.util.find_spec("flash_attn") is not None
+    runnable = device.startswith("cuda") and dtype in (torch.float16, torch.bfloat16)
+    if requested == "auto":
+        return "flash_attn" if installed and runnable else "torch"
+    if requested == "flash_attn" and not installed:
+        raise EngineError("attention_backend flash_attn: the flash-attn package is not installed (use auto or torch)")
+    if requested == "flash_attn" and not runnable:
+        raise EngineError(
+            f"attention_backend flash_attn needs CUDA and float16/bfloat16 (device {device}, "
+            f"dtype {str(dtype).removeprefix('torch.')}); use auto or torch"
+        )
+    if requested not in ("torch", "flash_attn"):
+        raise EngineError(f"unknown attention_backend {requested!r} (auto, torch or flash_attn)")
+    return requested
+
+
 class F5Engine:
     """`consumer.engine.Engine` on f5-tts. Thread-safe: calls are serialised by one lock."""
 
@@ -124,12 +147,14 @@ class F5Engine:
         *,
         reference_cache_size: int = 32,
         hub_cache_dir: str | None = None,
+        attention_backend: str = "auto",
     ) -> None:
         self.spec = spec
         self.model_id = spec.model_id
         self.sample_rate = spec.sample_rate
         self.device = device or default_device()
         self.dtype: torch.dtype = getattr(torch, dtype) if dtype else default_dtype(self.device)
+        self.attention_backend = resolve_attention_backend(attention_backend, self.device, self.dtype)
         self.checkpoint_sha256: str | None = None
         self._hub_cache_dir = hub_cache_dir
         self._lock = threading.Lock()
@@ -159,7 +184,7 @@ class F5Engine:
                 # `model.to(dtype)` followed by `load_state_dict`, with the dtype under our control.
                 model = load_model(
                     DiT,
-                    self.spec.arch,
+                    {**self.spec.arch, "attn_backend": self.attention_backend},
                     checkpoint,
                     mel_spec_type=self.spec.mel_spec_type,
                     vocab_file=self.spec.vocab,
@@ -182,6 +207,7 @@ class F5Engine:
                 model_id=self.model_id,
                 device=self.device,
                 dtype=str(self.dtype).removeprefix("torch."),
+                attention_backend=self.attention_backend,
                 checkpoint_sha256=self.checkpoint_sha256,
                 parameters=sum(p.numel() for p in self._model.parameters()),
             )
@@ -333,7 +359,7 @@ class F5Engine:
 
     def _sample_items(self, group: list[_Item]) -> torch.Tensor:
         """One `CFM.sample` call for several items: (batch, max duration, n_mels) float32. The options are
-        the first item's (callers batch only jobs whose step count, CFG strength and sway coefficient agree)."""
+        the first item's (callers batch only jobs with the same `sampler_key`)."""
         options = group[0].options
         cond = pad_sequence([it.prompt.mel[0] for it in group], batch_first=True)
         lens = torch.tensor([it.prompt.mel.shape[1] for it in group], device=self.device, dtype=torch.long)
@@ -348,6 +374,7 @@ class F5Engine:
                 steps=options.nfe_steps,
                 cfg_strength=options.cfg_strength,
                 sway_sampling_coef=options.sway_sampling_coef,
+                use_epss=options.epss,
                 seed=seeds,
             )
             del trajectory
@@ -464,6 +491,7 @@ class F5Engine:
                 steps=options.nfe_steps,
                 cfg_strength=options.cfg_strength,
                 sway_sampling_coef=options.sway_sampling_coef,
+                use_epss=options.epss,
             )
             del trajectory
             generated = generated.to(torch.float32)[:, ref_audio_len:, :].permute(0, 2, 1)
@@ -552,12 +580,11 @@ def _check_texts(job: SynthesisJob) -> str:
 
 
 def _groups(items: list[_Item], size: int) -> Iterator[list[_Item]]:
-    """Items that can share one `CFM.sample` call (same step count, CFG strength and sway coefficient), by
-    length so that padding stays small, at most `size` per call."""
-    by_options: dict[tuple[int, float, float], list[_Item]] = {}
+    """Items that can share one `CFM.sample` call (same `sampler_key`), by length so that padding stays
+    small, at most `size` per call."""
+    by_options: dict[SamplerKey, list[_Item]] = {}
     for it in items:
-        key = (it.options.nfe_steps, it.options.cfg_strength, it.options.sway_sampling_coef)
-        by_options.setdefault(key, []).append(it)
+        by_options.setdefault(sampler_key(it.options), []).append(it)
     for same in by_options.values():
         same.sort(key=lambda it: it.frames)
         for start in range(0, len(same), size):

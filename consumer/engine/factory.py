@@ -19,12 +19,17 @@ def build_engine(settings: Settings) -> Engine:
     if settings.model_dir is not None:
         spec = load_model_dir(settings.model_dir)
     else:
-        spec = default_spec(settings.checkpoint or DEFAULT_CHECKPOINT, settings.vocoder)
+        spec = default_spec(
+            settings.checkpoint or DEFAULT_CHECKPOINT,
+            settings.vocoder,
+            vocab=str(settings.vocab) if settings.vocab else None,
+            architecture=settings.architecture,
+        )
     from consumer.engine.f5 import F5Engine
 
     # Hub downloads (hf:// checkpoints, vocoder ids) use the Hugging Face cache (HF_HOME), where an image
     # build may have pre-fetched them.
-    engine = F5Engine(spec, device=settings.device, dtype=settings.dtype)
+    engine = F5Engine(spec, device=settings.device, dtype=settings.dtype, attention_backend=settings.attention_backend)
     if settings.batch_max_size > 1:
         from consumer.engine.batching import BatchingEngine
 

@@ -102,15 +102,44 @@ EXAMPLE_VOICE_EN = ExampleVoice(
 
 def wheel_architecture(name: str = DEFAULT_ARCHITECTURE) -> tuple[dict[str, Any], dict[str, Any]]:
     """`(arch, mel_spec)` of a packaged config, e.g. `configs/F5TTS_v1_Base.yaml`."""
+    return _training_config(wheel_example_path(f"configs/{name}.yaml"), name)
+
+
+def read_architecture(value: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`(arch, mel_spec)` from a packaged config name (`F5TTS_v1_Base`), an f5-tts training config (`.yaml`,
+    as fine-tuning writes it), a `model.json` (its `arch` and `mel_spec`) or a JSON dict of DiT arguments."""
+    path = Path(value).expanduser()
+    if not path.is_file():
+        if "/" in value or path.suffix in (".json", ".yaml", ".yml"):
+            raise ModelSpecError(f"architecture file {value} does not exist")
+        try:
+            return wheel_architecture(value)
+        except FileNotFoundError as exc:
+            raise ModelSpecError(f"{value!r} is neither a file nor a config packaged with f5-tts") from exc
+    if path.suffix in (".yaml", ".yml"):
+        return _training_config(path, str(path))
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ModelSpecError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ModelSpecError(f"{path}: expected a JSON object")
+    if "arch" in raw:
+        return dict(raw["arch"]), dict(raw.get("mel_spec", SUPPORTED_MEL_SPEC))
+    return dict(raw), dict(SUPPORTED_MEL_SPEC)
+
+
+def _training_config(config_path: Path, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
     import yaml  # installed with f5-tts; imported here so the core install needs no yaml
 
-    config_path = wheel_example_path(f"configs/{name}.yaml")
     # The yaml holds Hydra interpolations (${...}) only outside `model`; plain safe_load leaves them as text.
     config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    model = config["model"]
+    model = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(model, dict) or not isinstance(model.get("arch"), dict):
+        raise ModelSpecError(f"{label}: not an f5-tts config (no model.arch)")
     if model.get("backbone") != "DiT":
-        raise ModelSpecError(f"{name}: backbone {model.get('backbone')!r} is not supported (DiT only)")
-    return dict(model["arch"]), dict(model["mel_spec"])
+        raise ModelSpecError(f"{label}: backbone {model.get('backbone')!r} is not supported (DiT only)")
+    return dict(model["arch"]), dict(model.get("mel_spec", SUPPORTED_MEL_SPEC))
 
 
 def check_mel_spec(mel_spec: dict[str, Any], where: str) -> dict[str, Any]:
@@ -166,22 +195,34 @@ def load_model_dir(path: str | Path) -> ModelSpec:
     )
 
 
-def default_spec(checkpoint: str = DEFAULT_CHECKPOINT, vocoder: str = DEFAULT_VOCODER) -> ModelSpec:
-    """A bare F5TTS_v1_Base checkpoint (local path or `hf://owner/repo/path`) with the wheel's vocabulary."""
-    arch, mel_spec = wheel_architecture(DEFAULT_ARCHITECTURE)
+def default_spec(
+    checkpoint: str = DEFAULT_CHECKPOINT,
+    vocoder: str = DEFAULT_VOCODER,
+    *,
+    vocab: str | None = None,
+    architecture: str = DEFAULT_ARCHITECTURE,
+) -> ModelSpec:
+    """A bare checkpoint (local path or `hf://owner/repo/path`): F5TTS_v1_Base with the wheel's vocabulary,
+    or, for a fine-tuned model, its own `vocab` file and `architecture` (see `read_architecture`)."""
+    arch, mel_spec = read_architecture(architecture)
+    label = Path(architecture).stem
     if checkpoint.startswith("hf://"):
         model_id = checkpoint.removeprefix("hf://").removeprefix("SWivid/F5-TTS/").rsplit(".", 1)[0]
     else:
         local = Path(checkpoint).expanduser().resolve()
         if not local.is_file():
             raise ModelSpecError(f"checkpoint {checkpoint} does not exist")
-        checkpoint, model_id = str(local), f"{DEFAULT_ARCHITECTURE}/{local.stem}"
+        checkpoint, model_id = str(local), f"{label}/{local.stem}"
+    if vocab is None:
+        vocab = str(wheel_example_path("infer/examples/vocab.txt"))
+    elif not Path(vocab).expanduser().is_file():
+        raise ModelSpecError(f"vocab file {vocab} does not exist")
     vocoder_dir = Path(vocoder).expanduser()
     return ModelSpec(
         model_id=model_id,
         arch=arch,
-        mel_spec=check_mel_spec(mel_spec, f"configs/{DEFAULT_ARCHITECTURE}.yaml"),
+        mel_spec=check_mel_spec(mel_spec, architecture),
         checkpoint=checkpoint,
-        vocab=str(wheel_example_path("infer/examples/vocab.txt")),
+        vocab=str(Path(vocab).expanduser().resolve()),
         vocoder=str(vocoder_dir.resolve()) if vocoder_dir.is_dir() else vocoder,
     )
