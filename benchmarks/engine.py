@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/engine.py                      # tiny random model, CPU, 6 messages
     .venv/bin/python benchmarks/engine.py --size base --device cuda --messages 10
     .venv/bin/python benchmarks/engine.py --memory             # + 200 consecutive syntheses, RSS growth
+    .venv/bin/python benchmarks/engine.py --profile            # where one synthesis spends its time, by op
+    .venv/bin/python benchmarks/engine.py --compile            # engine side with torch.compile'd DiT (experiment)
 
 The upstream path per message, as `F5TTS.infer` + `infer_process` do it: write the reference bytes to a file
 (an API worker gets them from S3), `seed_everything`, `preprocess_ref_audio_text(path, text)` (md5-cached
@@ -144,6 +146,12 @@ def compare(args: argparse.Namespace, model_dir: Path) -> None:
     engine = F5Engine(load_model_dir(model_dir), device=args.device)
     engine.load()
     print(f"upstream path: {upstream.load_note}")
+    if args.compile:
+        import torch
+
+        # An experiment, not a worker option: the DiT under torch.compile with dynamic shapes (every message
+        # has its own length). Compilation happens during the warm-up below and is reported.
+        engine._model.transformer = torch.compile(engine._model.transformer, dynamic=True)
 
     # The worker calls the engine from a long-lived job thread (consumer/loop.py); so does this benchmark.
     # (Upstream's path runs its chunks in a fresh ThreadPoolExecutor per call.)
@@ -158,7 +166,12 @@ def compare(args: argparse.Namespace, model_dir: Path) -> None:
 
     # Warm both paths (lazy kernels, upstream's md5 cache of the processed reference, our mel cache).
     upstream(ref_bytes, REF_TEXT, TEXTS[0], 0, options)
-    run_engine(TEXTS[0], 0)
+    warm_s = timed(partial(run_engine, TEXTS[0], 0))[1]
+    if args.compile:
+        print(f"engine warm-up with torch.compile: {warm_s:.1f} s")
+    if args.profile:  # in this thread: the profiler records the thread it starts in
+        reference = decode_reference(ref_bytes, REF_TEXT, cache_key="bench/basic_ref_en")
+        profile(lambda: engine.synthesize(SynthesisJob(TEXTS[1], reference, options, 0)).samples)
 
     reference = decode_reference(ref_bytes, REF_TEXT)
     rows = []
@@ -204,6 +217,20 @@ def compare(args: argparse.Namespace, model_dir: Path) -> None:
     )
     job_thread.shutdown()
     engine.close()
+
+
+def profile(fn: Callable[[], np.ndarray], top: int = 8) -> None:
+    """Share of one synthesis's CPU time per operator (torch.profiler), to show what bounds the speed."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops)
+    print(f"\nprofile of one synthesis ({total / 1e6:.2f} s of op time), top {top} operators by self time:")
+    for e in ops[:top]:
+        print(f"  {e.self_cpu_time_total / total:6.1%}  {e.count:>5} calls  {e.key}")
 
 
 def memory(args: argparse.Namespace, model_dir: Path) -> None:
@@ -256,6 +283,8 @@ def main() -> None:
     parser.add_argument("--nfe", type=int, default=32)
     parser.add_argument("--overhead-calls", type=int, default=10)
     parser.add_argument("--memory", action="store_true", help="also run the RSS check")
+    parser.add_argument("--profile", action="store_true", help="print one synthesis's time by operator")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the engine's DiT (experiment)")
     parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--memory-runs", type=int, default=200)
     parser.add_argument("--memory-nfe", type=int, default=8)
