@@ -9,6 +9,8 @@
 #
 # Local weights instead of the hub: --build-context model-src=/dir/with/weights
 #   --build-arg MODEL_REPO=/model-src --build-arg VOCODER_REPO=/model-src/vocoder (see docs/deploying.md).
+# Speech recognition for reference clips sent without a transcript (optional):
+#   --build-arg ASR_MODEL=openai/whisper-large-v3-turbo --build-arg ASR_REVISION=<commit>
 
 # ---- base: Python 3.12, tini and the non-root user; shared by every stage -----------------------------------------
 FROM nvidia/cuda:12.8.1-base-ubuntu24.04 AS base
@@ -41,13 +43,16 @@ ARG MODEL_SHA256=""
 ARG VOCODER_REPO=charactr/vocos-mel-24khz
 ARG VOCODER_REVISION=main
 ARG VOCODER_SHA256=""
+ARG ASR_MODEL=""
+ARG ASR_REVISION=main
 ENV HF_HUB_DISABLE_PROGRESS_BARS=1 HF_HUB_DISABLE_TELEMETRY=1
 # An empty MODEL_SHA256 fails the build: prepare_weights.py refuses unverified weights.
 RUN --mount=type=bind,from=model-src,target=/model-src \
     /opt/prep/bin/python /build/docker/prepare_weights.py --out /opt/f5-worker/model \
       --model-repo "${MODEL_REPO}" --model-file "${MODEL_FILE}" --model-revision "${MODEL_REVISION}" \
       --model-sha256 "${MODEL_SHA256}" \
-      --vocoder "${VOCODER_REPO}" --vocoder-revision "${VOCODER_REVISION}" --vocoder-sha256 "${VOCODER_SHA256}"
+      --vocoder "${VOCODER_REPO}" --vocoder-revision "${VOCODER_REVISION}" --vocoder-sha256 "${VOCODER_SHA256}" \
+      --asr-model "${ASR_MODEL}" --asr-revision "${ASR_REVISION}"
 
 # ---- build: torch, flash-attn (checked to import against this torch/CUDA/Python), then f5-worker -----------------
 FROM base AS build
@@ -81,6 +86,7 @@ FROM base AS runtime
 COPY --from=build /opt/venv /opt/venv
 COPY --from=weights /opt/f5-worker/model /opt/f5-worker/model
 COPY --chmod=0755 docker/multi-gpu.sh /usr/local/bin/f5-worker-multi-gpu
+ARG ASR_MODEL=""
 # Offline by construction; every cache and scratch path under /tmp (the root filesystem can be read-only).
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
@@ -89,6 +95,7 @@ ENV VIRTUAL_ENV=/opt/venv \
     TRANSFORMERS_OFFLINE=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \
     F5_WORKER_MODEL_DIR=/opt/f5-worker/model \
+    F5_WORKER_ASR_MODEL=${ASR_MODEL:+/opt/f5-worker/model/asr} \
     F5_WORKER_HEALTH_PORT=8080 \
     F5_WORKER_CACHE_DIR=/tmp/f5-worker \
     HOME=/tmp \
@@ -101,7 +108,10 @@ ENV VIRTUAL_ENV=/opt/venv \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 # The image refuses to exist if the model directory or the CLI is broken.
 RUN python -c "from consumer.engine.model_spec import load_model_dir; print(load_model_dir('/opt/f5-worker/model'))" \
-    && f5-worker --help > /dev/null
+    && f5-worker --help > /dev/null \
+    && if [ -n "${ASR_MODEL}" ]; then \
+      python -c "from transformers import pipeline; pipeline('automatic-speech-recognition', model='/opt/f5-worker/model/asr')"; \
+    fi
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 8080

@@ -7,6 +7,7 @@ import time
 from consumer.ack import Queue
 from consumer.aws import AwsClients, make_clients
 from consumer.engine import Engine
+from consumer.engine.asr import Transcriber
 from consumer.lifecycle import Services
 from consumer.logs import get_logger
 from consumer.metrics import Metrics
@@ -36,8 +37,13 @@ class StartupTimeline:
 
 
 def build_services(
-    settings: Settings, engine: Engine, clients: AwsClients | None = None, metrics: Metrics | None = None
+    settings: Settings,
+    engine: Engine,
+    clients: AwsClients | None = None,
+    metrics: Metrics | None = None,
+    transcriber: Transcriber | None = None,
 ) -> Services:
+    """`transcriber`: recognises clips sent without a transcript (loaded by `consumer.engine.asr.build_transcriber`)."""
     if not settings.queue_url or not settings.bucket:
         raise ValueError("F5_WORKER_QUEUE_URL and F5_WORKER_BUCKET are required")
     clients = clients or make_clients(settings)
@@ -55,6 +61,7 @@ def build_services(
             settings.allowed_reference_buckets,
             sample_rate=engine.sample_rate,
             revalidate_after_s=settings.voice_revalidate_s,
+            transcriber=transcriber,
         ),
         engine=engine,
         notifier=Notifier(

@@ -129,30 +129,48 @@ def say(
     _emit({"event": json.loads(event.model_dump_json()), "file": str(out)}, as_json, summary)
 
 
-def _library():
+def _library(transcriber: Any = None):
     from consumer.aws import make_clients
     from consumer.voice_library import VoiceLibrary
 
     s = _settings()
-    return VoiceLibrary(make_clients(s).s3, _require(s.bucket, "bucket"), s.voices_prefix)
+    return VoiceLibrary(make_clients(s).s3, _require(s.bucket, "bucket"), s.voices_prefix, transcriber=transcriber)
+
+
+def _transcriber(asr_model: str | None) -> Any:
+    """The ASR model (--asr-model, else F5_WORKER_ASR_MODEL), loaded; None when neither is set. Imports torch."""
+    from consumer.engine.asr import build_transcriber
+    from consumer.logs import configure
+
+    s = _settings()
+    configure(s.log_level, s.log_json)  # the model's load is logged to stderr: stdout stays the command's output
+    return build_transcriber(s.model_copy(update={"asr_model": asr_model or s.asr_model}))
 
 
 @voices_app.command("add")
 def voices_add(
     voice_id: str,
     audio: Annotated[Path, typer.Argument(help="Reference clip (wav/flac/mp3/ogg), ≤ 12 s of speech.")],
-    transcript: Annotated[str, typer.Option(help="Exact transcript of the clip.")],
+    transcript: Annotated[
+        str | None, typer.Option(help="Exact transcript of the clip; omit to have the ASR model transcribe it.")
+    ] = None,
+    asr_model: Annotated[
+        str | None,
+        typer.Option(help="Whisper model directory or hub id for a clip without --transcript (F5_WORKER_ASR_MODEL)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Validate a clip and store it as a voice."""
-    from consumer.errors import PermanentError
+    from consumer.errors import WorkerError
 
     try:
-        manifest = _library().add(voice_id, audio.read_bytes(), transcript)
-    except (PermanentError, OSError) as exc:
+        transcriber = _transcriber(asr_model) if transcript is None else None
+        manifest = _library(transcriber).add(voice_id, audio.read_bytes(), transcript)
+    except (WorkerError, OSError) as exc:
         typer.echo(f"rejected: {exc}", err=True)
         raise typer.Exit(1) from exc
-    _emit(manifest, as_json, f"added {voice_id} ({manifest['duration_s']} s)")
+    recognised = f"; recognised transcript: {manifest['transcript']!r}" if transcriber is not None else ""
+    _emit(manifest, as_json, f"added {voice_id} ({manifest['duration_s']} s{recognised})")
 
 
 @voices_app.command("list")

@@ -18,7 +18,7 @@ from consumer.logs import configure, get_logger
 from consumer.loop import Worker
 from consumer.metrics import Metrics
 from consumer.resources import ResourceSpec, bootstrap
-from consumer.runner import start_engine
+from consumer.runner import start_engine, start_transcriber
 from consumer.settings import Settings
 from consumer.voice_library import VoiceLibrary
 from contracts.events import SynthesisCompleted, parse_event
@@ -78,7 +78,8 @@ def run_local(text: str = DEMO_TEXT, checkpoint: str | None = None, output: Path
             metadata={"source": "f5-worker local"},
         )
         clients.sqs.send_message(QueueUrl=resources.queue_url, MessageBody=request.model_dump_json())
-        Worker(build_services(settings, engine, clients=clients, metrics=metrics)).run()
+        transcriber = start_transcriber(settings, timeline)
+        Worker(build_services(settings, engine, clients=clients, metrics=metrics, transcriber=transcriber)).run()
         return _report(clients, resources.events_queue_url, request.job_id, output)
     finally:
         aws.stop()

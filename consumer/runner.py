@@ -7,6 +7,7 @@ import time
 
 from consumer.app import StartupTimeline, build_services
 from consumer.engine import Engine
+from consumer.engine.asr import Transcriber, build_transcriber
 from consumer.engine.factory import build_engine
 from consumer.health import HealthServer
 from consumer.logs import configure, get_logger
@@ -27,6 +28,14 @@ def start_engine(settings: Settings, timeline: StartupTimeline) -> Engine:
     return engine
 
 
+def start_transcriber(settings: Settings, timeline: StartupTimeline) -> Transcriber | None:
+    """The ASR model for clips without a transcript, when `asr_model` is set (loaded once, here)."""
+    transcriber = build_transcriber(settings)
+    if transcriber is not None:
+        timeline.mark("asr_loaded")
+    return transcriber
+
+
 def run_worker(settings: Settings, process_start: float | None = None, engine: Engine | None = None) -> int:
     configure(settings.log_level, settings.log_json)
     metrics = Metrics()
@@ -37,14 +46,20 @@ def run_worker(settings: Settings, process_start: float | None = None, engine: E
         health = HealthServer(metrics, settings.health_max_poll_age_s, settings.health_port).start()
     try:
         engine = engine or start_engine(settings, timeline)
-        services = build_services(settings, engine, metrics=metrics)
+        transcriber = start_transcriber(settings, timeline)
+        services = build_services(settings, engine, metrics=metrics, transcriber=transcriber)
         timeline.mark("aws_checked")
         worker = Worker(services)
         worker.install_signal_handlers()
         metrics.ready.set(1)
         if health is not None:
             health.ready.set()
-        log.info("worker_ready", startup=timeline.phases, max_receive_count=services.max_receive_count)
+        log.info(
+            "worker_ready",
+            startup=timeline.phases,
+            max_receive_count=services.max_receive_count,
+            asr_model=settings.asr_model or None,
+        )
         return worker.run()
     finally:
         if health is not None:

@@ -81,6 +81,14 @@ class Settings(BaseSettings):
         description="With checkpoint: an f5-tts config name, a training config .yaml or a model.json.",
     )
     warm_up: bool = Field(True, description="Run one short synthesis at start.")
+    asr_model: str | None = Field(
+        None,
+        description="Local directory or hub id of a Whisper model (e.g. openai/whisper-large-v3-turbo baked into the "
+        "image) that transcribes reference clips sent without a transcript; unset or empty: transcripts are required.",
+    )
+    asr_language: str | None = Field(
+        None, description="Language of reference clips for the ASR model (en, english...); default: detected per clip."
+    )
     batch_max_size: int = Field(
         1,
         ge=1,

@@ -1,5 +1,6 @@
 """The voice library in S3: `voices/{voice_id}/reference.wav` (the processed clip) and `manifest.json`
-(transcript, duration, sample rate, sha256, created_at). Clips are validated before anything is written."""
+(transcript, transcript_source, duration, sample rate, sha256, created_at). Clips are validated before anything is
+written; a clip added without a transcript is transcribed by the library's ASR model (`transcript_source: asr`)."""
 
 from __future__ import annotations
 
@@ -12,36 +13,52 @@ from typing import Any
 
 import soundfile as sf
 
+from consumer.engine.asr import Transcriber, recognised_text
 from consumer.engine.model_spec import EXAMPLE_VOICE_EN
-from consumer.engine.reference import decode_reference
+from consumer.engine.reference import decode_reference, process_reference_audio
 from consumer.errors import InvalidRequest
 from consumer.voices import MANIFEST_OBJECT, REFERENCE_OBJECT
 from contracts.limits import VOICE_ID_PATTERN
 
 
 class VoiceLibrary:
-    def __init__(self, s3: Any, bucket: str, prefix: str = "voices", sample_rate: int = 24_000) -> None:
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        prefix: str = "voices",
+        sample_rate: int = 24_000,
+        transcriber: Transcriber | None = None,
+    ) -> None:
         self._s3 = s3
         self._bucket = bucket
         self._prefix = prefix.strip("/")
         self._sample_rate = sample_rate
+        self._transcriber = transcriber
 
     def _key(self, voice_id: str, name: str) -> str:
         return f"{self._prefix}/{voice_id}/{name}"
 
-    def add(self, voice_id: str, audio: bytes, transcript: str) -> dict[str, Any]:
-        """Validate and store a voice. Raises `BadReferenceAudio`/`InvalidRequest` for a bad clip."""
+    def add(self, voice_id: str, audio: bytes, transcript: str | None = None) -> dict[str, Any]:
+        """Validate and store a voice; without a transcript, the ASR model's. Raises `BadReferenceAudio` or
+        `InvalidRequest` for a bad clip (or a missing transcript without an ASR model)."""
         if not re.match(VOICE_ID_PATTERN, voice_id):
             raise InvalidRequest(f"voice id {voice_id!r} must match {VOICE_ID_PATTERN}")
-        reference = decode_reference(audio, transcript, sample_rate=self._sample_rate)
+        if transcript is None:  # recognised in exactly the processed audio that is stored
+            transcriber = self._require_transcriber()
+            samples = process_reference_audio(audio, sample_rate=self._sample_rate, clip_long=True)
+            transcript, source = recognised_text(transcriber.transcribe(samples, self._sample_rate)), "asr"
+        else:
+            samples, source = decode_reference(audio, transcript, sample_rate=self._sample_rate).samples, "given"
         buffer = io.BytesIO()
-        sf.write(buffer, reference.samples, reference.sample_rate, format="WAV", subtype="PCM_16")
+        sf.write(buffer, samples, self._sample_rate, format="WAV", subtype="PCM_16")
         data = buffer.getvalue()
         manifest = {
             "voice_id": voice_id,
             "transcript": transcript.strip(),
-            "duration_s": round(reference.duration_s, 3),
-            "sample_rate": reference.sample_rate,
+            "transcript_source": source,
+            "duration_s": round(len(samples) / self._sample_rate, 3),
+            "sample_rate": self._sample_rate,
             "sha256": hashlib.sha256(data).hexdigest(),
             "created_at": datetime.now(UTC).isoformat(),
         }
@@ -55,6 +72,14 @@ class VoiceLibrary:
             ContentType="application/json",
         )
         return manifest
+
+    def _require_transcriber(self) -> Transcriber:
+        if self._transcriber is None:
+            raise InvalidRequest(
+                "no transcript given and no ASR model configured: give the exact words spoken in the clip "
+                "(--transcript), or an ASR model (--asr-model / F5_WORKER_ASR_MODEL)"
+            )
+        return self._transcriber
 
     def add_example(self, voice_id: str = "basic-en") -> dict[str, Any]:
         """Store the f5-tts wheel's English example clip as a voice (demo, tests, benchmarks)."""

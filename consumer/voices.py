@@ -1,5 +1,6 @@
 """Resolves a request's voice to a processed `Reference`: from the voice library (`voices/{id}/`) or from
-an S3 clip in an allowed bucket. Processed references are cached in memory by S3 ETag (bounded LRU)."""
+an S3 clip in an allowed bucket. Processed references are cached in memory by S3 ETag and given transcript
+(bounded LRU). A clip sent without a transcript is transcribed by the worker's ASR model, once per ETag."""
 
 from __future__ import annotations
 
@@ -15,10 +16,14 @@ from cachetools import LRUCache
 
 from consumer.aws import error_code, http_status
 from consumer.engine import Reference
-from consumer.engine.reference import decode_reference
-from consumer.errors import BadReferenceAudio, ForbiddenLocation, StorageError, UnknownVoice
+from consumer.engine.asr import Transcriber, recognised_text
+from consumer.engine.reference import decode_reference, normalise_transcript, process_reference_audio
+from consumer.errors import BadReferenceAudio, ForbiddenLocation, InvalidRequest, StorageError, UnknownVoice
+from consumer.logs import get_logger
 from consumer.retrying import aws_retry
 from contracts.requests import VoiceRef
+
+log = get_logger(__name__)
 
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024
 REFERENCE_OBJECT = "reference.wav"
@@ -29,7 +34,8 @@ MANIFEST_OBJECT = "manifest.json"
 class VoiceSource:
     bucket: str
     key: str
-    transcript: str | None  # None: read it from the voice's manifest
+    transcript: str | None  # None: from the voice's manifest (library) or recognised (clip)
+    library: bool = False
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -48,30 +54,35 @@ class VoiceResolver:
         cache_size: int = 64,
         revalidate_after_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        transcriber: Transcriber | None = None,
     ) -> None:
         self._s3 = s3
         self._bucket = bucket
         self._prefix = voices_prefix.strip("/")
         self._allowed = {bucket, *allowed_buckets}
         self._sample_rate = sample_rate
-        self._cache: LRUCache[tuple[str, str, str], Reference] = LRUCache(maxsize=cache_size)
+        # (source, etag): the source names the transcript too, so a clip sent with different transcripts (or none,
+        # then recognised) is one entry each.
+        self._cache: LRUCache[tuple[VoiceSource, str], Reference] = LRUCache(maxsize=cache_size)
         # (bucket, key) → (etag, checked_at): within `revalidate_after_s` a cached reference is used without
         # a HEAD request; after it, the ETag is checked again (a replaced clip is picked up then).
         self._checked: LRUCache[tuple[str, str], tuple[str, float]] = LRUCache(maxsize=cache_size)
         self._revalidate_after_s = revalidate_after_s
         self._clock = clock
+        self._transcriber = transcriber
         self._lock = threading.Lock()
+        self._asr_lock = threading.Lock()
 
     def resolve(self, voice: VoiceRef) -> Reference:
         source = self._source(voice)
         with self._lock:
             checked = self._checked.get((source.bucket, source.key))
             if checked is not None and self._clock() - checked[1] < self._revalidate_after_s:
-                cached = self._cache.get((source.bucket, source.key, checked[0]))
+                cached = self._cache.get((source, checked[0]))
                 if cached is not None:
                     return cached
         etag, size = self._head(source, voice)
-        cache_key = (source.bucket, source.key, etag)
+        cache_key = (source, etag)
         with self._lock:
             self._checked[(source.bucket, source.key)] = (etag, self._clock())
             cached = self._cache.get(cache_key)
@@ -79,23 +90,55 @@ class VoiceResolver:
             return cached
         if size > MAX_REFERENCE_BYTES:
             raise BadReferenceAudio(f"reference {source.key} is {size} bytes; at most {MAX_REFERENCE_BYTES}")
-        transcript = source.transcript if source.transcript is not None else self._manifest_transcript(voice)
-        data = self._get(source)
-        reference = decode_reference(
-            data, transcript, sample_rate=self._sample_rate, cache_key=f"{source.bucket}/{source.key}@{etag}"
-        )
+        clip_key = f"{source.bucket}/{source.key}@{etag}"
+        if source.library or source.transcript is not None:
+            transcript = source.transcript if source.transcript is not None else self._manifest_transcript(voice)
+            data = self._get(source)
+            reference = decode_reference(data, transcript, sample_rate=self._sample_rate, cache_key=clip_key)
+        else:
+            reference = self._recognise(source, cache_key, clip_key)
         with self._lock:
             self._cache[cache_key] = reference
         return reference
 
     def _source(self, voice: VoiceRef) -> VoiceSource:
         if voice.voice_id is not None:
-            return VoiceSource(self._bucket, f"{self._prefix}/{voice.voice_id}/{REFERENCE_OBJECT}", None)
+            return VoiceSource(self._bucket, f"{self._prefix}/{voice.voice_id}/{REFERENCE_OBJECT}", None, library=True)
         assert voice.audio_uri is not None
         bucket, key = split_s3_uri(voice.audio_uri)
         if bucket not in self._allowed:
             raise ForbiddenLocation(f"reading references from bucket {bucket!r} is not allowed for this worker")
+        if voice.transcript is None and self._transcriber is None:
+            raise InvalidRequest(
+                "the reference clip has no transcript and this worker has no ASR model (F5_WORKER_ASR_MODEL): "
+                "give voice.transcript, the exact words spoken in the clip"
+            )
         return VoiceSource(bucket, key, voice.transcript)
+
+    def _recognise(self, source: VoiceSource, cache_key: tuple[VoiceSource, str], clip_key: str) -> Reference:
+        """A clip without a transcript: the words recognised in exactly the processed audio the engine gets. One
+        recognition at a time (the model runs one anyway), so jobs arriving together with a new clip wait for the
+        first one's result instead of each transcribing it."""
+        assert self._transcriber is not None  # checked in `_source`
+        with self._asr_lock:
+            with self._lock:
+                cached = self._cache.get(cache_key)
+            if cached is not None:
+                return cached
+            samples = process_reference_audio(self._get(source), sample_rate=self._sample_rate, clip_long=True)
+            t0 = time.monotonic()
+            text = recognised_text(self._transcriber.transcribe(samples, self._sample_rate))
+            log.info(
+                "reference_transcribed",
+                reference=clip_key,
+                asr_model=self._transcriber.model_id,
+                seconds=round(time.monotonic() - t0, 3),
+                chars=len(text),
+            )
+            reference = Reference(samples, self._sample_rate, normalise_transcript(text), clip_key)
+            with self._lock:  # cached before the next waiter looks
+                self._cache[cache_key] = reference
+            return reference
 
     def _head(self, source: VoiceSource, voice: VoiceRef) -> tuple[str, int]:
         try:

@@ -42,20 +42,20 @@ class _Strict(BaseModel):
 
 
 class VoiceRef(_Strict):
-    """The reference voice: a voice id from the voice library, or a clip in S3 with its transcript."""
+    """The reference voice: a library voice id, or a clip in S3 with its transcript (optional if the worker has ASR)."""
 
     voice_id: VoiceId | None = Field(None, description="Voice in the library (voices/{voice_id}/ in the bucket).")
     audio_uri: S3Uri | None = Field(None, description="s3://bucket/key of a reference clip (wav/flac/mp3/ogg).")
     transcript: Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_TRANSCRIPT_CHARS)] | None = Field(
-        None, description="Exact transcript of the clip (required with audio_uri)."
+        None,
+        description="Exact transcript of the audio_uri clip. Omit only when the worker has an ASR model configured "
+        "(F5_WORKER_ASR_MODEL); otherwise the job fails with invalid_request.",
     )
 
     @model_validator(mode="after")
     def _one_source(self) -> VoiceRef:
         if (self.voice_id is None) == (self.audio_uri is None):
             raise ValueError("give exactly one of voice_id or audio_uri")
-        if self.audio_uri is not None and not self.transcript:
-            raise ValueError("audio_uri needs the transcript of the clip")
         return self
 
 
@@ -96,7 +96,9 @@ class SynthesisOptions(_Strict):
     seed: int | None = Field(None, ge=0, lt=2**31, description="Fixed seed; the worker picks one otherwise.")
     remove_silence: bool = False
     normalize_text: bool = Field(
-        True, description="Spell out numbers, amounts and abbreviations in English text before synthesis."
+        True,
+        description="Spell out numbers, dates, times, units, amounts and abbreviations in English text "
+        "before synthesis.",
     )
 
 

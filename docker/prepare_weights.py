@@ -5,6 +5,7 @@
     <out>/<checkpoint file>          e.g. model_1250000.safetensors, sha256-verified
     <out>/vocab.txt
     <out>/vocoder/config.yaml, vocoder/pytorch_model.bin
+    <out>/asr/                       optional (--asr-model): a Whisper model for F5_WORKER_ASR_MODEL
 
 Sources are a hub repository id (huggingface_hub, pinned by --*-revision) or a local directory/file:
 
@@ -35,6 +36,8 @@ from types import ModuleType
 from typing import Any
 
 VOCODER_FILES = ("config.yaml", "pytorch_model.bin")
+ASR_DIR = "asr"
+ASR_PATTERNS = ("*.json", "*.txt", "*.safetensors")  # configs, tokenizer, weights; not .bin/.h5/.msgpack copies
 _CHUNK = 1 << 20
 
 
@@ -105,6 +108,35 @@ class Fetcher:
         return Path(path), f"hf://{repo}/{filename}@{revision or 'main'}"
 
 
+def fetch_asr(source: str, revision: str | None, target: Path, cache_dir: Path) -> tuple[str, dict[str, str]]:
+    """A Whisper model in transformers' layout (a local directory, or a hub snapshot at `revision`) copied into
+    `target`: `(provenance, sha256 of each weights file)`. A commit hash as `revision` pins the weights."""
+    local = Path(source).expanduser()
+    if local.is_dir():
+        root, provenance = local, str(local.resolve())
+    elif source.startswith((".", "/", "~")):
+        raise PrepareError(f"local ASR model {source} does not exist")
+    else:
+        try:
+            from huggingface_hub import snapshot_download
+        except ImportError as exc:
+            raise PrepareError("huggingface_hub is needed for hub sources: pip install huggingface_hub") from exc
+        try:
+            path = snapshot_download(
+                repo_id=source, revision=revision, allow_patterns=list(ASR_PATTERNS), cache_dir=str(cache_dir)
+            )
+        except Exception as exc:  # hub errors vary (HTTP, offline, missing repo, auth): report them, exit 1
+            raise PrepareError(f"downloading the ASR model {source}@{revision or 'main'}: {exc}") from exc
+        root, provenance = Path(path), f"hf://{source}@{revision or 'main'}"
+    files = sorted({f for pattern in ASR_PATTERNS for f in root.glob(pattern) if f.is_file()})
+    names = {f.name for f in files}
+    if not {"config.json", "preprocessor_config.json"} <= names or not any(n.endswith(".safetensors") for n in names):
+        raise PrepareError(f"{source} is not a Whisper model (config.json, preprocessor_config.json, *.safetensors)")
+    target.mkdir()
+    hashes = {f.name: _copy_hashed(f, target / f.name) for f in files}
+    return provenance, {name: digest for name, digest in hashes.items() if name.endswith(".safetensors")}
+
+
 def _arch(model_spec: ModuleType, value: str) -> tuple[dict[str, Any], dict[str, Any], str]:
     """`(arch, mel_spec, label)` from a packaged config name (F5TTS_v1_Base), an f5-tts training config yaml,
     a model.json (its `arch` and `mel_spec`) or a JSON dict of DiT keyword arguments."""
@@ -150,6 +182,10 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
             path, vocoder_source[name] = fetcher.fetch(args.vocoder, name, args.vocoder_revision)
             vocoder_sha[name] = _copy_hashed(path, staging / "vocoder" / name)
         _verify(f"vocoder/{VOCODER_FILES[1]}", vocoder_sha[VOCODER_FILES[1]], args.vocoder_sha256)
+        asr: dict[str, Any] = {}
+        if args.asr_model:
+            source, sha = fetch_asr(args.asr_model, args.asr_revision, staging / ASR_DIR, cache)
+            asr = {"asr": source, "asr_sha256": sha}
 
         model_id = args.model_id or (
             Path(args.model_file).with_suffix("").as_posix() if args.model_file else f"{arch_label}/{checkpoint.stem}"
@@ -167,6 +203,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
                 "arch": arch_label,
                 "vocoder": vocoder_source,
                 "vocoder_sha256": vocoder_sha,
+                **asr,
             },
         }
         (staging / model_spec.MODEL_JSON).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -195,6 +232,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--vocoder-revision", default=None)
     parser.add_argument("--vocoder-sha256", default="", help="expected sha256 of vocoder/pytorch_model.bin")
     parser.add_argument("--model-id", default=None, help="model_id in model.json (default: from the file name)")
+    parser.add_argument("--asr-model", default="", help="Whisper hub id or local directory, copied to <out>/asr")
+    parser.add_argument("--asr-revision", default=None, help="hub revision of the ASR model (commit hash)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
     return parser
 

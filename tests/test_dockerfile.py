@@ -117,6 +117,16 @@ def test_build_time_weights_and_flash_attn(stages: dict[str, list[tuple[str, str
     assert {"MODEL_REPO", "MODEL_FILE", "MODEL_REVISION", "MODEL_SHA256", "VOCODER_REPO"} <= weight_args
 
 
+def test_asr_model_is_optional_and_baked_at_build_time(stages: dict[str, list[tuple[str, str]]]) -> None:
+    weights = next(args for keyword, args in stages["weights"] if keyword == "RUN" and "prepare_weights.py" in args)
+    assert '--asr-model "${ASR_MODEL}" --asr-revision "${ASR_REVISION}"' in weights
+    assert ("ARG", 'ASR_MODEL=""') in stages["weights"]  # default: no ASR model in the image
+    runtime = list(stages.values())[-1]
+    # Set only when built with ASR_MODEL; otherwise empty, which the worker reads as "no ASR model".
+    assert _env(runtime)["F5_WORKER_ASR_MODEL"] == "${ASR_MODEL:+/opt/f5-worker/model/asr}"
+    assert ("ARG", 'ASR_MODEL=""') in runtime
+
+
 def test_pins_agree_with_pyproject(stages: dict[str, list[tuple[str, str]]]) -> None:
     engine = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
     pins = dict(p.split("==", 1) for p in engine["engine"] if "==" in p)

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from consumer.engine.audio import resample
 from consumer.engine.model_spec import wheel_example_path
-from consumer.engine.reference import decode_reference, normalise_transcript
+from consumer.engine.reference import decode_reference, normalise_transcript, process_reference_audio
 from consumer.errors import BadReferenceAudio, InvalidRequest
 from tests.engine_fixtures import *  # noqa: F403
 from tests.engine_fixtures import REF_EN_FILE, REF_EN_TEXT
@@ -105,6 +105,31 @@ def test_too_short_is_refused():
 def test_too_long_is_refused_with_advice_to_clip():
     with pytest.raises(BadReferenceAudio, match=r"15\.0 s long.*at most 12 s.*transcript of exactly that clip"):
         decode_reference(_encode(_tone(15.0), RATE), REF_EN_TEXT)
+
+
+def _speech_with_pauses(parts: list[tuple[str, float]]) -> np.ndarray:
+    """("tone", s) and ("pause", s) pieces: a stand-in for speech with pauses."""
+    return np.concatenate([_tone(s) if kind == "tone" else np.zeros(int(s * RATE), np.float32) for kind, s in parts])
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected_s"),
+    [
+        # A 1 s pause is preferred to a later short one: cut where the 1 s pause starts (after 5 s of tone).
+        ([("tone", 5), ("pause", 1.2), ("tone", 4), ("pause", 0.2), ("tone", 6)], 5.0),
+        # Only short pauses: the last one before 12 s.
+        ([("tone", 4), ("pause", 0.2), ("tone", 5), ("pause", 0.2), ("tone", 6)], 9.2),
+        # No pause at all: a hard cut at 12 s.
+        ([("tone", 15)], 12.0),
+    ],
+)
+def test_long_clip_is_clipped_at_a_pause_when_the_transcript_will_be_recognised(parts, expected_s):
+    data = _encode(_speech_with_pauses(parts), RATE)
+    with pytest.raises(BadReferenceAudio, match="at most 12 s"):
+        process_reference_audio(data, sample_rate=RATE)  # a given transcript could not match a clipped clip
+    clipped = process_reference_audio(data, sample_rate=RATE, clip_long=True)
+    assert len(clipped) / RATE == pytest.approx(expected_s + 0.050, abs=0.015)  # + the 50 ms end padding
+    assert np.all(clipped[-int(0.05 * RATE) :] == 0)
 
 
 def test_long_header_is_refused_before_decoding():

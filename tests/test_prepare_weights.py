@@ -14,10 +14,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 
 from consumer.engine.model_spec import load_model_dir, wheel_example_path
 from contracts.events import SynthesisCompleted
+from tests.asr_fixtures import RECOGNISED, tiny_whisper  # noqa: F401 - tiny_whisper: the tiny Whisper (fixture)
 from tests.engine_fixtures import tiny_model_path  # noqa: F401 - the shared tiny random model (fixture)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -331,4 +333,109 @@ def test_worker_runs_the_prepared_model_offline(
     (event,) = stack.events()
     assert isinstance(event, SynthesisCompleted) and event.model_id == "prepared-tiny"
     assert Path(str(log) + ".loaded").read_text(encoding="utf-8").strip(), "the guard was not loaded"
+    assert not log.exists(), log.read_text(encoding="utf-8")
+
+
+# --- the optional ASR model (--asr-model) ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def prepared_with_asr(
+    tiny_model_path: Path,  # noqa: F811
+    tiny_whisper: Path,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    out = tmp_path_factory.mktemp("prepared-asr") / "model"
+    argv = _args(tiny_model_path, out, "--allow-unverified", "--asr-model", str(tiny_whisper))
+    result = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_asr_model_is_copied_next_to_the_weights(prepared_with_asr: Path, tiny_whisper: Path) -> None:  # noqa: F811
+    from consumer.engine.asr import WhisperTranscriber
+
+    asr = prepared_with_asr / "asr"
+    assert {"config.json", "preprocessor_config.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in asr.iterdir()
+    }
+    source = json.loads((prepared_with_asr / "model.json").read_text(encoding="utf-8"))["source"]
+    assert source["asr"] == str(tiny_whisper.resolve())
+    assert source["asr_sha256"] == {"model.safetensors": _sha256(tiny_whisper / "model.safetensors")}
+    load_model_dir(prepared_with_asr)  # the F5 model directory is still what the worker reads
+    transcriber = WhisperTranscriber(str(asr), device="cpu")
+    transcriber.load()
+    assert transcriber.transcribe(np.zeros(16_000, dtype=np.float32) + 0.1, 16_000) == RECOGNISED
+
+
+def test_asr_hub_source_is_a_snapshot_at_the_pinned_revision(
+    prepare_weights: ModuleType,
+    tiny_whisper: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import huggingface_hub
+
+    calls: list[dict[str, Any]] = []
+
+    def fake_snapshot(**kwargs: Any) -> str:
+        calls.append(kwargs)
+        return str(tiny_whisper)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    provenance, sha = prepare_weights.fetch_asr("openai/whisper-large-v3-turbo", "abc123", tmp_path / "asr", tmp_path)
+    assert provenance == "hf://openai/whisper-large-v3-turbo@abc123" and list(sha) == ["model.safetensors"]
+    (call,) = calls
+    assert (call["repo_id"], call["revision"]) == ("openai/whisper-large-v3-turbo", "abc123")
+    assert set(call["allow_patterns"]) == {"*.json", "*.txt", "*.safetensors"}  # no duplicate .bin/.h5 weights
+
+
+def test_asr_source_that_is_not_a_whisper_model_fails_and_writes_nothing(
+    prepare_weights: ModuleType,
+    tiny_model_path: Path,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    (not_a_model / "config.json").write_text("{}", encoding="utf-8")
+    argv = _args(tiny_model_path, tmp_path / "m", "--allow-unverified", "--asr-model", str(not_a_model))
+    assert prepare_weights.main(argv) == 1
+    assert "is not a Whisper model" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+    assert prepare_weights.main([*argv[:-1], str(tmp_path / "nowhere")]) == 1
+    assert "local ASR model" in capsys.readouterr().err
+
+
+def test_worker_transcribes_with_the_prepared_asr_model_offline(
+    prepared_with_asr: Path, stack: Any, guarded_env: tuple[dict[str, str], Path], reference_wav: bytes
+) -> None:
+    # A clip without a transcript, a worker process (fake engine) with the prepared ASR model and no network:
+    env, log = guarded_env
+    stack.clients.s3.put_object(Bucket=stack.resources.bucket, Key="refs/clip.wav", Body=reference_wav)
+    voice = {"audio_uri": f"s3://{stack.resources.bucket}/refs/clip.wav"}
+    stack.send(json.dumps({"job_id": "asr-offline-1", "text": "Hello.", "voice": voice}))
+    env |= {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "F5_WORKER_ENGINE": "fake",
+        "F5_WORKER_ASR_MODEL": str(prepared_with_asr / "asr"),
+        "F5_WORKER_DEVICE": "cpu",
+        "F5_WORKER_BURST": "true",
+        "F5_WORKER_WAIT_TIME_S": "1",
+        "F5_WORKER_AWS_ENDPOINT_URL": stack.endpoint_url,
+        "F5_WORKER_QUEUE_URL": stack.resources.queue_url,
+        "F5_WORKER_BUCKET": stack.resources.bucket,
+        "F5_WORKER_TOPIC_ARN": stack.resources.topic_arn,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "consumer", "run"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    # the model was loaded at start, the clip transcribed, the job completed, and nothing left the machine.
+    logs = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    events = {entry["event"]: entry for entry in logs}
+    assert events["asr_loaded"]["model"] == str(prepared_with_asr / "asr")
+    assert "asr_loaded" in events["worker_ready"]["startup"]
+    assert events["reference_transcribed"]["chars"] == len(RECOGNISED)
+    (event,) = stack.events()
+    assert isinstance(event, SynthesisCompleted) and event.job_id == "asr-offline-1"
     assert not log.exists(), log.read_text(encoding="utf-8")

@@ -51,7 +51,7 @@ def test_voices_add_list_show_rm_round_trip(cli_env, reference_wav, tmp_path):
     listed = json.loads(runner.invoke(app, ["voices", "list", "--json"]).output)
     assert [v["voice_id"] for v in listed] == ["basic-en", "narrator"]
     shown = json.loads(runner.invoke(app, ["voices", "show", "narrator", "--json"]).output)
-    assert shown["transcript"] == "Some call me nature."
+    assert shown["transcript"] == "Some call me nature." and shown["transcript_source"] == "given"
     assert runner.invoke(app, ["voices", "rm", "narrator"]).exit_code == 0
     assert runner.invoke(app, ["voices", "show", "narrator"]).exit_code == 1
     assert runner.invoke(app, ["voices", "rm", "narrator"]).exit_code == 1

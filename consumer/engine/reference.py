@@ -4,8 +4,10 @@ Follows f5-tts's `preprocess_ref_audio_text` and the start of `infer_batch_proce
 trailing silence (-42 dBFS in 10 ms steps, as pydub's `detect_leading_silence`), add 50 ms of silence at
 the end, mono at the model's rate, RMS raised to 0.1 when quieter, transcript ending in ". ".
 
-One deliberate difference: upstream silently clips clips longer than 12 s, after which the transcript no
-longer matches the audio (and the model speaks garbage). We refuse such clips with a message instead.
+One deliberate difference: upstream silently clips clips longer than 12 s even when a transcript is given,
+after which the transcript no longer matches the audio (and the model speaks garbage). We refuse such clips
+with a message instead, and clip only where the transcript is recognised afterwards (`clip_long=True`): at the
+last pause before 12 s, as upstream does (a pause of 1 s preferred, else 100 ms, else a hard cut).
 """
 
 from __future__ import annotations
@@ -52,6 +54,15 @@ def decode_reference(data: bytes, transcript: str, *, sample_rate: int = 24000, 
     person who supplied the clip) for anything wrong with the audio.
     """
     text = normalise_transcript(transcript)
+    samples = process_reference_audio(data, sample_rate=sample_rate)
+    return Reference(samples=samples, sample_rate=sample_rate, transcript=text, cache_key=cache_key)
+
+
+def process_reference_audio(data: bytes, *, sample_rate: int = 24000, clip_long: bool = False) -> np.ndarray:
+    """The audio half of `decode_reference`: decoded, trimmed, padded, mono float32 at `sample_rate`. What a
+    speech recogniser should hear when the transcript has to be recognised; with `clip_long` (only then: the
+    transcript is recognised from the result) speech over MAX_SECONDS is clipped at a pause instead of refused.
+    Raises `BadReferenceAudio`."""
     mono, rate = _decode_mono(data)
     mono = resample(mono, rate, sample_rate)
     start, end = _voiced_span(mono, sample_rate)
@@ -67,21 +78,19 @@ def decode_reference(data: bytes, transcript: str, *, sample_rate: int = 24000, 
             f"the reference audio has only {seconds:.2f} s of sound after trimming silence; "
             f"at least {MIN_SECONDS:.0f} s of speech is needed (3-10 s works best)"
         )
-    if seconds > MAX_SECONDS:
+    if seconds > MAX_SECONDS and clip_long:
+        speech = clip_at_pause(speech, sample_rate)
+    elif seconds > MAX_SECONDS:
         raise BadReferenceAudio(
             f"the reference audio is {seconds:.1f} s long after trimming silence; at most {MAX_SECONDS:.0f} s "
-            "is supported. Clip it to a 3-10 s stretch of speech and give the transcript of exactly that clip."
+            "is supported. Clip it to a 3-10 s stretch of speech and give the transcript of exactly that clip "
+            "(or, where the worker has an ASR model, omit the transcript: it clips at a pause and transcribes)."
         )
     samples = np.concatenate([speech, np.zeros(round(END_PADDING_S * sample_rate), dtype=np.float32)])
     rms = math.sqrt(float(np.mean(np.square(samples, dtype=np.float64))))
     if rms < TARGET_RMS:  # quiet clips are raised to the level the model expects
         samples = samples * (TARGET_RMS / rms)
-    return Reference(
-        samples=np.ascontiguousarray(samples, dtype=np.float32),
-        sample_rate=sample_rate,
-        transcript=text,
-        cache_key=cache_key,
-    )
+    return np.ascontiguousarray(samples, dtype=np.float32)
 
 
 def _decode_mono(data: bytes) -> tuple[np.ndarray, int]:
@@ -180,3 +189,29 @@ def _voiced_span(samples: np.ndarray, sample_rate: int) -> tuple[int, int]:
     tails = np.arange(n, 0, -step)
     tail_loud = np.flatnonzero(loud(np.maximum(tails - step, 0), tails))
     return int(heads[head_loud[0]]), int(tails[tail_loud[0]])
+
+
+PAUSES_S = (1.0, 0.1)  # upstream's preference: cut at a long pause, else a short one
+
+
+def clip_at_pause(speech: np.ndarray, sample_rate: int, max_seconds: float = MAX_SECONDS) -> np.ndarray:
+    """`speech` cut at the start of its last pause (PAUSES_S, longest first) that leaves between MIN_SECONDS and
+    `max_seconds` before it; without one, cut at `max_seconds`. Trailing silence is trimmed again."""
+    step = max(1, round(SILENCE_STEP_S * sample_rate))
+    n_steps = len(speech) // step
+    frames = speech[: n_steps * step].reshape(n_steps, step).astype(np.float64)
+    quiet = np.mean(np.square(frames), axis=1) < (10 ** (SILENCE_DB / 20)) ** 2
+    # Runs of quiet steps as [start, end) step indices.
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
+    runs = edges.reshape(-1, 2)
+    cut = round(max_seconds * sample_rate)
+    for pause_s in PAUSES_S:
+        long_enough = runs[(runs[:, 1] - runs[:, 0]) * SILENCE_STEP_S >= pause_s]
+        starts = long_enough[:, 0] * step
+        fits = starts[(starts >= MIN_SECONDS * sample_rate) & (starts <= cut)]
+        if len(fits):
+            cut = int(fits[-1])
+            break
+    clipped = speech[:cut]
+    _, end = _voiced_span(clipped, sample_rate)
+    return clipped[: max(end, 1)]
