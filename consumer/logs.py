@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 
 import structlog
 
@@ -26,6 +27,19 @@ def _scrub(_logger: object, _name: str, event: dict) -> dict:
     return event
 
 
+class _StderrLogger:
+    """Writes each line to `sys.stderr` as it is when the line is written, not as it was at `configure` time (a CLI
+    runner or a test may have swapped in a stream that is closed since)."""
+
+    _lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
 def configure(level: str = "INFO", json_lines: bool = True) -> None:
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug", "s3transfer", "matplotlib", "numba"):
@@ -41,7 +55,7 @@ def configure(level: str = "INFO", json_lines: bool = True) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *_args: _StderrLogger(),
         cache_logger_on_first_use=False,
     )
 
