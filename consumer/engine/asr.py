@@ -65,11 +65,13 @@ class WhisperTranscriber:
             import torch
             from transformers import pipeline
 
+            from consumer.engine.f5 import default_dtype
+
             local = Path(self.model_id).expanduser()
             if self.model_id.startswith((".", "/", "~")) and not local.is_dir():
                 raise EngineError(f"ASR model directory {local} does not exist (set {SETTING} to a Whisper model)")
             self.device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            dtype = getattr(torch, self.dtype) if self.dtype else _default_dtype(torch, self.device)
+            dtype = getattr(torch, self.dtype) if self.dtype else default_dtype(self.device)
             t0 = time.monotonic()
             try:
                 pipe = pipeline(
@@ -129,13 +131,6 @@ def _generate_kwargs(config: Any, language: str | None) -> dict[str, str]:
     if f"<|{code}|>" not in getattr(config, "lang_to_id", {}):
         raise EngineError(f"F5_WORKER_ASR_LANGUAGE={language!r} is not a language of this ASR model (e.g. en, english)")
     return {"task": "transcribe", "language": code}
-
-
-def _default_dtype(torch: Any, device: str) -> Any:
-    """The engine's rule: fp16 on CUDA compute capability >= 7, otherwise fp32."""
-    if device.startswith("cuda") and torch.cuda.get_device_properties(torch.device(device)).major >= 7:
-        return torch.float16
-    return torch.float32
 
 
 def build_transcriber(settings: Settings) -> WhisperTranscriber | None:
