@@ -302,20 +302,13 @@ def test_network_guard_refuses_and_records(guarded_env: tuple[dict[str, str], Pa
     assert "127.0.0.1" not in recorded
 
 
-def test_worker_runs_the_prepared_model_offline(
-    prepared: Path, stack: Any, guarded_env: tuple[dict[str, str], Path], tmp_path: Path
-) -> None:
-    # Given the prepared directory, a request, and a worker process that may only reach loopback (the moto server),
-    env, log = guarded_env
-    stack.send(json.dumps({"job_id": "offline-1", "text": "Hello from the image.", "voice": {"voice_id": "basic-en"}}))
-    env |= {
+def _run_offline_worker(stack: Any, env: dict[str, str], **settings: str) -> subprocess.CompletedProcess[str]:
+    """`python -m consumer run` in burst mode against the test stack, hub access off, with `F5_WORKER_<KEY>`
+    settings added to `env`; returns once the queue is empty."""
+    env = env | {
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
-        "F5_WORKER_ENGINE": "f5",
-        "F5_WORKER_MODEL_DIR": str(prepared),
         "F5_WORKER_DEVICE": "cpu",
-        "F5_WORKER_WARM_UP": "false",  # the job itself synthesizes; saves ~3 s on 2 cores
-        "F5_WORKER_CACHE_DIR": str(tmp_path / "cache"),
         "F5_WORKER_BURST": "true",
         "F5_WORKER_WAIT_TIME_S": "1",
         "F5_WORKER_AWS_ENDPOINT_URL": stack.endpoint_url,
@@ -323,9 +316,26 @@ def test_worker_runs_the_prepared_model_offline(
         "F5_WORKER_BUCKET": stack.resources.bucket,
         "F5_WORKER_TOPIC_ARN": stack.resources.topic_arn,
     }
-    # when it runs until the queue is empty,
-    result = subprocess.run(
+    env |= {f"F5_WORKER_{key.upper()}": value for key, value in settings.items()}
+    return subprocess.run(
         [sys.executable, "-m", "consumer", "run"], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_worker_runs_the_prepared_model_offline(
+    prepared: Path, stack: Any, guarded_env: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    # Given the prepared directory, a request, and a worker process that may only reach loopback (the moto server),
+    env, log = guarded_env
+    stack.send(json.dumps({"job_id": "offline-1", "text": "Hello from the image.", "voice": {"voice_id": "basic-en"}}))
+    # when it runs until the queue is empty,
+    result = _run_offline_worker(
+        stack,
+        env,
+        engine="f5",
+        model_dir=str(prepared),
+        warm_up="false",  # the job itself synthesizes; saves ~3 s on 2 cores
+        cache_dir=str(tmp_path / "cache"),
     )
     assert result.returncode == 0, result.stderr[-4000:]
     # then the job completed with the prepared model, and nothing tried to leave the machine.
@@ -413,22 +423,7 @@ def test_worker_transcribes_with_the_prepared_asr_model_offline(
     stack.clients.s3.put_object(Bucket=stack.resources.bucket, Key="refs/clip.wav", Body=reference_wav)
     voice = {"audio_uri": f"s3://{stack.resources.bucket}/refs/clip.wav"}
     stack.send(json.dumps({"job_id": "asr-offline-1", "text": "Hello.", "voice": voice}))
-    env |= {
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "F5_WORKER_ENGINE": "fake",
-        "F5_WORKER_ASR_MODEL": str(prepared_with_asr / "asr"),
-        "F5_WORKER_DEVICE": "cpu",
-        "F5_WORKER_BURST": "true",
-        "F5_WORKER_WAIT_TIME_S": "1",
-        "F5_WORKER_AWS_ENDPOINT_URL": stack.endpoint_url,
-        "F5_WORKER_QUEUE_URL": stack.resources.queue_url,
-        "F5_WORKER_BUCKET": stack.resources.bucket,
-        "F5_WORKER_TOPIC_ARN": stack.resources.topic_arn,
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "consumer", "run"], env=env, capture_output=True, text=True, timeout=300
-    )
+    result = _run_offline_worker(stack, env, engine="fake", asr_model=str(prepared_with_asr / "asr"))
     assert result.returncode == 0, result.stderr[-4000:]
     # the model was loaded at start, the clip transcribed, the job completed, and nothing left the machine.
     logs = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
