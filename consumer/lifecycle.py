@@ -102,6 +102,9 @@ class JobRun:
         self.shutdown = shutdown
         self.job_id = job_id_hint(message.body, message.message_id)
         self.deadline = message.received_monotonic + self.settings.job_timeout_s
+        # The claim is shared with the heartbeat thread, which renews it: every read-modify-write of it (renew,
+        # complete) holds this lock, so the main thread never writes with an ETag the heartbeat has replaced.
+        self._claim_lock = threading.Lock()
         self.claim: Claim | None = None
         # The claim owner is this attempt, not the process: a duplicate delivered to the same worker while
         # the job runs must be deferred like any other, not take the claim over.
@@ -153,18 +156,18 @@ class JobRun:
                 self.s.notifier.publish(done.event, _webhook(request))
                 return self._delete(Outcome.REPLAYED)
             event = self._produce(request, location, self.claim)
-            self._ensure_owned()
-            self.s.jobs.complete(self.claim, event)
-            self.claim = None  # completed: nothing left to release
+            self._complete(event)
             self.s.notifier.publish(event, _webhook(request))
             return self._delete(Outcome.DONE)
         except PermanentError as exc:
             return self._fail_permanently(exc, request)
         except JobInProgressElsewhere as exc:
             log.info("job_in_progress_elsewhere", reason=str(exc), retry_in_s=exc.retry_in_s)
+            self._settle()
             self.s.queue.release(self.msg.receipt_handle, min(exc.retry_in_s, self.settings.visibility_timeout_s))
             return Outcome.DEFERRED
         except LeaseLost as exc:
+            self._settle()
             log.warning("job_abandoned", reason=str(exc), consequence="another worker finishes it")
             return Outcome.ABANDONED
         except SynthesisAborted:
@@ -261,10 +264,12 @@ class JobRun:
             self.s.notifier.publish(event, _webhook(request) if request else None)
         except RetryableError as notify_exc:
             return self._retry(notify_exc)  # the failure must be announced: keep the message
+        self._settle()
         self._release_claim()
         return self._delete(Outcome.FAILED)
 
     def _retry(self, exc: RetryableError) -> Outcome:
+        self._settle()
         self._release_claim()
         self.s.metrics.retries.labels(exc.code.value).inc()
         attempt = self.msg.receive_count
@@ -293,6 +298,7 @@ class JobRun:
         return Outcome.RETRY
 
     def _aborted(self) -> Outcome:
+        self._settle()
         if self.heartbeat.lost.is_set():
             log.warning("job_abandoned", reason=self.heartbeat.lost_reason)
             return Outcome.ABANDONED
@@ -304,9 +310,22 @@ class JobRun:
         return self._retry(JobTimeout(f"job exceeded its {self.settings.job_timeout_s:.0f}s limit"))
 
     def _delete(self, outcome: Outcome) -> Outcome:
-        self.heartbeat.stop()  # no extension may race the delete
+        self._settle()
         self.s.queue.delete(self.msg.receipt_handle)
         return outcome
+
+    def _settle(self) -> None:
+        """The first step of every exit, before its queue or record write: stop the heartbeat and wait for a
+        beat in flight, so no extension or renewal can land after the message is released or deleted."""
+        self.heartbeat.stop()
+
+    def _complete(self, event: SynthesisCompleted) -> None:
+        """Record the completion with the current claim; the heartbeat cannot renew it meanwhile."""
+        with self._claim_lock:
+            self._ensure_owned()
+            assert self.claim is not None
+            self.s.jobs.complete(self.claim, event)
+            self.claim = None  # completed: nothing left to renew or release
 
     # --- helpers -------------------------------------------------------------------------------------------
     def _should_abort(self) -> bool:
@@ -318,10 +337,12 @@ class JobRun:
 
     def _extend(self, seconds: int) -> None:
         self.s.queue.change_visibility(self.msg.receipt_handle, seconds)
-        if self.claim is not None:
-            self.claim = self.s.jobs.renew(self.claim, seconds)
+        with self._claim_lock:
+            if self.claim is not None:
+                self.claim = self.s.jobs.renew(self.claim, seconds)
 
     def _release_claim(self) -> None:
+        """Expire our claim at once (called after `_settle`: no renewal can race it)."""
         if self.claim is None:
             return
         try:
