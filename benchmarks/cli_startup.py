@@ -16,7 +16,7 @@ COMMANDS = {
     "f5-worker --help": [sys.executable, "-m", "consumer", "--help"],
     "f5-worker voices list --help": [sys.executable, "-m", "consumer", "voices", "list", "--help"],
     "import contracts": [sys.executable, "-c", "import contracts"],
-    "import consumer.client": [sys.executable, "-c", "import consumer.client"],
+    "import consumer.producer.client": [sys.executable, "-c", "import consumer.producer.client"],
     "import torch (for scale)": [sys.executable, "-c", "import torch"],
 }
 

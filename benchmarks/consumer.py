@@ -21,15 +21,15 @@ if not __package__:  # run as a script: keep this file from shadowing the `consu
 
 import numpy as np
 
-from consumer.app import build_services
-from consumer.aws import make_clients
-from consumer.embedded_aws import EmbeddedAws
+from consumer.aws.clients import make_clients
+from consumer.aws.embedded import EmbeddedAws
+from consumer.aws.resources import ResourceSpec, bootstrap
+from consumer.core.logs import configure
+from consumer.core.settings import Settings
 from consumer.engine import SynthesisJob, SynthesizedAudio
-from consumer.logs import configure
-from consumer.loop import Worker
-from consumer.resources import ResourceSpec, bootstrap
-from consumer.settings import Settings
-from consumer.voice_library import VoiceLibrary
+from consumer.producer.voice_library import VoiceLibrary
+from consumer.worker.loop import Worker
+from consumer.worker.services import build_services
 
 
 class NoOpEngine:

@@ -35,10 +35,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from consumer.audio.encoding import encode
+from consumer.audio.reference import decode_reference
 from consumer.engine import SynthesisJob
-from consumer.engine.audio import encode
 from consumer.engine.model_spec import load_model_dir, wheel_example_path
-from consumer.engine.reference import decode_reference
 from contracts.requests import AudioFormat, SynthesisOptions
 
 REF_FILE = "infer/examples/basic/basic_ref_en.wav"
@@ -153,7 +153,7 @@ def compare(args: argparse.Namespace, model_dir: Path) -> None:
         # has its own length). Compilation happens during the warm-up below and is reported.
         engine._model.transformer = torch.compile(engine._model.transformer, dynamic=True)
 
-    # The worker calls the engine from a long-lived job thread (consumer/loop.py); so does this benchmark.
+    # The worker calls the engine from a long-lived job thread (consumer/worker/loop.py); so does this benchmark.
     # (Upstream's path runs its chunks in a fresh ThreadPoolExecutor per call.)
     job_thread = ThreadPoolExecutor(1, thread_name_prefix="job")
 
@@ -293,7 +293,7 @@ def main() -> None:
 
     import torch
 
-    from consumer.engine.checkpoints import ensure_random_model
+    from consumer.engine.random_model import ensure_random_model
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model_dir = args.model_dir or ensure_random_model(args.cache_dir, args.size)

@@ -96,13 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     device_name = _check_device(args)
 
-    from consumer.aws import make_clients
-    from consumer.embedded_aws import EmbeddedAws
-    from consumer.engine.checkpoints import ensure_random_model
+    from consumer.aws.clients import make_clients
+    from consumer.aws.embedded import EmbeddedAws
+    from consumer.aws.resources import ResourceSpec, bootstrap
+    from consumer.core.settings import Settings
     from consumer.engine.model_spec import wheel_example_path
-    from consumer.resources import ResourceSpec, bootstrap
-    from consumer.settings import Settings
-    from consumer.voice_library import VoiceLibrary
+    from consumer.engine.random_model import ensure_random_model
+    from consumer.producer.voice_library import VoiceLibrary
     from contracts.events import SynthesisCompleted, parse_event
 
     t0 = time.monotonic()

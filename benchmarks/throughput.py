@@ -23,11 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from consumer.audio.reference import decode_reference
+from consumer.core.logs import configure
 from consumer.engine import SynthesisJob
 from consumer.engine.batching import BatchingEngine
 from consumer.engine.model_spec import load_model_dir, wheel_example_path
-from consumer.engine.reference import decode_reference
-from consumer.logs import configure
 from contracts.requests import SynthesisOptions
 
 REF_FILE = "infer/examples/basic/basic_ref_en.wav"
@@ -77,8 +77,8 @@ def main() -> None:
 
     import torch
 
-    from consumer.engine.checkpoints import ensure_random_model
     from consumer.engine.f5 import F5Engine
+    from consumer.engine.random_model import ensure_random_model
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.device.startswith("cuda") and not torch.cuda.is_available():

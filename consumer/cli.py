@@ -13,7 +13,7 @@ from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
-from consumer import cli_producer  # noqa: E402
+from consumer.producer import cli as cli_producer  # noqa: E402
 
 app = typer.Typer(
     name="f5-worker",
@@ -29,8 +29,8 @@ def run() -> None:
     """Run the worker: poll the queue (F5_WORKER_* settings) until SIGTERM."""
     from pydantic import ValidationError
 
-    from consumer.runner import run_worker
-    from consumer.settings import Settings
+    from consumer.core.settings import Settings
+    from consumer.worker.process import run_worker
 
     try:
         settings = Settings()
@@ -50,7 +50,7 @@ def local(
     output: Annotated[Path | None, typer.Option(help="Also save the audio here.")] = Path("f5-worker-demo.wav"),
 ) -> None:
     """Run everything on this machine: embedded AWS (moto), the worker, one sample request."""
-    from consumer.local import DEMO_TEXT, run_local
+    from consumer.ops.local import DEMO_TEXT, run_local
 
     raise typer.Exit(run_local(text or DEMO_TEXT, checkpoint, output))
 
@@ -61,7 +61,7 @@ def check(
     path: Annotated[str, typer.Option(help="/healthz (liveness) or /readyz.")] = "/healthz",
 ) -> None:
     """Exit 0 when the worker on this machine is healthy, 1 otherwise (Docker HEALTHCHECK)."""
-    from consumer.health import check as health_check
+    from consumer.worker.health import check as health_check
 
     raise typer.Exit(0 if health_check(port, path) else 1)
 
@@ -72,7 +72,7 @@ _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help
 @app.command(context_settings=_PASS_THROUGH, add_help_option=False)
 def init(ctx: typer.Context) -> None:
     """Create the queue, DLQ, bucket and topic (idempotent); print the F5_WORKER_* settings. --help for options."""
-    from consumer.init_resources import init_main
+    from consumer.ops.init import init_main
 
     raise typer.Exit(init_main(ctx.args))
 
@@ -80,7 +80,7 @@ def init(ctx: typer.Context) -> None:
 @app.command(context_settings=_PASS_THROUGH, add_help_option=False)
 def infra(ctx: typer.Context) -> None:
     """Write (or --check) the CloudFormation template generated from the resource spec. --help for options."""
-    from consumer.infra import main as infra_main
+    from consumer.ops.infra import main as infra_main
 
     raise typer.Exit(infra_main(ctx.args))
 

@@ -3,7 +3,7 @@
 # 127.0.0.1:4599 (override with LOCALSTACK_PORT). Runs in the foreground; Ctrl-C stops it.
 #
 #   bash localstack/run-host.sh          # then, in another shell:
-#   .venv/bin/python -m consumer.init_resources --endpoint-url http://127.0.0.1:4599
+#   .venv/bin/python -m consumer.ops.init --endpoint-url http://127.0.0.1:4599
 #   F5_WORKER_TEST_LOCALSTACK_URL=http://127.0.0.1:4599 .venv/bin/python -m pytest tests/test_worker_flow.py -q
 #
 # Why these pins (measured, see localstack/README.md): localstack-core 4.14.0 and later use
@@ -50,7 +50,7 @@ export DNS_ADDRESS=0
 export DISABLE_EVENTS=1
 export SERVICES=${LOCALSTACK_SERVICES:-sqs,sns,s3}  # tests/test_infra.py deploys the template when cloudformation,iam,sts are added
 # State and LocalStack's "filesystem" live under /tmp, not in the venv; its init hooks come from init/ready.d,
-# as in the container, run with the repository's .venv (which has everything consumer.init_resources needs).
+# as in the container, run with the repository's .venv (which has everything consumer.ops.init needs).
 export LOCALSTACK_VOLUME_DIR=${LOCALSTACK_VOLUME_DIR:-${TMPDIR:-/tmp}/f5-worker-localstack}
 export FILESYSTEM_ROOT="$LOCALSTACK_VOLUME_DIR/filesystem"
 mkdir -p "$FILESYSTEM_ROOT/etc/localstack/init"

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from consumer.app import build_services
-from consumer.aws import AwsClients, make_clients
-from consumer.embedded_aws import EmbeddedAws
+from consumer.aws.clients import AwsClients, make_clients
+from consumer.aws.embedded import EmbeddedAws
+from consumer.aws.resources import Resources, ResourceSpec, bootstrap
+from consumer.core.settings import Settings
 from consumer.engine import Engine
 from consumer.engine.fake import FakeEngine
 from consumer.engine.model_spec import EXAMPLE_VOICE_EN
-from consumer.lifecycle import Services
-from consumer.loop import Worker
-from consumer.resources import Resources, ResourceSpec, bootstrap
-from consumer.settings import Settings
-from consumer.voice_library import VoiceLibrary
+from consumer.producer.voice_library import VoiceLibrary
+from consumer.worker.job import Services
+from consumer.worker.loop import Worker
+from consumer.worker.services import build_services
 from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
 
 

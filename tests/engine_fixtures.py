@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from consumer.audio.reference import decode_reference
 from consumer.engine import Reference
 from consumer.engine.model_spec import wheel_example_path
-from consumer.engine.reference import decode_reference
 
 REF_EN_FILE = "infer/examples/basic/basic_ref_en.wav"
 REF_EN_TEXT = "Some call me nature, others call me mother nature."
@@ -41,7 +41,7 @@ def zh_reference() -> Reference:
 
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from consumer.engine.checkpoints import ensure_random_model
+    from consumer.engine.random_model import ensure_random_model
 
     return ensure_random_model(tmp_path_factory.getbasetemp() / "engine-models", "tiny")
 

@@ -18,20 +18,20 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from consumer.app import StartupTimeline, build_services
-from consumer.aws import make_clients
+from consumer.audio.reference import process_reference_audio
+from consumer.aws.clients import make_clients
 from consumer.cli import app
+from consumer.core.errors import BadReferenceAudio, EngineError, InvalidRequest
+from consumer.core.metrics import Metrics
+from consumer.core.settings import Settings
 from consumer.engine import SynthesisJob, SynthesizedAudio
 from consumer.engine.asr import WhisperTranscriber, build_transcriber
 from consumer.engine.fake import FakeEngine
-from consumer.engine.reference import process_reference_audio
-from consumer.errors import BadReferenceAudio, EngineError, InvalidRequest
-from consumer.loop import Worker
-from consumer.metrics import Metrics
-from consumer.runner import start_transcriber
-from consumer.settings import Settings
-from consumer.voice_library import VoiceLibrary
-from consumer.voices import VoiceResolver
+from consumer.producer.voice_library import VoiceLibrary
+from consumer.worker.loop import Worker
+from consumer.worker.process import start_transcriber
+from consumer.worker.services import StartupTimeline, build_services
+from consumer.worker.voices import VoiceResolver
 from contracts.events import ErrorCode, SynthesisCompleted, SynthesisFailed
 from contracts.requests import VoiceRef
 from tests.asr_fixtures import *  # noqa: F403
@@ -112,7 +112,8 @@ def test_start_transcriber_marks_the_timeline_only_when_configured(tiny_whisper)
 
 def test_asr_and_voice_modules_import_without_torch():
     code = (
-        "import sys, consumer.engine.asr, consumer.voices, consumer.voice_library, consumer.app, consumer.runner;"
+        "import sys, consumer.engine.asr, consumer.worker.voices, consumer.producer.voice_library,"
+        " consumer.worker.services, consumer.worker.process;"
         "print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

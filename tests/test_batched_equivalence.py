@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from consumer.core.settings import Settings
 from consumer.engine import SynthesisAborted, SynthesisJob, SynthesizedAudio
 from consumer.engine.batching import BatchingEngine
 from consumer.engine.factory import build_engine
-from consumer.settings import Settings
 from contracts.events import SynthesisCompleted
 from contracts.requests import SynthesisOptions
 from tests.engine_fixtures import *  # noqa: F403
@@ -79,7 +79,7 @@ def test_batched_items_equal_their_single_runs(tiny_engine, jobs, singles, sampl
 
 
 def test_one_bad_or_aborted_job_leaves_the_others_alone(tiny_engine, jobs, singles, en_reference):
-    from consumer.errors import InvalidRequest
+    from consumer.core.errors import InvalidRequest
 
     aborted = SynthesisJob("Stop me, please.", en_reference, OPTIONS, seed=5, should_abort=lambda: True)
     blank = SynthesisJob("   ", en_reference, OPTIONS, seed=6)

@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
+from consumer.core.errors import EngineError, TextNotRepresentable
 from consumer.engine import Engine, Reference, SynthesisAborted, SynthesisJob, SynthesizedAudio
 from consumer.engine.batching import BatchingEngine, estimate_s
-from consumer.errors import EngineError, TextNotRepresentable
 from contracts.requests import SynthesisOptions
 
 REFERENCE = Reference(np.zeros(3 * 24000, dtype=np.float32), 24000, "Thirty bytes of transcript ok.")
@@ -281,7 +281,7 @@ def test_close_fails_queued_jobs_and_stops_the_dispatcher(make_engine):
 def test_settings_require_enough_messages_in_flight_for_a_batch():
     from pydantic import ValidationError
 
-    from consumer.settings import Settings
+    from consumer.core.settings import Settings
 
     with pytest.raises(ValidationError, match="F5_WORKER_MAX_IN_FLIGHT"):
         Settings(max_in_flight=2, batch_max_size=4)

@@ -49,7 +49,7 @@ def test_weights_load_through_upstream_loaders(tiny_model_path):
 
 
 def test_ensure_reuses_the_written_model(tiny_model_path):
-    from consumer.engine.checkpoints import ensure_random_model
+    from consumer.engine.random_model import ensure_random_model
 
     before = (tiny_model_path / "model.safetensors").stat().st_mtime_ns
     assert ensure_random_model(tiny_model_path.parent, "tiny") == tiny_model_path
@@ -60,7 +60,7 @@ def test_same_seed_writes_same_weights(tmp_path, tiny_model_path):
     import torch
     from safetensors.torch import load_file
 
-    from consumer.engine.checkpoints import write_random_model
+    from consumer.engine.random_model import write_random_model
 
     again = write_random_model(tmp_path / "again", size="tiny", seed=0)
     # Compare tensors, not bytes: safetensors writes its metadata map in no fixed order.
@@ -73,7 +73,7 @@ def test_same_seed_writes_same_weights(tmp_path, tiny_model_path):
 
 
 def test_base_uses_the_wheel_architecture():
-    from consumer.engine.checkpoints import random_arch
+    from consumer.engine.random_model import random_arch
 
     arch, mel = wheel_architecture("F5TTS_v1_Base")
     assert random_arch("base") == arch

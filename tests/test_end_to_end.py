@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from consumer.engine.checkpoints import ensure_random_model
 from consumer.engine.f5 import F5Engine
 from consumer.engine.model_spec import load_model_dir, wheel_example_path
-from consumer.voice_library import VoiceLibrary
+from consumer.engine.random_model import ensure_random_model
+from consumer.producer.voice_library import VoiceLibrary
 from contracts.events import SynthesisCompleted, SynthesisFailed
 
 ZH_TRANSCRIPT = "对，这就是我，万人敬仰的太乙真人。"
@@ -69,7 +69,7 @@ def test_worker_process_runs_from_environment_and_exits_zero_on_sigterm(stack, t
     import time
     import urllib.request
 
-    from consumer.health import check
+    from consumer.worker.health import check
 
     stack.send(json.dumps({"job_id": "proc-1", "text": "Process test.", "voice": {"voice_id": "basic-en"}}))
     port = 18000 + os.getpid() % 1000

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from consumer.core.errors import InvalidRequest, TextNotRepresentable
 from consumer.engine import Engine, SynthesisAborted, SynthesisJob
 from consumer.engine.f5 import F5Engine, chunk_seed
-from consumer.errors import InvalidRequest, TextNotRepresentable
 from contracts.requests import SynthesisOptions
 from tests.engine_fixtures import *  # noqa: F403
 
@@ -198,7 +198,7 @@ def test_factory_and_torch_free_modules(tiny_model_path):
 import sys
 from consumer.engine.factory import build_engine
 from consumer.engine import audio, reference, model_spec
-from consumer.settings import Settings
+from consumer.core.settings import Settings
 assert "torch" not in sys.modules, "torch imported by a torch-free module"
 assert type(build_engine(Settings(engine="fake"))).__name__ == "FakeEngine"
 assert "torch" not in sys.modules
@@ -278,9 +278,9 @@ def test_attention_backend_resolution(monkeypatch, requested, installed, device,
 
 
 def test_flash_attn_that_cannot_run_is_refused_at_start(tiny_model_path, monkeypatch):
+    from consumer.core.errors import EngineError
     from consumer.engine import f5
     from consumer.engine.model_spec import load_model_dir
-    from consumer.errors import EngineError
 
     spec = load_model_dir(tiny_model_path)
     if f5.importlib.util.find_spec("flash_attn") is None:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from consumer.engine.audio import resample
+from consumer.audio.encoding import resample
+from consumer.audio.reference import decode_reference, normalise_transcript, process_reference_audio
+from consumer.core.errors import BadReferenceAudio, InvalidRequest
 from consumer.engine.model_spec import wheel_example_path
-from consumer.engine.reference import decode_reference, normalise_transcript, process_reference_audio
-from consumer.errors import BadReferenceAudio, InvalidRequest
 from tests.engine_fixtures import *  # noqa: F403
 from tests.engine_fixtures import REF_EN_FILE, REF_EN_TEXT
 

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from consumer.engine.reference import decode_reference
-from consumer.errors import BadReferenceAudio, InvalidRequest
-from consumer.lifecycle import Outcome, process_message
-from consumer.message import ReceivedMessage
-from consumer.validate import validate
+from consumer.audio.reference import decode_reference
+from consumer.core.errors import BadReferenceAudio, InvalidRequest
+from consumer.worker.job import Outcome, process_message
+from consumer.worker.message import ReceivedMessage
+from consumer.worker.validate import validate
 from contracts import SynthesisRequest, parse_request
 
 json_values = st.recursive(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from consumer.heartbeat import Heartbeat
+from consumer.worker.heartbeat import Heartbeat
 
 
 class Clock:

@@ -20,15 +20,15 @@ import pytest
 import yaml
 from botocore.exceptions import ClientError
 
-from consumer.app import build_services
-from consumer.aws import AwsClients, make_clients
+from consumer.aws.clients import AwsClients, make_clients
+from consumer.aws.resources import ResourceSpec, bootstrap
+from consumer.core.settings import Settings
 from consumer.engine.fake import FakeEngine
-from consumer.infra import main as infra_main
-from consumer.infra import render_cloudformation, render_yaml
-from consumer.loop import Worker
-from consumer.resources import ResourceSpec, bootstrap
-from consumer.settings import Settings
-from consumer.voice_library import VoiceLibrary
+from consumer.ops.infra import main as infra_main
+from consumer.ops.infra import render_cloudformation, render_yaml
+from consumer.producer.voice_library import VoiceLibrary
+from consumer.worker.loop import Worker
+from consumer.worker.services import build_services
 from contracts.events import SynthesisCompleted, parse_event
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "f5-worker.yaml"
@@ -43,7 +43,7 @@ def template() -> dict[str, Any]:
 # --- (a) drift, (b) cfn-lint ------------------------------------------------------------------------------------------
 def test_committed_template_is_current() -> None:
     # Given the generator, when rendering the default spec, then the committed file is byte-identical.
-    assert TEMPLATE.read_text(encoding="utf-8") == render_yaml(), "run: python -m consumer.infra"
+    assert TEMPLATE.read_text(encoding="utf-8") == render_yaml(), "run: python -m consumer.ops.infra"
 
 
 def test_check_mode_reports_drift(tmp_path: Path) -> None:
@@ -356,7 +356,7 @@ def test_fifo_variant_deploys(aws_endpoint: str, cfn: Any) -> None:
     # rejects the policy, where CloudFormation drops the element.)
 
 
-# --- local emulators: consumer.init_resources and the LocalStack init hook --------------------------------------------
+# --- local emulators: consumer.ops.init and the LocalStack init hook --------------------------------------------
 REPO = TEMPLATE.parent.parent
 HOOK = REPO / "localstack" / "init" / "ready.d" / "10-f5-worker.sh"
 
@@ -377,7 +377,7 @@ def _assert_resources(aws_endpoint: str, env: dict[str, str], name: str) -> None
 
 
 def test_init_resources_prints_a_working_env(aws_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from consumer.init_resources import init_main
+    from consumer.ops.init import init_main
 
     name = f"i{uuid.uuid4().hex[:10]}"
     assert init_main(["--endpoint-url", aws_endpoint, "--name", name]) == 0
@@ -392,7 +392,7 @@ def test_init_resources_prints_a_working_env(aws_endpoint: str, capsys: pytest.C
 
 
 def test_init_resources_fails_clearly_without_aws(capsys: pytest.CaptureFixture[str]) -> None:
-    from consumer.init_resources import init_main
+    from consumer.ops.init import init_main
 
     assert init_main(["--endpoint-url", "http://127.0.0.1:9", "--name", "x"]) == 1
     assert "could not create the resources in http://127.0.0.1:9" in capsys.readouterr().err

@@ -10,11 +10,11 @@ import time
 
 import pytest
 
+from consumer.core.errors import EngineError
 from consumer.engine import SynthesisJob, SynthesizedAudio
 from consumer.engine.fake import FakeEngine
-from consumer.errors import EngineError
-from consumer.lifecycle import Outcome, process_message
-from consumer.message import RECEIVE_ATTRIBUTES, ReceivedMessage
+from consumer.worker.job import Outcome, process_message
+from consumer.worker.message import RECEIVE_ATTRIBUTES, ReceivedMessage
 from contracts.events import SynthesisCompleted
 
 HEARTBEAT_S = 0.01

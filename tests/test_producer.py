@@ -14,10 +14,10 @@ import soundfile as sf
 from botocore.stub import Stubber
 from typer.testing import CliRunner
 
-from consumer.aws import make_clients
+from consumer.aws.clients import make_clients
+from consumer.aws.resources import ResourceSpec, bootstrap
 from consumer.cli import app
-from consumer.client import Client
-from consumer.resources import ResourceSpec, bootstrap
+from consumer.producer.client import Client
 from contracts.requests import SynthesisRequest, VoiceRef
 
 runner = CliRunner()
@@ -193,7 +193,7 @@ def test_every_command_has_help(command):
 
 def test_producer_import_path_does_not_import_torch():
     code = (
-        "import sys, consumer.cli, consumer.client, consumer.cli_producer, contracts;"
+        "import sys, consumer.cli, consumer.producer.client, consumer.producer.cli, contracts;"
         "print(sorted({'torch', 'f5_tts', 'moto'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

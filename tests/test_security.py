@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from consumer.logs import configure, get_logger, redact
-from consumer.settings import Settings
+from consumer.core.logs import configure, get_logger, redact
+from consumer.core.settings import Settings
 from tests.test_webhook import SECRET, Receiver
 from tests.test_worker_flow import request
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer.audio.text import normalize_english
 from consumer.engine.fake import FakeEngine
-from consumer.text import normalize_english
 from tests.test_worker_flow import request
 
 

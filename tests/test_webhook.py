@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from consumer import webhook
+from consumer.worker import webhook
 from tests.test_worker_flow import request
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()

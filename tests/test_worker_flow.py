@@ -13,8 +13,8 @@ import soundfile as sf
 from botocore.exceptions import ClientError
 
 from consumer.engine.fake import FakeEngine
-from consumer.lifecycle import Outcome, process_message
-from consumer.message import RECEIVE_ATTRIBUTES, ReceivedMessage
+from consumer.worker.job import Outcome, process_message
+from consumer.worker.message import RECEIVE_ATTRIBUTES, ReceivedMessage
 from contracts.events import ErrorCode, SynthesisCompleted, SynthesisFailed, event_id_for
 from contracts.limits import MAX_TEXT_CHARS
 
@@ -304,7 +304,7 @@ def test_formats_and_prefix_land_where_the_request_says(stack, make_worker):
 
 
 def test_voice_cache_revalidates_by_etag_after_its_window(stack, reference_wav):
-    from consumer.voices import VoiceResolver
+    from consumer.worker.voices import VoiceResolver
     from contracts.requests import VoiceRef
 
     now = [0.0]

@@ -1,5 +1,5 @@
 """The synthesis engine behind a small interface. Only `consumer.engine.f5` (and the checkpoint tools in
-`consumer.engine.checkpoints`) import torch or f5_tts; everything here is torch-free."""
+`consumer.engine.random_model`) import torch or f5_tts; everything here is torch-free."""
 
 from __future__ import annotations
 
@@ -75,8 +75,8 @@ class Engine(Protocol):
 
     def synthesize(self, job: SynthesisJob) -> SynthesizedAudio:
         """Synthesize one job. Raises `SynthesisAborted` when `job.should_abort()` turns true,
-        `consumer.errors.TextNotRepresentable` for text the vocabulary cannot express, and
-        `consumer.errors.EngineError` for transient device failures."""
+        `consumer.core.errors.TextNotRepresentable` for text the vocabulary cannot express, and
+        `consumer.core.errors.EngineError` for transient device failures."""
 
     def close(self) -> None:
         """Free device memory."""

@@ -14,10 +14,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from consumer.engine.audio import resample
-from consumer.errors import BadReferenceAudio, EngineError
-from consumer.logs import get_logger
-from consumer.settings import Settings
+from consumer.audio.encoding import resample
+from consumer.core.errors import BadReferenceAudio, EngineError
+from consumer.core.logs import get_logger
+from consumer.core.settings import Settings
 
 log = get_logger(__name__)
 

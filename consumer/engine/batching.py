@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from consumer.core.errors import EngineError
+from consumer.core.logs import get_logger
 from consumer.engine import Engine, SamplerKey, SynthesisAborted, SynthesisJob, SynthesizedAudio, sampler_key
-from consumer.errors import EngineError
-from consumer.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -44,11 +44,11 @@ import torch
 from cachetools import LRUCache
 from torch.nn.utils.rnn import pad_sequence
 
+from consumer.audio.encoding import cross_fade, remove_long_silences
+from consumer.core.errors import EngineError, InvalidRequest, TextNotRepresentable
+from consumer.core.logs import get_logger
 from consumer.engine import Reference, SamplerKey, SynthesisAborted, SynthesisJob, SynthesizedAudio, sampler_key
-from consumer.engine.audio import cross_fade, remove_long_silences
 from consumer.engine.model_spec import EXAMPLE_VOICE_EN, ModelSpec
-from consumer.errors import EngineError, InvalidRequest, TextNotRepresentable
-from consumer.logs import get_logger
 from contracts.requests import SynthesisOptions
 
 log = get_logger(__name__)
@@ -214,7 +214,7 @@ class F5Engine:
 
     def warm_up(self) -> None:
         """One short synthesis (few ODE steps) so that lazy initialisation is not paid by a real job."""
-        from consumer.engine.reference import decode_reference
+        from consumer.audio.reference import decode_reference
 
         voice = EXAMPLE_VOICE_EN
         reference = decode_reference(voice.audio(), voice.transcript, sample_rate=self.sample_rate)

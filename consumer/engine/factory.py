@@ -3,9 +3,9 @@ engine is asked for, so the fake engine (tests, producers) never loads torch."""
 
 from __future__ import annotations
 
+from consumer.core.settings import Settings
 from consumer.engine import Engine
 from consumer.engine.model_spec import DEFAULT_CHECKPOINT, default_spec, load_model_dir
-from consumer.settings import Settings
 
 
 def build_engine(settings: Settings) -> Engine:

@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
+from consumer.core.errors import TextNotRepresentable
 from consumer.engine import SynthesisAborted, SynthesisJob, SynthesizedAudio
-from consumer.errors import TextNotRepresentable
 
 
 class FakeEngine:

@@ -24,16 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from consumer.aws import make_clients
-from consumer.embedded_aws import EmbeddedAws
+from consumer.audio.encoding import encode
+from consumer.audio.text import normalize_english
+from consumer.aws.clients import make_clients
+from consumer.aws.embedded import EmbeddedAws
+from consumer.aws.resources import ResourceSpec, bootstrap
+from consumer.core.settings import Settings
 from consumer.engine import Reference, SynthesisJob
-from consumer.engine.audio import encode
 from consumer.engine.fake import FakeEngine
-from consumer.lifecycle import seed_for
-from consumer.resources import ResourceSpec, bootstrap
-from consumer.settings import Settings
-from consumer.text import normalize_english
-from consumer.voice_library import VoiceLibrary
+from consumer.producer.voice_library import VoiceLibrary
+from consumer.worker.job import seed_for
 from contracts.events import SynthesisCompleted, parse_event
 from contracts.requests import AudioFormat, SynthesisOptions
 

@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
-from consumer.app import build_services
-from consumer.aws import AwsClients, make_clients
-from consumer.embedded_aws import EmbeddedAws
+from consumer.aws.clients import AwsClients, make_clients
+from consumer.aws.embedded import EmbeddedAws
+from consumer.aws.resources import ResourceSpec, bootstrap
+from consumer.core.logs import configure
+from consumer.core.settings import Settings
 from consumer.engine.fake import FakeEngine
-from consumer.logs import configure
-from consumer.loop import Worker
-from consumer.resources import ResourceSpec, bootstrap
-from consumer.settings import Settings
-from consumer.voice_library import VoiceLibrary
+from consumer.producer.voice_library import VoiceLibrary
+from consumer.worker.loop import Worker
+from consumer.worker.services import build_services
 from contracts.events import SynthesisCompleted, parse_event
 
 DEFAULT_TARGETS = (

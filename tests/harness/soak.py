@@ -25,14 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from consumer.app import build_services
-from consumer.aws import make_clients
+from consumer.aws.clients import make_clients
+from consumer.aws.resources import ResourceSpec, bootstrap
+from consumer.core.logs import configure
+from consumer.core.settings import Settings
 from consumer.engine import Engine, SynthesisJob, SynthesizedAudio
-from consumer.logs import configure
-from consumer.loop import Worker
-from consumer.resources import ResourceSpec, bootstrap
-from consumer.settings import Settings
-from consumer.voice_library import VoiceLibrary
+from consumer.producer.voice_library import VoiceLibrary
+from consumer.worker.loop import Worker
+from consumer.worker.services import build_services
 
 TEXTS = [f"Soak test sentence number {i}, spoken at a steady pace." for i in range(5)]
 
@@ -117,9 +117,9 @@ def _slope(xs: list[float], ys: list[float]) -> float:
 
 def run_soak(messages: int = 300, model_dir: Path | None = None) -> SoakReport:
     configure("ERROR")
-    from consumer.engine.checkpoints import ensure_random_model
     from consumer.engine.f5 import F5Engine
     from consumer.engine.model_spec import load_model_dir
+    from consumer.engine.random_model import ensure_random_model
 
     model_dir = model_dir or ensure_random_model(Path(tempfile.gettempdir()) / "f5-worker-models", "tiny")
     engine = RecordedEngine(F5Engine(load_model_dir(model_dir), device="cpu"))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # LocalStack init hook (stage READY): creates f5-worker's resources with the project's own bootstrap
-# (`python -m consumer.init_resources`), so LocalStack, moto, the tests and the CloudFormation template all
+# (`python -m consumer.ops.init`), so LocalStack, moto, the tests and the CloudFormation template all
 # follow one ResourceSpec. Prints the worker's environment (F5_WORKER_QUEUE_URL=...) to LocalStack's log.
 #
 # In the Docker image, docker-compose.yml mounts the repository's consumer/ at /opt/f5-worker/consumer and the hook
@@ -16,7 +16,7 @@ name=${F5_WORKER_RESOURCE_NAME:-f5-worker}
 py=${F5_WORKER_INIT_PYTHON:-}
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
 export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
-on_host="python -m consumer.init_resources --endpoint-url <LocalStack URL> --name $name   (in the repository)"
+on_host="python -m consumer.ops.init --endpoint-url <LocalStack URL> --name $name   (in the repository)"
 
 if [ ! -d "$src/consumer" ]; then
   echo "f5-worker init: $src/consumer is not mounted; run on the host: $on_host" >&2
@@ -38,4 +38,4 @@ if [ -z "$py" ]; then
 fi
 
 cd "$src"
-"$py" -m consumer.init_resources --endpoint-url "$endpoint" --region "$AWS_DEFAULT_REGION" --name "$name"
+"$py" -m consumer.ops.init --endpoint-url "$endpoint" --region "$AWS_DEFAULT_REGION" --name "$name"

@@ -19,9 +19,9 @@ import struct
 import numpy as np
 import soundfile as sf
 
+from consumer.audio.encoding import resample
+from consumer.core.errors import BadReferenceAudio, InvalidRequest
 from consumer.engine import Reference
-from consumer.engine.audio import resample
-from consumer.errors import BadReferenceAudio, InvalidRequest
 
 MIN_SECONDS = 1.0
 MAX_SECONDS = 12.0  # after trimming; F5-TTS was trained with prompts up to about this length

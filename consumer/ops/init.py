@@ -1,7 +1,7 @@
 """Create f5-worker's AWS resources in LocalStack, moto or an account with `bootstrap()` (the same ResourceSpec the
 tests and the CloudFormation template use) and print the worker's environment:
 
-    python -m consumer.init_resources --endpoint-url http://localhost:4566 > .env
+    python -m consumer.ops.init --endpoint-url http://localhost:4566 > .env
 
 Idempotent: run it again and it finds the resources and prints the same lines. Torch-free."""
 
@@ -14,16 +14,16 @@ from collections.abc import Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.aws import make_clients
-from consumer.resources import Resources, ResourceSpec, bootstrap
-from consumer.settings import Settings
+from consumer.aws.clients import make_clients
+from consumer.aws.resources import Resources, ResourceSpec, bootstrap
+from consumer.core.settings import Settings
 
 _DEFAULTS = ResourceSpec()
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m consumer.init_resources",
+        prog="python -m consumer.ops.init",
         description="Create (or find) the request queue + DLQ, bucket, topic and events queue; print the env.",
     )
     parser.add_argument(
@@ -66,7 +66,7 @@ def env_lines(resources: Resources, endpoint_url: str | None, region: str) -> li
 
 
 def init_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m consumer.init_resources` (and of `f5-worker init` once wired). Exit 0 on success,
+    """Entry point of `python -m consumer.ops.init` (and of `f5-worker init` once wired). Exit 0 on success,
     1 when AWS cannot be reached or refuses, 2 on bad arguments."""
     args = _parser().parse_args(argv)
     if args.endpoint_url:

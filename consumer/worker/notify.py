@@ -10,9 +10,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import Retrying as _Retrying
 from tenacity import retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from consumer import webhook
-from consumer.errors import NotifyError
-from consumer.logs import get_logger
+from consumer.core.errors import NotifyError
+from consumer.core.logs import get_logger
+from consumer.worker import webhook
 from contracts.events import SynthesisCompleted, SynthesisFailed
 
 log = get_logger(__name__)

@@ -11,16 +11,16 @@ import time
 import uuid
 from pathlib import Path
 
-from consumer.app import StartupTimeline, build_services
-from consumer.aws import make_clients
-from consumer.embedded_aws import EmbeddedAws
-from consumer.logs import configure, get_logger
-from consumer.loop import Worker
-from consumer.metrics import Metrics
-from consumer.resources import ResourceSpec, bootstrap
-from consumer.runner import start_engine, start_transcriber
-from consumer.settings import Settings
-from consumer.voice_library import VoiceLibrary
+from consumer.aws.clients import make_clients
+from consumer.aws.embedded import EmbeddedAws
+from consumer.aws.resources import ResourceSpec, bootstrap
+from consumer.core.logs import configure, get_logger
+from consumer.core.metrics import Metrics
+from consumer.core.settings import Settings
+from consumer.producer.voice_library import VoiceLibrary
+from consumer.worker.loop import Worker
+from consumer.worker.process import start_engine, start_transcriber
+from consumer.worker.services import StartupTimeline, build_services
 from contracts.events import SynthesisCompleted, parse_event
 from contracts.requests import SynthesisRequest, VoiceRef
 
@@ -41,7 +41,7 @@ def _banner(lines: list[str]) -> None:
 def _engine_settings(settings: Settings) -> Settings:
     if settings.model_dir or settings.checkpoint:
         return settings
-    from consumer.engine.checkpoints import ensure_random_model
+    from consumer.engine.random_model import ensure_random_model
 
     model_dir = ensure_random_model(settings.cache_dir, "tiny")
     _banner(

@@ -7,7 +7,7 @@ import re
 
 from pydantic import ValidationError
 
-from consumer.errors import InvalidRequest
+from consumer.core.errors import InvalidRequest
 from contracts.events import ErrorCode
 from contracts.limits import JOB_ID_PATTERN
 from contracts.requests import SynthesisRequest, describe_validation_error, parse_request

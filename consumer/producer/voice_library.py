@@ -13,11 +13,11 @@ from typing import Any
 
 import soundfile as sf
 
+from consumer.audio.reference import decode_reference, process_reference_audio
+from consumer.core.errors import InvalidRequest
 from consumer.engine.asr import Transcriber, recognised_text
 from consumer.engine.model_spec import EXAMPLE_VOICE_EN
-from consumer.engine.reference import decode_reference, process_reference_audio
-from consumer.errors import InvalidRequest
-from consumer.voices import MANIFEST_OBJECT, REFERENCE_OBJECT
+from consumer.worker.voices import MANIFEST_OBJECT, REFERENCE_OBJECT
 from contracts.limits import VOICE_ID_PATTERN
 
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import time
 
-from consumer.ack import Queue
-from consumer.aws import AwsClients, make_clients
+from consumer.aws.clients import AwsClients, make_clients
+from consumer.aws.queue import Queue
+from consumer.core.logs import get_logger
+from consumer.core.metrics import Metrics
+from consumer.core.settings import Settings
 from consumer.engine import Engine
 from consumer.engine.asr import Transcriber
-from consumer.lifecycle import Services
-from consumer.logs import get_logger
-from consumer.metrics import Metrics
-from consumer.notify import Notifier
-from consumer.settings import Settings
-from consumer.state import JobStore
-from consumer.store import AudioStore
-from consumer.voices import VoiceResolver
+from consumer.storage.audio import AudioStore
+from consumer.storage.jobs import JobStore
+from consumer.worker.job import Services
+from consumer.worker.notify import Notifier
+from consumer.worker.voices import VoiceResolver
 
 log = get_logger(__name__)
 

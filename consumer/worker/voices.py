@@ -14,13 +14,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from cachetools import LRUCache
 
-from consumer.aws import error_code, http_status
+from consumer.audio.reference import decode_reference, normalise_transcript, process_reference_audio
+from consumer.aws.clients import error_code, http_status
+from consumer.aws.retry import aws_retry
+from consumer.core.errors import BadReferenceAudio, ForbiddenLocation, InvalidRequest, StorageError, UnknownVoice
+from consumer.core.logs import get_logger
 from consumer.engine import Reference
 from consumer.engine.asr import Transcriber, recognised_text
-from consumer.engine.reference import decode_reference, normalise_transcript, process_reference_audio
-from consumer.errors import BadReferenceAudio, ForbiddenLocation, InvalidRequest, StorageError, UnknownVoice
-from consumer.logs import get_logger
-from consumer.retrying import aws_retry
 from contracts.requests import VoiceRef
 
 log = get_logger(__name__)

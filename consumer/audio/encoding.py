@@ -18,8 +18,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from consumer.logs import get_logger
-from consumer.store import CONTENT_TYPES
+from consumer.core.logs import get_logger
+from consumer.storage.audio import CONTENT_TYPES
 from contracts.requests import AudioFormat
 
 log = get_logger(__name__)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-from consumer.logs import redact
+from consumer.core.logs import redact
 
 
 class WebhookRefused(Exception):

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from consumer.settings import Settings
+from consumer.core.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ from enum import StrEnum
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.ack import Queue
-from consumer.aws import error_code
-from consumer.engine import Engine, SynthesisAborted, SynthesisJob
-from consumer.engine.audio import encode
-from consumer.errors import (
+from consumer.audio.encoding import encode
+from consumer.audio.text import normalize_english
+from consumer.aws.clients import error_code
+from consumer.aws.queue import Queue
+from consumer.core.errors import (
     EngineError,
     InvalidRequest,
     JobInProgressElsewhere,
@@ -38,18 +38,18 @@ from consumer.errors import (
     StorageError,
     WorkerError,
 )
-from consumer.heartbeat import Heartbeat
-from consumer.logs import get_logger
-from consumer.message import ReceivedMessage
-from consumer.metrics import Metrics
-from consumer.notify import Notifier
-from consumer.settings import Settings
-from consumer.state import Claim, JobAlreadyCompleted, JobStore
-from consumer.store import AudioStore, OutputLocation, StoredAudio, output_location
-from consumer.text import normalize_english
-from consumer.validate import job_id_hint, validate
-from consumer.voices import VoiceResolver
-from consumer.webhook import WebhookFailed, WebhookRefused, resolve_target
+from consumer.core.logs import get_logger
+from consumer.core.metrics import Metrics
+from consumer.core.settings import Settings
+from consumer.engine import Engine, SynthesisAborted, SynthesisJob
+from consumer.storage.audio import AudioStore, OutputLocation, StoredAudio, output_location
+from consumer.storage.jobs import Claim, JobAlreadyCompleted, JobStore
+from consumer.worker.heartbeat import Heartbeat
+from consumer.worker.message import ReceivedMessage
+from consumer.worker.notify import Notifier
+from consumer.worker.validate import job_id_hint, validate
+from consumer.worker.voices import VoiceResolver
+from consumer.worker.webhook import WebhookFailed, WebhookRefused, resolve_target
 from contracts.events import ErrorCode, SynthesisCompleted, SynthesisFailed, Timings, event_id_for
 from contracts.requests import SynthesisRequest
 

@@ -17,10 +17,10 @@ from types import FrameType
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import Retrying, retry_if_exception_type, stop_never, wait_random_exponential
 
-from consumer.aws import error_code
-from consumer.lifecycle import Outcome, Services, process_message
-from consumer.logs import get_logger
-from consumer.message import RECEIVE_ATTRIBUTES, ReceivedMessage
+from consumer.aws.clients import error_code
+from consumer.core.logs import get_logger
+from consumer.worker.job import Outcome, Services, process_message
+from consumer.worker.message import RECEIVE_ATTRIBUTES, ReceivedMessage
 
 log = get_logger(__name__)
 _CONNECTION_CODES = {"AccessDenied", "InvalidClientTokenId", "ExpiredToken", "UnrecognizedClientException"}

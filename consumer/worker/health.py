@@ -7,7 +7,7 @@ import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from consumer.metrics import Metrics
+from consumer.core.metrics import Metrics
 
 
 class HealthServer:

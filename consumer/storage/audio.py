@@ -8,9 +8,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.aws import error_code, http_status
-from consumer.errors import ForbiddenLocation, StorageError
-from consumer.retrying import aws_retry
+from consumer.aws.clients import error_code, http_status
+from consumer.aws.retry import aws_retry
+from consumer.core.errors import ForbiddenLocation, StorageError
 from contracts.events import AudioOutput
 from contracts.requests import AudioFormat, SynthesisRequest
 

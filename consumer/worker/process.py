@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import time
 
-from consumer.app import StartupTimeline, build_services
+from consumer.core.logs import configure, get_logger
+from consumer.core.metrics import Metrics
+from consumer.core.settings import Settings
 from consumer.engine import Engine
 from consumer.engine.asr import Transcriber, build_transcriber
 from consumer.engine.factory import build_engine
-from consumer.health import HealthServer
-from consumer.logs import configure, get_logger
-from consumer.loop import Worker
-from consumer.metrics import Metrics
-from consumer.settings import Settings
+from consumer.worker.health import HealthServer
+from consumer.worker.loop import Worker
+from consumer.worker.services import StartupTimeline, build_services
 
 log = get_logger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from consumer.aws import AwsClients, error_code
-from consumer.state import JobStore
+from consumer.aws.clients import AwsClients, error_code
+from consumer.storage.jobs import JobStore
 from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
 from contracts.requests import SynthesisRequest
 

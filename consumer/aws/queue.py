@@ -7,9 +7,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.aws import error_code
-from consumer.logs import get_logger
-from consumer.retrying import aws_retry
+from consumer.aws.clients import error_code
+from consumer.aws.retry import aws_retry
+from consumer.core.logs import get_logger
 
 log = get_logger(__name__)
 _GONE = {"ReceiptHandleIsInvalid", "InvalidParameterValue", "AWS.SimpleQueueService.NonExistentQueue"}

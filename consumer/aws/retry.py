@@ -7,7 +7,7 @@ from __future__ import annotations
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from consumer.aws import error_code, http_status
+from consumer.aws.clients import error_code, http_status
 
 _TRANSIENT_CODES = {
     "SlowDown",

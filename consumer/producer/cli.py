@@ -21,7 +21,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON ou
 def _settings():
     from pydantic import ValidationError
 
-    from consumer.settings import Settings
+    from consumer.core.settings import Settings
 
     try:
         return Settings()
@@ -38,8 +38,8 @@ def _require(value: str | None, name: str) -> str:
 
 
 def _client():
-    from consumer.aws import make_clients
-    from consumer.client import Client
+    from consumer.aws.clients import make_clients
+    from consumer.producer.client import Client
 
     s = _settings()
     return Client(
@@ -130,8 +130,8 @@ def say(
 
 
 def _library(transcriber: Any = None):
-    from consumer.aws import make_clients
-    from consumer.voice_library import VoiceLibrary
+    from consumer.aws.clients import make_clients
+    from consumer.producer.voice_library import VoiceLibrary
 
     s = _settings()
     return VoiceLibrary(make_clients(s).s3, _require(s.bucket, "bucket"), s.voices_prefix, transcriber=transcriber)
@@ -139,8 +139,8 @@ def _library(transcriber: Any = None):
 
 def _transcriber(asr_model: str | None) -> Any:
     """The ASR model (--asr-model, else F5_WORKER_ASR_MODEL), loaded; None when neither is set. Imports torch."""
+    from consumer.core.logs import configure
     from consumer.engine.asr import build_transcriber
-    from consumer.logs import configure
 
     s = _settings()
     configure(s.log_level, s.log_json)  # the model's load is logged to stderr: stdout stays the command's output
@@ -161,7 +161,7 @@ def voices_add(
     as_json: JsonFlag = False,
 ) -> None:
     """Validate a clip and store it as a voice."""
-    from consumer.errors import WorkerError
+    from consumer.core.errors import WorkerError
 
     try:
         transcriber = _transcriber(asr_model) if transcript is None else None
@@ -224,7 +224,7 @@ def _dlq(sqs, queue_url: str) -> tuple[str, str, str]:
 @dlq_app.command("list")
 def dlq_list(limit: int = 10, as_json: JsonFlag = False) -> None:
     """Peek at dead-lettered messages (they stay in the DLQ)."""
-    from consumer.aws import make_clients
+    from consumer.aws.clients import make_clients
 
     s = _settings()
     sqs = make_clients(s).sqs
@@ -248,7 +248,7 @@ def dlq_redrive(as_json: JsonFlag = False) -> None:
     """Move dead-lettered messages back to the request queue (StartMessageMoveTask, else copy+delete)."""
     from botocore.exceptions import ClientError
 
-    from consumer.aws import make_clients
+    from consumer.aws.clients import make_clients
 
     s = _settings()
     sqs = make_clients(s).sqs

@@ -22,9 +22,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.aws import error_code, http_status
-from consumer.errors import JobInProgressElsewhere, LeaseLost, StorageError
-from consumer.retrying import aws_retry
+from consumer.aws.clients import error_code, http_status
+from consumer.aws.retry import aws_retry
+from consumer.core.errors import JobInProgressElsewhere, LeaseLost, StorageError
 from contracts.events import SynthesisCompleted, parse_event
 
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}

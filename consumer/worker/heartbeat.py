@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from consumer.settings import SQS_MAX_VISIBILITY_S
+from consumer.core.settings import SQS_MAX_VISIBILITY_S
 
 Extend = Callable[[int], None]  # extend(seconds): push the deadline `seconds` from now; raise on failure
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from consumer.aws import AwsClients, error_code
+from consumer.aws.clients import AwsClients, error_code
 
 
 @dataclass(frozen=True)

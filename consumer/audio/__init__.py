@@ -1,0 +1,1 @@
+"""Audio and text processing without torch: encoding, reference clips, text normalisation."""

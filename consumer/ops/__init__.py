@@ -1,0 +1,1 @@
+"""Operations: the infrastructure template, resource creation, the local demo."""

@@ -1,0 +1,1 @@
+"""Producer and operator tools: the client, the voice library, their CLI commands (torch-free)."""

@@ -1,0 +1,1 @@
+"""What lives in S3: the job record, audio objects, the voice library layout."""

@@ -1,0 +1,1 @@
+"""The worker process: poll loop, one job's life, heartbeat, notifications, health."""
