@@ -34,6 +34,9 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     python3.12 -m venv /opt/prep \
     && /opt/prep/bin/pip install "huggingface_hub==1.33.0" "pyyaml==6.0.4" \
     && /opt/prep/bin/pip install --no-deps "f5-tts==${F5_TTS_VERSION}"
+COPY consumer/__init__.py /build/consumer/__init__.py
+COPY consumer/core/__init__.py consumer/core/errors.py /build/consumer/core/
+COPY contracts/__init__.py contracts/codes.py /build/contracts/
 COPY consumer/engine/model_spec.py /build/consumer/engine/model_spec.py
 COPY docker/prepare_weights.py /build/docker/prepare_weights.py
 ARG MODEL_REPO=SWivid/F5-TTS

@@ -1,14 +1,19 @@
-"""Events the worker publishes (SNS and webhooks). Event types are versioned: `synthesis.completed.v1`."""
+"""Events the worker publishes (SNS and webhooks). Event types are versioned: `synthesis.completed.v1`.
+
+Compatibility rule: a `v1` event only grows by optional fields and new error codes. Consumers, `parse_event`
+included, ignore fields they do not know and read an unknown `error_code` as `ErrorCode.UNKNOWN`, a generic
+failure. Requests are the other way round (see `contracts.requests`).
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from contracts.codes import ErrorCode
 from contracts.requests import AudioFormat
 
 # Namespace for deterministic event ids: the same job and outcome always yields the same event_id,
@@ -20,25 +25,8 @@ def event_id_for(job_id: str, outcome: str) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{job_id}:{outcome}"))
 
 
-class ErrorCode(StrEnum):
-    """Why a job failed. Permanent codes are never retried; retryable ones were retried until redrive."""
-
-    INVALID_JSON = "invalid_json"
-    INVALID_REQUEST = "invalid_request"
-    UNKNOWN_VOICE = "unknown_voice"
-    BAD_REFERENCE_AUDIO = "bad_reference_audio"
-    TEXT_NOT_REPRESENTABLE = "text_not_representable"
-    FORBIDDEN_LOCATION = "forbidden_location"
-    ENGINE_ERROR = "engine_error"
-    STORAGE_ERROR = "storage_error"
-    NOTIFY_ERROR = "notify_error"
-    TIMEOUT = "timeout"
-    RETRIES_EXHAUSTED = "retries_exhausted"
-    INTERNAL = "internal"
-
-
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     event_id: str = Field(description="Stable per job and outcome: deduplicate on it.")
     job_id: str
@@ -49,7 +37,7 @@ class _Event(BaseModel):
 
 
 class AudioOutput(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     uri: str = Field(description="s3://bucket/key")
     bucket: str
@@ -63,7 +51,7 @@ class AudioOutput(BaseModel):
 
 
 class Timings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     queue_wait_s: float = Field(ge=0, description="Enqueue → first receive.")
     synthesis_s: float = Field(ge=0)

@@ -1,4 +1,9 @@
-"""`SynthesisRequest`: the JSON body of one SQS message."""
+"""`SynthesisRequest`: the JSON body of one SQS message.
+
+Compatibility rule: schema `v1` only grows by optional fields, each with a default that keeps today's behaviour.
+Workers reject fields they do not know (`extra="forbid"`: a typo such as `voise` fails loudly instead of being
+dropped), so workers are upgraded before producers start sending a new field.
+"""
 
 from __future__ import annotations
 
@@ -125,7 +130,7 @@ class SynthesisRequest(_Strict):
             raise ValueError("job_id must not contain '..'")
         return v
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1  # SCHEMA_VERSION
     job_id: JobId
     text: Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_TEXT_CHARS)]
     voice: VoiceRef

@@ -18,7 +18,8 @@ sha256). The directory appears complete or not at all (written next to <out>, th
 
 It needs only the standard library, pyyaml, huggingface_hub (hub sources) and the f5-tts package files (the
 architecture config and vocabulary), not torch: the Dockerfile runs it in a slim stage whose cache survives code
-changes. `consumer/engine/model_spec.py` (torch-free, standard library only) is loaded by path for the same reason.
+changes. `consumer/engine/model_spec.py` (torch-free, standard library only) is loaded by path for the same reason,
+with the error classes it shares with the worker (`consumer/core/errors.py`, `contracts/codes.py`).
 """
 
 from __future__ import annotations
@@ -35,23 +36,21 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+_ROOT = Path(__file__).resolve().parent.parent  # the repository, or /build in the image's weights stage
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+from consumer.core.errors import PrepareError  # noqa: E402 (needs the path above)
+
 VOCODER_FILES = ("config.yaml", "pytorch_model.bin")
 ASR_DIR = "asr"
 ASR_PATTERNS = ("*.json", "*.txt", "*.safetensors")  # configs, tokenizer, weights; not .bin/.h5/.msgpack copies
 _CHUNK = 1 << 20
 
 
-class PrepareError(Exception):
-    """A failure with its exit status (1: source/download, 2: verification)."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 def _load_model_spec() -> ModuleType:
     """`consumer/engine/model_spec.py` next to this script (repository or build stage), else the installed one."""
-    path = Path(__file__).resolve().parent.parent / "consumer" / "engine" / "model_spec.py"
+    path = _ROOT / "consumer" / "engine" / "model_spec.py"
     if not path.is_file():
         from consumer.engine import model_spec
 

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from consumer.core.errors import SynthesisAborted
 from consumer.core.settings import Settings
-from consumer.engine import SynthesisAborted, SynthesisJob, SynthesizedAudio
+from consumer.engine import SynthesisJob, SynthesizedAudio
 from consumer.engine.batching import BatchingEngine
 from consumer.engine.factory import build_engine
 from contracts.events import SynthesisCompleted

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
-from consumer.core.errors import EngineError, TextNotRepresentable
-from consumer.engine import Engine, Reference, SynthesisAborted, SynthesisJob, SynthesizedAudio
+from consumer.core.errors import EngineError, SynthesisAborted, TextNotRepresentable
+from consumer.engine import Engine, Reference, SynthesisJob, SynthesizedAudio
 from consumer.engine.batching import BatchingEngine, estimate_s
 from contracts.requests import SynthesisOptions
 

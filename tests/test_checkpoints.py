@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from consumer.core.errors import ModelSpecError
 from consumer.engine.model_spec import (
     DEFAULT_CHECKPOINT,
-    ModelSpecError,
     default_spec,
     load_model_dir,
     wheel_architecture,

@@ -9,7 +9,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from contracts import SynthesisCompleted, SynthesisFailed, SynthesisRequest, parse_event, parse_request
+from contracts import ErrorCode, SynthesisCompleted, SynthesisFailed, SynthesisRequest, parse_event, parse_request
 from contracts.limits import MAX_METADATA_BYTES, MAX_TEXT_CHARS
 from contracts.requests import describe_validation_error
 from contracts.schema_export import SCHEMA_DIR, render_schemas
@@ -124,6 +124,33 @@ def test_events_round_trip_through_the_discriminated_union():
     assert isinstance(event, SynthesisFailed) and event.error_code == "unknown_voice"
 
 
+def test_newer_events_parse_with_old_contracts():
+    """The compatibility rule: consumers ignore unknown fields and read an unknown error code as generic."""
+    newer = {
+        "event_id": "e3",
+        "job_id": "j",
+        "attempt": 1,
+        "worker_id": "w",
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "type": "synthesis.failed.v1",
+        "error_code": "quota_exceeded",  # a code a later version adds
+        "error_message": "too many jobs",
+        "retryable": False,
+        "region": "eu-west-1",  # a field a later version adds
+    }
+    event = parse_event(json.dumps(newer))
+    assert isinstance(event, SynthesisFailed)
+    assert event.error_code is ErrorCode.UNKNOWN and event.error_message == "too many jobs"
+    assert "region" not in event.model_dump()
+
+
+def test_requests_reject_unknown_fields():
+    """Workers reject what they do not know (a typo must not silently drop an option)."""
+    body = {"job_id": "job-1", "text": "Hello.", "voice": {"voice_id": "narrator"}, "voise": "x"}
+    with pytest.raises(ValidationError, match="voise"):
+        parse_request(json.dumps(body))
+
+
 def test_committed_schemas_match_the_models():
     for name, text in render_schemas().items():
         committed = (SCHEMA_DIR / name).read_text()
@@ -131,7 +158,11 @@ def test_committed_schemas_match_the_models():
 
 
 def test_contracts_import_neither_torch_nor_boto3():
-    code = "import sys, contracts; bad = {'torch', 'boto3', 'botocore'} & set(sys.modules); print(sorted(bad))"
+    code = (
+        "import sys, contracts, contracts.events, contracts.requests, contracts.schema_export\n"
+        "assert contracts.SynthesisRequest and contracts.ErrorCode.INTERNAL\n"
+        "print(sorted({'torch', 'boto3', 'botocore', 'consumer'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

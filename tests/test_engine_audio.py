@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from consumer.audio.encoding import OPUS_RATES, cross_fade, encode, remove_long_silences
-from consumer.storage.audio import CONTENT_TYPES
+from consumer.audio.encoding import CONTENT_TYPES, OPUS_RATES, encode
+from consumer.audio.signal import cross_fade, remove_long_silences
 from contracts.requests import AudioFormat
 from tests.engine_fixtures import *  # noqa: F403
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from consumer.core.errors import InvalidRequest, TextNotRepresentable
-from consumer.engine import Engine, SynthesisAborted, SynthesisJob
+from consumer.core.errors import InvalidRequest, SynthesisAborted, TextNotRepresentable
+from consumer.engine import Engine, SynthesisJob
 from consumer.engine.f5 import F5Engine, chunk_seed
 from contracts.requests import SynthesisOptions
 from tests.engine_fixtures import *  # noqa: F403
@@ -197,7 +197,8 @@ def test_factory_and_torch_free_modules(tiny_model_path):
     code = f"""
 import sys
 from consumer.engine.factory import build_engine
-from consumer.engine import audio, reference, model_spec
+from consumer.audio import encoding, reference
+from consumer.engine import model_spec
 from consumer.core.settings import Settings
 assert "torch" not in sys.modules, "torch imported by a torch-free module"
 assert type(build_engine(Settings(engine="fake"))).__name__ == "FakeEngine"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from consumer.audio.encoding import resample
 from consumer.audio.reference import decode_reference, normalise_transcript, process_reference_audio
+from consumer.audio.signal import resample
 from consumer.core.errors import BadReferenceAudio, InvalidRequest
 from consumer.engine.model_spec import wheel_example_path
 from tests.engine_fixtures import *  # noqa: F403

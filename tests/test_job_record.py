@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumer.core.errors import JobInProgressElsewhere, LeaseLost
+from consumer.core.errors import JobAlreadyCompleted, JobInProgressElsewhere, LeaseLost
 from consumer.engine.fake import FakeEngine
-from consumer.storage.jobs import JobAlreadyCompleted, JobStore
+from consumer.storage.jobs import JobStore
 from consumer.worker.job import Outcome, process_message
 from consumer.worker.message import RECEIVE_ATTRIBUTES, ReceivedMessage
 from contracts.events import SynthesisCompleted, event_id_for

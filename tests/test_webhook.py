@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from consumer.core.errors import WebhookFailed, WebhookRefused
 from consumer.worker import webhook
 from tests.test_worker_flow import request
 
@@ -78,19 +79,19 @@ def test_signature_verifies_with_the_reference_implementation(receiver):
     ],
 )
 def test_private_and_metadata_targets_are_refused_by_default(url):
-    with pytest.raises(webhook.WebhookRefused):
+    with pytest.raises(WebhookRefused):
         webhook.resolve_target(url, allow_private=False)
 
 
 def test_non_http_schemes_are_refused():
-    with pytest.raises(webhook.WebhookRefused):
+    with pytest.raises(WebhookRefused):
         webhook.resolve_target("file:///etc/passwd", allow_private=True)
 
 
 def test_redirects_are_not_followed():
     r = Receiver(status=302, location="http://169.254.169.254/latest/meta-data/")
     try:
-        with pytest.raises(webhook.WebhookFailed, match="302"):
+        with pytest.raises(WebhookFailed, match="302"):
             webhook.deliver(r.url, b"{}", "evt", secret=None, allow_private=True, timeout_s=5)
         assert len(r.requests) == 1
     finally:

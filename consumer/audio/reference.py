@@ -15,13 +15,13 @@ from __future__ import annotations
 import io
 import math
 import struct
+from dataclasses import dataclass, field
 
 import numpy as np
 import soundfile as sf
 
-from consumer.audio.encoding import resample
+from consumer.audio.signal import resample
 from consumer.core.errors import BadReferenceAudio, InvalidRequest
-from consumer.engine import Reference
 
 MIN_SECONDS = 1.0
 MAX_SECONDS = 12.0  # after trimming; F5-TTS was trained with prompts up to about this length
@@ -33,6 +33,20 @@ SILENCE_STEP_S = 0.010
 END_PADDING_S = 0.050
 TARGET_RMS = 0.1
 _BLOCK_FRAMES = 65_536
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A decoded, processed reference clip: mono float32 at the engine's sample rate."""
+
+    samples: np.ndarray = field(repr=False)
+    sample_rate: int
+    transcript: str
+    cache_key: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
 
 
 def normalise_transcript(transcript: str) -> str:

@@ -21,7 +21,7 @@ class AwsClients:
 
 def make_clients(settings: Settings) -> AwsClients:
     session = boto3.session.Session(region_name=settings.aws_region)
-    base = {"connect_timeout": 5, "retries": {"mode": "standard", "max_attempts": 3}}
+    base: dict[str, Any] = {"connect_timeout": 5, "retries": {"mode": "standard", "max_attempts": 3}}
     # The long poll must return before the socket gives up: read timeout above WaitTimeSeconds.
     sqs_cfg = Config(read_timeout=settings.wait_time_s + 10, **base)
     s3_cfg = Config(read_timeout=60, signature_version="s3v4", s3={"addressing_style": "path"}, **base)
@@ -32,14 +32,3 @@ def make_clients(settings: Settings) -> AwsClients:
         s3=session.client("s3", endpoint_url=endpoint, config=s3_cfg),
         sns=session.client("sns", endpoint_url=endpoint, config=other_cfg),
     )
-
-
-def error_code(exc: BaseException) -> str:
-    """The AWS error code of a botocore ClientError ('' for anything else)."""
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def http_status(exc: BaseException) -> int:
-    response = getattr(exc, "response", None) or {}
-    return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)

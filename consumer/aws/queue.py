@@ -1,4 +1,4 @@
-"""The only module that changes messages on the queue: delete, change visibility, return for redelivery."""
+"""The worker's only door to SQS: receive, delete, change visibility, return for redelivery."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.aws.clients import error_code
+from consumer.aws.failures import is_receipt_gone, storage_errors
 from consumer.aws.retry import aws_retry
 from consumer.core.logs import get_logger
 
 log = get_logger(__name__)
-_GONE = {"ReceiptHandleIsInvalid", "InvalidParameterValue", "AWS.SimpleQueueService.NonExistentQueue"}
+# What the worker reads from each message: the receive count drives backoff and redrive, the timestamps timings.
+RECEIVE_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp", "ApproximateFirstReceiveTimestamp"]
 
 
 class Queue:
@@ -20,16 +21,29 @@ class Queue:
         self.sqs = sqs
         self.url = queue_url
 
+    def receive(self, max_messages: int, wait_s: int, visibility_s: int) -> list[dict[str, Any]]:
+        """One long poll for up to `max_messages` (1-10). Errors propagate: the poll loop owns that retry."""
+        response = self.sqs.receive_message(
+            QueueUrl=self.url,
+            MaxNumberOfMessages=max_messages,
+            WaitTimeSeconds=wait_s,
+            VisibilityTimeout=visibility_s,
+            MessageSystemAttributeNames=RECEIVE_ATTRIBUTES,
+            MessageAttributeNames=["All"],
+        )
+        return list(response.get("Messages", []))
+
     def delete(self, receipt_handle: str) -> bool:
         """Delete after success. Returns False if the receipt is no longer valid (the message was
         redelivered elsewhere: that worker will find the job finished and replay its event)."""
-        try:
-            aws_retry(self.sqs.delete_message)(QueueUrl=self.url, ReceiptHandle=receipt_handle)
-        except ClientError as exc:
-            if error_code(exc) in _GONE:
-                log.warning("delete_receipt_gone", error=str(exc))
-                return False
-            raise
+        with storage_errors("deleting the message"):
+            try:
+                aws_retry(self.sqs.delete_message)(QueueUrl=self.url, ReceiptHandle=receipt_handle)
+            except ClientError as exc:
+                if is_receipt_gone(exc):
+                    log.warning("delete_receipt_gone", error=str(exc))
+                    return False
+                raise
         return True
 
     def change_visibility(self, receipt_handle: str, seconds: int) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from consumer.aws.clients import AwsClients, error_code
+from consumer.aws.clients import AwsClients
+from consumer.aws.failures import error_code
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ import logging
 import re
 import sys
 import threading
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -18,7 +20,7 @@ def redact(text: str) -> str:
     return _SIGNED_QUERY.sub(r"\1REDACTED", text)
 
 
-def _scrub(_logger: object, _name: str, event: dict) -> dict:
+def _scrub(_logger: object, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
         if key.lower() in _SECRET_KEYS:
             event[key] = "REDACTED"

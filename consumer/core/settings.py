@@ -159,4 +159,4 @@ def render_settings_doc() -> str:
 
 
 if __name__ == "__main__":
-    (Path(__file__).resolve().parent.parent / "docs" / "settings.md").write_text(render_settings_doc())
+    (Path(__file__).resolve().parents[2] / "docs" / "settings.md").write_text(render_settings_doc())

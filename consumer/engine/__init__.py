@@ -9,28 +9,27 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from consumer.audio.reference import Reference
 from contracts.requests import SynthesisOptions
 
-
-class SynthesisAborted(Exception):
-    """Raised inside the engine when the job's abort check fires (shutdown, hard timeout, lost lease)."""
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A decoded, processed reference clip: mono float32 at the engine's sample rate."""
-
-    samples: np.ndarray = field(repr=False)
-    sample_rate: int
-    transcript: str
-    cache_key: str = ""
-
-    @property
-    def duration_s(self) -> float:
-        return len(self.samples) / self.sample_rate
+__all__ = [
+    "Engine",
+    "Reference",
+    "SamplerKey",
+    "SynthesisJob",
+    "SynthesizedAudio",
+    "default_dtype_name",
+    "sampler_key",
+]
 
 
 SamplerKey = tuple[int, float, float, bool]
+
+
+def default_dtype_name(device: str, cuda_capability_major: int) -> str:
+    """upstream's rule (load_checkpoint), for the F5 model and the ASR model alike: float16 on CUDA compute
+    capability >= 7, otherwise float32. Torch-free; the torch modules turn the name into a dtype."""
+    return "float16" if device.startswith("cuda") and cuda_capability_major >= 7 else "float32"
 
 
 def sampler_key(options: SynthesisOptions) -> SamplerKey:

@@ -14,10 +14,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from consumer.audio.encoding import resample
+from consumer.audio.signal import resample
 from consumer.core.errors import BadReferenceAudio, EngineError
 from consumer.core.logs import get_logger
 from consumer.core.settings import Settings
+from consumer.engine import default_dtype_name
 
 log = get_logger(__name__)
 
@@ -65,13 +66,13 @@ class WhisperTranscriber:
             import torch
             from transformers import pipeline
 
-            from consumer.engine.f5 import default_dtype
-
             local = Path(self.model_id).expanduser()
             if self.model_id.startswith((".", "/", "~")) and not local.is_dir():
                 raise EngineError(f"ASR model directory {local} does not exist (set {SETTING} to a Whisper model)")
             self.device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            dtype = getattr(torch, self.dtype) if self.dtype else default_dtype(self.device)
+            cuda = self.device.startswith("cuda")
+            major = torch.cuda.get_device_properties(torch.device(self.device)).major if cuda else 0
+            dtype = getattr(torch, self.dtype or default_dtype_name(self.device, major))
             t0 = time.monotonic()
             try:
                 pipe = pipeline(
@@ -89,6 +90,8 @@ class WhisperTranscriber:
             if getattr(pipe, "type", None) != "seq2seq_whisper":
                 raise EngineError(f"{self.model_id!r} is not a Whisper model ({SETTING})")
             self._generate_kwargs = _generate_kwargs(pipe.model.generation_config, self.language)
+            if pipe.feature_extractor is None:
+                raise EngineError(f"{self.model_id!r} has no feature extractor ({SETTING})")
             self.sample_rate = int(pipe.feature_extractor.sampling_rate)
             self._pipe = pipe
             log.info(

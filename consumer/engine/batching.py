@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from consumer.core.errors import EngineError
+from consumer.core.errors import EngineError, SynthesisAborted
 from consumer.core.logs import get_logger
-from consumer.engine import Engine, SamplerKey, SynthesisAborted, SynthesisJob, SynthesizedAudio, sampler_key
+from consumer.engine import Engine, SamplerKey, SynthesisJob, SynthesizedAudio, sampler_key
 
 log = get_logger(__name__)
 

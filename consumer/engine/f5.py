@@ -44,10 +44,17 @@ import torch
 from cachetools import LRUCache
 from torch.nn.utils.rnn import pad_sequence
 
-from consumer.audio.encoding import cross_fade, remove_long_silences
-from consumer.core.errors import EngineError, InvalidRequest, TextNotRepresentable
+from consumer.audio.signal import cross_fade, remove_long_silences
+from consumer.core.errors import EngineError, InvalidRequest, SynthesisAborted, TextNotRepresentable
 from consumer.core.logs import get_logger
-from consumer.engine import Reference, SamplerKey, SynthesisAborted, SynthesisJob, SynthesizedAudio, sampler_key
+from consumer.engine import (
+    Reference,
+    SamplerKey,
+    SynthesisJob,
+    SynthesizedAudio,
+    default_dtype_name,
+    sampler_key,
+)
 from consumer.engine.model_spec import EXAMPLE_VOICE_EN, ModelSpec
 from contracts.requests import SynthesisOptions
 
@@ -111,10 +118,13 @@ def default_device() -> str:
 
 
 def default_dtype(device: str) -> torch.dtype:
-    """upstream's rule (load_checkpoint): fp16 on CUDA compute capability >= 7, otherwise fp32."""
-    if device.startswith("cuda") and torch.cuda.get_device_properties(torch.device(device)).major >= 7:
-        return torch.float16
-    return torch.float32
+    """`default_dtype_name` for this machine's device."""
+    return getattr(torch, default_dtype_name(device, cuda_capability_major(device)))
+
+
+def cuda_capability_major(device: str) -> int:
+    """The compute capability's major version of a CUDA device (0 for any other device)."""
+    return torch.cuda.get_device_properties(torch.device(device)).major if device.startswith("cuda") else 0
 
 
 def resolve_attention_backend(requested: str, device: str, dtype: torch.dtype) -> str:

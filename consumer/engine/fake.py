@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
-from consumer.core.errors import TextNotRepresentable
-from consumer.engine import SynthesisAborted, SynthesisJob, SynthesizedAudio
+from consumer.core.errors import SynthesisAborted, TextNotRepresentable
+from consumer.engine import SynthesisJob, SynthesizedAudio
 
 
 class FakeEngine:

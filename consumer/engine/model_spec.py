@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consumer.core.errors import ModelSpecError
+
 MODEL_JSON = "model.json"
 DEFAULT_ARCHITECTURE = "F5TTS_v1_Base"
 DEFAULT_CHECKPOINT = "hf://SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors"
@@ -36,10 +38,6 @@ SUPPORTED_MEL_SPEC: dict[str, Any] = {
     "n_fft": 1024,
     "mel_spec_type": "vocos",
 }
-
-
-class ModelSpecError(ValueError):
-    """A model directory or checkpoint description that cannot be used."""
 
 
 @dataclass(frozen=True)

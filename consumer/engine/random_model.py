@@ -84,12 +84,13 @@ def vocos_config(size: Size) -> dict[str, Any]:
 def _randomise_zero_inits(transformer: nn.Module) -> None:
     """DiT zero-initialises its AdaLN modulations and `proj_out` (training starts from identity blocks and a
     zero flow): with those left at zero every block is skipped and the output is silence."""
-    dim = transformer.dim
-    for block in transformer.transformer_blocks:
+    model: Any = transformer  # f5-tts's DiT attributes (the package ships no type information)
+    dim = model.dim
+    for block in model.transformer_blocks:
         nn.init.normal_(block.attn_norm.linear.weight, std=0.02)
-    nn.init.normal_(transformer.norm_out.linear.weight, std=0.02)
-    nn.init.normal_(transformer.proj_out.weight, std=1 / math.sqrt(dim))  # flow of unit scale per step
-    nn.init.zeros_(transformer.proj_out.bias)
+    nn.init.normal_(model.norm_out.linear.weight, std=0.02)
+    nn.init.normal_(model.proj_out.weight, std=1 / math.sqrt(dim))  # flow of unit scale per step
+    nn.init.zeros_(model.proj_out.bias)
 
 
 def _build_cfm(arch: dict[str, Any], vocab_file: Path) -> nn.Module:

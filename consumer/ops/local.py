@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from consumer.aws.clients import make_clients
 from consumer.aws.embedded import EmbeddedAws
@@ -59,14 +60,19 @@ def run_local(text: str = DEMO_TEXT, checkpoint: str | None = None, output: Path
     process_start = time.monotonic()
     aws = EmbeddedAws.start()
     try:
-        overrides: dict = {"aws_endpoint_url": aws.endpoint_url, "wait_time_s": 1, "burst": True, "log_json": False}
+        overrides: dict[str, Any] = {
+            "aws_endpoint_url": aws.endpoint_url,
+            "wait_time_s": 1,
+            "burst": True,
+            "log_json": False,
+        }
         if checkpoint:
             overrides["checkpoint"] = checkpoint
         base = Settings(**overrides)
         configure(base.log_level, base.log_json)
         clients = make_clients(base)
         resources = bootstrap(clients, ResourceSpec(), base.aws_region)
-        settings = _engine_settings(Settings(**overrides, **resources.settings_fields()))
+        settings = _engine_settings(Settings(**(overrides | resources.settings_fields())))
         metrics = Metrics()
         timeline = StartupTimeline(metrics, process_start)
         engine = start_engine(settings, timeline)

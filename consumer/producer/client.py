@@ -10,7 +10,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from consumer.aws.clients import AwsClients, error_code
+from consumer.aws.clients import AwsClients
+from consumer.aws.failures import error_code
+from consumer.core.errors import JobTimeoutError
 from consumer.storage.jobs import JobStore
 from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
 from contracts.requests import SynthesisRequest
@@ -22,10 +24,6 @@ Event = SynthesisCompleted | SynthesisFailed
 class BatchResult:
     sent: list[str] = field(default_factory=list)  # job ids
     failed: dict[str, str] = field(default_factory=dict)  # job id → reason
-
-
-class JobTimeoutError(TimeoutError):
-    pass
 
 
 class Client:

@@ -12,12 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import soundfile as sf
+from botocore.exceptions import ClientError
 
 from consumer.audio.reference import decode_reference, process_reference_audio
+from consumer.aws.failures import is_missing
 from consumer.core.errors import InvalidRequest
 from consumer.engine.asr import Transcriber, recognised_text
 from consumer.engine.model_spec import EXAMPLE_VOICE_EN
-from consumer.worker.voices import MANIFEST_OBJECT, REFERENCE_OBJECT
+from consumer.storage.voice_layout import VoiceLayout
 from contracts.limits import VOICE_ID_PATTERN
 
 
@@ -32,12 +34,9 @@ class VoiceLibrary:
     ) -> None:
         self._s3 = s3
         self._bucket = bucket
-        self._prefix = prefix.strip("/")
+        self._layout = VoiceLayout(prefix)
         self._sample_rate = sample_rate
         self._transcriber = transcriber
-
-    def _key(self, voice_id: str, name: str) -> str:
-        return f"{self._prefix}/{voice_id}/{name}"
 
     def add(self, voice_id: str, audio: bytes, transcript: str | None = None) -> dict[str, Any]:
         """Validate and store a voice; without a transcript, the ASR model's. Raises `BadReferenceAudio` or
@@ -63,11 +62,11 @@ class VoiceLibrary:
             "created_at": datetime.now(UTC).isoformat(),
         }
         self._s3.put_object(
-            Bucket=self._bucket, Key=self._key(voice_id, REFERENCE_OBJECT), Body=data, ContentType="audio/wav"
+            Bucket=self._bucket, Key=self._layout.reference_key(voice_id), Body=data, ContentType="audio/wav"
         )
         self._s3.put_object(
             Bucket=self._bucket,
-            Key=self._key(voice_id, MANIFEST_OBJECT),
+            Key=self._layout.manifest_key(voice_id),
             Body=json.dumps(manifest, indent=2).encode(),
             ContentType="application/json",
         )
@@ -89,9 +88,9 @@ class VoiceLibrary:
         """Manifests of every voice, sorted by id."""
         paginator = self._s3.get_paginator("list_objects_v2")
         manifests = []
-        for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{self._prefix}/"):
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{self._layout.prefix}/"):
             for obj in page.get("Contents", []):
-                if obj["Key"].endswith(f"/{MANIFEST_OBJECT}"):
+                if self._layout.is_manifest_key(obj["Key"]):
                     manifests.append(
                         json.loads(self._s3.get_object(Bucket=self._bucket, Key=obj["Key"])["Body"].read())
                     )
@@ -99,14 +98,16 @@ class VoiceLibrary:
 
     def show(self, voice_id: str) -> dict[str, Any] | None:
         try:
-            body = self._s3.get_object(Bucket=self._bucket, Key=self._key(voice_id, MANIFEST_OBJECT))["Body"].read()
-        except self._s3.exceptions.NoSuchKey:
-            return None
+            body = self._s3.get_object(Bucket=self._bucket, Key=self._layout.manifest_key(voice_id))["Body"].read()
+        except ClientError as exc:
+            if is_missing(exc):
+                return None
+            raise
         return json.loads(body)
 
     def remove(self, voice_id: str) -> bool:
         if self.show(voice_id) is None:
             return False
-        for name in (REFERENCE_OBJECT, MANIFEST_OBJECT):
-            self._s3.delete_object(Bucket=self._bucket, Key=self._key(voice_id, name))
+        for key in (self._layout.reference_key(voice_id), self._layout.manifest_key(voice_id)):
+            self._s3.delete_object(Bucket=self._bucket, Key=key)
         return True

@@ -6,28 +6,15 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from consumer.aws.clients import error_code, http_status
+from consumer.audio.encoding import CONTENT_TYPES, EXTENSIONS
+from consumer.aws.failures import is_missing, storage_errors
 from consumer.aws.retry import aws_retry
-from consumer.core.errors import ForbiddenLocation, StorageError
+from consumer.core.errors import ForbiddenLocation
 from contracts.events import AudioOutput
 from contracts.requests import AudioFormat, SynthesisRequest
 
-CONTENT_TYPES = {
-    AudioFormat.WAV: "audio/wav",
-    AudioFormat.FLAC: "audio/flac",
-    AudioFormat.MP3: "audio/mpeg",
-    AudioFormat.OPUS: "audio/ogg; codecs=opus",
-    AudioFormat.PCM: "audio/L16",
-}
-EXTENSIONS = {
-    AudioFormat.WAV: "wav",
-    AudioFormat.FLAC: "flac",
-    AudioFormat.MP3: "mp3",
-    AudioFormat.OPUS: "opus",
-    AudioFormat.PCM: "pcm",
-}
 # Object metadata that makes an uploaded object self-describing: a redelivered job whose audio exists
 # rebuilds its event from these instead of synthesizing again.
 _META_FIELDS = ("job-id", "sha256", "duration-s", "sample-rate", "seed", "model-id", "synthesis-s")
@@ -71,14 +58,13 @@ class AudioStore:
 
     def find(self, location: OutputLocation) -> StoredAudio | None:
         """The audio a previous attempt already uploaded, if it is complete."""
-        try:
-            head = aws_retry(self._s3.head_object)(Bucket=location.bucket, Key=location.key)
-        except ClientError as exc:
-            if error_code(exc) in ("404", "NoSuchKey", "NotFound") or http_status(exc) == 404:
-                return None
-            raise StorageError(f"checking {location.uri}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"checking {location.uri}: {exc}") from exc
+        with storage_errors(f"checking {location.uri}"):
+            try:
+                head = aws_retry(self._s3.head_object)(Bucket=location.bucket, Key=location.key)
+            except ClientError as exc:
+                if is_missing(exc):
+                    return None
+                raise
         meta = head.get("Metadata", {})
         if not all(f in meta for f in _META_FIELDS):
             return None  # not ours (or from an older layout): it will be replaced
@@ -121,7 +107,7 @@ class AudioStore:
             "model-id": model_id,
             "synthesis-s": f"{synthesis_s:.4f}",
         }
-        try:
+        with storage_errors(f"uploading {location.uri}"):
             aws_retry(self._s3.put_object)(
                 Bucket=location.bucket,
                 Key=location.key,
@@ -130,8 +116,6 @@ class AudioStore:
                 Metadata=metadata,
                 ChecksumAlgorithm="SHA256",
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"uploading {location.uri}: {exc}") from exc
         output = AudioOutput(
             uri=location.uri,
             bucket=location.bucket,

@@ -20,15 +20,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from consumer.aws.clients import error_code, http_status
+from consumer.aws.failures import is_conflict, is_missing, storage_errors
 from consumer.aws.retry import aws_retry
-from consumer.core.errors import JobInProgressElsewhere, LeaseLost, StorageError
+from consumer.core.errors import JobAlreadyCompleted, JobInProgressElsewhere, LeaseLost
 from contracts.events import SynthesisCompleted, parse_event
-
-_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
-_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
 class JobStatus(StrEnum):
@@ -45,22 +42,8 @@ class Claim:
     fresh: bool  # True: no earlier attempt ever claimed this job (nothing to reuse)
 
 
-class JobAlreadyCompleted(Exception):
-    def __init__(self, event: SynthesisCompleted) -> None:
-        super().__init__(f"job {event.job_id} already completed")
-        self.event = event
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _is_conflict(exc: ClientError) -> bool:
-    return error_code(exc) in _CONFLICT_CODES or http_status(exc) in (409, 412)
-
-
-def _is_missing(exc: ClientError) -> bool:
-    return error_code(exc) in _MISSING_CODES or http_status(exc) == 404
 
 
 class JobStore:
@@ -78,14 +61,13 @@ class JobStore:
     # --- reads ---------------------------------------------------------------------------------------------
     def read(self, job_id: str) -> tuple[dict | None, str]:
         """(record, etag), or (None, "") when the job was never claimed."""
-        try:
-            response = aws_retry(self._s3.get_object)(Bucket=self._bucket, Key=self.key(job_id))
-        except ClientError as exc:
-            if _is_missing(exc):
-                return None, ""
-            raise StorageError(f"reading record of {job_id}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"reading record of {job_id}: {exc}") from exc
+        with storage_errors(f"reading record of {job_id}"):
+            try:
+                response = aws_retry(self._s3.get_object)(Bucket=self._bucket, Key=self.key(job_id))
+            except ClientError as exc:
+                if is_missing(exc):
+                    return None, ""
+                raise
         return json.loads(response["Body"].read()), str(response["ETag"])
 
     def result(self, job_id: str) -> SynthesisCompleted | None:
@@ -163,16 +145,15 @@ class JobStore:
 
     def _put(self, job_id: str, body: bytes, **condition: str) -> str | None:
         """Conditional put. Returns the new ETag, or None when the condition failed."""
-        try:
-            # A retried conditional put whose first try landed answers 412: claim() then finds its own
-            # worker id on the record and takes it over, so the retry is safe.
-            response = aws_retry(self._s3.put_object)(
-                Bucket=self._bucket, Key=self.key(job_id), Body=body, ContentType="application/json", **condition
-            )
-        except ClientError as exc:
-            if _is_conflict(exc) or ("IfMatch" in condition and _is_missing(exc)):
-                return None
-            raise StorageError(f"writing record of {job_id}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"writing record of {job_id}: {exc}") from exc
+        with storage_errors(f"writing record of {job_id}"):
+            try:
+                # A retried conditional put whose first try landed answers 412: claim() then finds its own
+                # worker id on the record and takes it over, so the retry is safe.
+                response = aws_retry(self._s3.put_object)(
+                    Bucket=self._bucket, Key=self.key(job_id), Body=body, ContentType="application/json", **condition
+                )
+            except ClientError as exc:
+                if is_conflict(exc) or ("IfMatch" in condition and is_missing(exc)):
+                    return None
+                raise
         return str(response["ETag"])

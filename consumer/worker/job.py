@@ -11,7 +11,6 @@ abandoned     → our visibility/claim was lost: nothing more is written; the ne
 
 from __future__ import annotations
 
-import hashlib
 import random
 import threading
 import time
@@ -23,33 +22,35 @@ from enum import StrEnum
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.audio.encoding import encode
-from consumer.audio.text import normalize_english
-from consumer.aws.clients import error_code
+from consumer.aws.failures import is_receipt_gone
 from consumer.aws.queue import Queue
 from consumer.core.errors import (
-    EngineError,
     InvalidRequest,
+    JobAlreadyCompleted,
     JobInProgressElsewhere,
     JobTimeout,
     LeaseLost,
     PermanentError,
     RetryableError,
     StorageError,
+    SynthesisAborted,
+    WebhookFailed,
+    WebhookRefused,
     WorkerError,
 )
 from consumer.core.logs import get_logger
 from consumer.core.metrics import Metrics
 from consumer.core.settings import Settings
-from consumer.engine import Engine, SynthesisAborted, SynthesisJob
+from consumer.engine import Engine
 from consumer.storage.audio import AudioStore, OutputLocation, StoredAudio, output_location
-from consumer.storage.jobs import Claim, JobAlreadyCompleted, JobStore
+from consumer.storage.jobs import Claim, JobStore
 from consumer.worker.heartbeat import Heartbeat
 from consumer.worker.message import ReceivedMessage
 from consumer.worker.notify import Notifier
+from consumer.worker.synthesize import synthesize
 from consumer.worker.validate import job_id_hint, validate
 from consumer.worker.voices import VoiceResolver
-from consumer.worker.webhook import WebhookFailed, WebhookRefused, resolve_target
+from consumer.worker.webhook import resolve_target
 from contracts.events import ErrorCode, SynthesisCompleted, SynthesisFailed, Timings, event_id_for
 from contracts.requests import SynthesisRequest
 
@@ -79,11 +80,6 @@ class Services:
     notifier: Notifier
     metrics: Metrics
     max_receive_count: int | None = None
-
-
-def seed_for(job_id: str) -> int:
-    """A job without a seed gets one derived from its id, so every attempt produces the same audio."""
-    return int.from_bytes(hashlib.sha256(job_id.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
 def retry_delay_s(attempt: int, settings: Settings) -> int:
@@ -175,7 +171,9 @@ class JobRun:
         except RetryableError as exc:
             return self._retry(exc)
         except (ClientError, BotoCoreError) as exc:
-            return self._retry(StorageError(f"AWS call failed: {exc}"))
+            wrapped = StorageError(f"AWS call failed: {exc}")
+            wrapped.__cause__ = exc  # what `raise ... from exc` records
+            return self._retry(wrapped)
         except Exception as exc:
             log.exception("job_crashed")
             return self._retry(RetryableError(f"unexpected {type(exc).__name__}: {exc}", code=ErrorCode.INTERNAL))
@@ -191,25 +189,8 @@ class JobRun:
         return self._completed_event(request, stored)
 
     def _synthesize_and_upload(self, request: SynthesisRequest, location: OutputLocation) -> StoredAudio:
-        reference = self.s.voices.resolve(request.voice)
-        seed = request.options.seed if request.options.seed is not None else seed_for(request.job_id)
-        text = normalize_english(request.text) if request.options.normalize_text else request.text
-        job = SynthesisJob(text, reference, request.options, seed, should_abort=self._should_abort)
-        t0 = time.monotonic()
-        try:
-            audio = self.s.engine.synthesize(job)
-        except (WorkerError, SynthesisAborted):
-            raise
-        except Exception as exc:
-            raise EngineError(f"engine failed: {type(exc).__name__}: {exc}") from exc
-        synthesis_s = time.monotonic() - t0
-        encoded = encode(
-            audio.samples,
-            audio.sample_rate,
-            request.output.format,
-            out_sample_rate=request.output.sample_rate,
-            target_lufs=request.output.target_lufs,
-        )
+        result = synthesize(request, self.s.voices, self.s.engine, self._should_abort)
+        encoded, synthesis_s = result.encoded, result.synthesis_s
         self._ensure_owned()
         stored = self.s.audio.put(
             location,
@@ -217,7 +198,7 @@ class JobRun:
             job_id=request.job_id,
             sample_rate=encoded.sample_rate,
             duration_s=encoded.duration_s,
-            seed=seed,
+            seed=result.seed,
             model_id=self.s.engine.model_id,
             synthesis_s=synthesis_s,
         )
@@ -380,12 +361,7 @@ class JobRun:
 
 def _extension_is_definitive(exc: BaseException) -> bool:
     """A heartbeat failure that retrying cannot fix: the claim was taken over or the receipt is gone."""
-    return isinstance(exc, LeaseLost) or error_code(exc) in {
-        "ReceiptHandleIsInvalid",
-        "InvalidParameterValue",
-        "MessageNotInflight",
-        "AWS.SimpleQueueService.MessageNotInflight",
-    }
+    return isinstance(exc, LeaseLost) or is_receipt_gone(exc)
 
 
 def _webhook(request: SynthesisRequest | None) -> str | None:

@@ -17,10 +17,10 @@ from types import FrameType
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import Retrying, retry_if_exception_type, stop_never, wait_random_exponential
 
-from consumer.aws.clients import error_code
+from consumer.aws.failures import error_code
 from consumer.core.logs import get_logger
 from consumer.worker.job import Outcome, Services, process_message
-from consumer.worker.message import RECEIVE_ATTRIBUTES, ReceivedMessage
+from consumer.worker.message import ReceivedMessage
 
 log = get_logger(__name__)
 _CONNECTION_CODES = {"AccessDenied", "InvalidClientTokenId", "ExpiredToken", "UnrecognizedClientException"}
@@ -115,16 +115,11 @@ class Worker:
             with attempt:
                 if self.stopping.is_set():
                     return []
-                response = self.s.queue.sqs.receive_message(
-                    QueueUrl=self.s.queue.url,
-                    MaxNumberOfMessages=max_messages,
-                    WaitTimeSeconds=self.settings.wait_time_s,
-                    VisibilityTimeout=self.settings.visibility_timeout_s,
-                    MessageSystemAttributeNames=RECEIVE_ATTRIBUTES,
-                    MessageAttributeNames=["All"],
+                received = self.s.queue.receive(
+                    max_messages, self.settings.wait_time_s, self.settings.visibility_timeout_s
                 )
         self.s.metrics.poll_succeeded()
-        messages = [ReceivedMessage.from_sqs(raw) for raw in response.get("Messages", [])]
+        messages = [ReceivedMessage.from_sqs(raw) for raw in received]
         if messages and self.stopping.is_set():
             failed = self.s.queue.release_batch([m.receipt_handle for m in messages])
             log.info("late_messages_returned", count=len(messages), failed=failed)

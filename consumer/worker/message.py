@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-RECEIVE_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp", "ApproximateFirstReceiveTimestamp"]
+from consumer.aws.queue import RECEIVE_ATTRIBUTES
+
+__all__ = ["RECEIVE_ATTRIBUTES", "ReceivedMessage"]
 
 
 @dataclass(frozen=True)

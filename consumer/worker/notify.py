@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import Retrying as _Retrying
 from tenacity import retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from consumer.core.errors import NotifyError
+from consumer.core.errors import NotifyError, WebhookFailed, WebhookRefused
 from consumer.core.logs import get_logger
 from consumer.worker import webhook
 from contracts.events import SynthesisCompleted, SynthesisFailed
@@ -69,7 +69,7 @@ class Notifier:
 
     def _post_webhook(self, event: Event, url: str, body: bytes) -> None:
         try:
-            for attempt in self._retrying(webhook.WebhookFailed):
+            for attempt in self._retrying(WebhookFailed):
                 with attempt:
                     status = webhook.deliver(
                         url,
@@ -79,11 +79,11 @@ class Notifier:
                         allow_private=self._allow_private,
                         timeout_s=self._timeout_s,
                     )
-        except webhook.WebhookRefused as exc:
+        except WebhookRefused as exc:
             # Targets are checked before synthesis; one that turns private since (DNS change) is skipped:
             # retrying cannot make it valid, and the SNS event has gone out.
             log.warning("webhook_refused", reason=str(exc), event_id=event.event_id)
             return
-        except webhook.WebhookFailed as exc:
+        except WebhookFailed as exc:
             raise NotifyError(f"webhook delivery failed: {exc}") from exc
         log.info("event_published", target="webhook", status=status, event_type=event.type)

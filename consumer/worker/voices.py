@@ -11,23 +11,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from cachetools import LRUCache
 
 from consumer.audio.reference import decode_reference, normalise_transcript, process_reference_audio
-from consumer.aws.clients import error_code, http_status
+from consumer.aws.failures import is_forbidden, is_missing, storage_errors
 from consumer.aws.retry import aws_retry
-from consumer.core.errors import BadReferenceAudio, ForbiddenLocation, InvalidRequest, StorageError, UnknownVoice
+from consumer.core.errors import BadReferenceAudio, ForbiddenLocation, InvalidRequest, UnknownVoice
 from consumer.core.logs import get_logger
 from consumer.engine import Reference
 from consumer.engine.asr import Transcriber, recognised_text
+from consumer.storage.voice_layout import VoiceLayout
 from contracts.requests import VoiceRef
 
 log = get_logger(__name__)
 
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024
-REFERENCE_OBJECT = "reference.wav"
-MANIFEST_OBJECT = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ class VoiceResolver:
     ) -> None:
         self._s3 = s3
         self._bucket = bucket
-        self._prefix = voices_prefix.strip("/")
+        self._layout = VoiceLayout(voices_prefix)
         self._allowed = {bucket, *allowed_buckets}
         self._sample_rate = sample_rate
         # (source, etag): the source names the transcript too, so a clip sent with different transcripts (or none,
@@ -103,7 +102,7 @@ class VoiceResolver:
 
     def _source(self, voice: VoiceRef) -> VoiceSource:
         if voice.voice_id is not None:
-            return VoiceSource(self._bucket, f"{self._prefix}/{voice.voice_id}/{REFERENCE_OBJECT}", None, library=True)
+            return VoiceSource(self._bucket, self._layout.reference_key(voice.voice_id), None, library=True)
         assert voice.audio_uri is not None
         bucket, key = split_s3_uri(voice.audio_uri)
         if bucket not in self._allowed:
@@ -141,35 +140,32 @@ class VoiceResolver:
             return reference
 
     def _head(self, source: VoiceSource, voice: VoiceRef) -> tuple[str, int]:
-        try:
-            head = aws_retry(self._s3.head_object)(Bucket=source.bucket, Key=source.key)
-        except ClientError as exc:
-            if http_status(exc) == 404 or error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                what = f"voice {voice.voice_id!r}" if voice.voice_id else f"reference {voice.audio_uri}"
-                raise UnknownVoice(f"{what} does not exist") from exc
-            if http_status(exc) == 403:
-                raise UnknownVoice(f"access denied to s3://{source.bucket}/{source.key}") from exc
-            raise StorageError(f"looking up s3://{source.bucket}/{source.key}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"looking up s3://{source.bucket}/{source.key}: {exc}") from exc
+        with storage_errors(f"looking up s3://{source.bucket}/{source.key}"):
+            try:
+                head = aws_retry(self._s3.head_object)(Bucket=source.bucket, Key=source.key)
+            except ClientError as exc:
+                if is_missing(exc):
+                    what = f"voice {voice.voice_id!r}" if voice.voice_id else f"reference {voice.audio_uri}"
+                    raise UnknownVoice(f"{what} does not exist") from exc
+                if is_forbidden(exc):
+                    raise UnknownVoice(f"access denied to s3://{source.bucket}/{source.key}") from exc
+                raise
         return str(head["ETag"]), int(head["ContentLength"])
 
     def _get(self, source: VoiceSource) -> bytes:
-        try:
+        with storage_errors(f"downloading s3://{source.bucket}/{source.key}"):
             return aws_retry(self._s3.get_object)(Bucket=source.bucket, Key=source.key)["Body"].read()
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"downloading s3://{source.bucket}/{source.key}: {exc}") from exc
 
     def _manifest_transcript(self, voice: VoiceRef) -> str:
-        key = f"{self._prefix}/{voice.voice_id}/{MANIFEST_OBJECT}"
-        try:
-            body = aws_retry(self._s3.get_object)(Bucket=self._bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if error_code(exc) in ("NoSuchKey", "404"):
-                raise UnknownVoice(f"voice {voice.voice_id!r} has no manifest") from exc
-            raise StorageError(f"reading {key}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"reading {key}: {exc}") from exc
+        assert voice.voice_id is not None  # only library voices have manifests
+        key = self._layout.manifest_key(voice.voice_id)
+        with storage_errors(f"reading {key}"):
+            try:
+                body = aws_retry(self._s3.get_object)(Bucket=self._bucket, Key=key)["Body"].read()
+            except ClientError as exc:
+                if is_missing(exc):
+                    raise UnknownVoice(f"voice {voice.voice_id!r} has no manifest") from exc
+                raise
         try:
             transcript = json.loads(body)["transcript"]
         except (ValueError, KeyError, TypeError) as exc:

@@ -11,19 +11,13 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
 
+from consumer.core.errors import WebhookFailed, WebhookRefused
 from consumer.core.logs import redact
-
-
-class WebhookRefused(Exception):
-    """The target is not allowed (private address, bad scheme)."""
-
-
-class WebhookFailed(Exception):
-    """The target did not accept the delivery (connection error or non-2xx)."""
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -91,7 +85,8 @@ def deliver(
     }
     if secret:
         headers["webhook-signature"] = sign(secret, msg_id, timestamp, body)
-    pool_kwargs: dict = {"timeout": urllib3.Timeout(total=timeout_s), "retries": False, "maxsize": 1}
+    pool: urllib3.HTTPConnectionPool  # HTTPS pools are HTTP pools
+    pool_kwargs: dict[str, Any] = {"timeout": urllib3.Timeout(total=timeout_s), "retries": False, "maxsize": 1}
     if target.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             target.address,

@@ -33,7 +33,7 @@ from consumer.core.settings import Settings
 from consumer.engine import Reference, SynthesisJob
 from consumer.engine.fake import FakeEngine
 from consumer.producer.voice_library import VoiceLibrary
-from consumer.worker.job import seed_for
+from consumer.worker.synthesize import seed_for
 from contracts.events import SynthesisCompleted, parse_event
 from contracts.requests import AudioFormat, SynthesisOptions
 

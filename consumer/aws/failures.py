@@ -1,0 +1,79 @@
+"""What an AWS error means, decided in one place: missing, conflict, forbidden, transient, gone; and the one way
+to turn an S3 failure into a `StorageError` that keeps its cause."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from consumer.core.errors import StorageError
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+_CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict"}
+_FORBIDDEN = {"AccessDenied", "Forbidden", "403"}
+_TRANSIENT = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+    "KMS.ThrottlingException",
+}
+_RECEIPT_GONE = {
+    "ReceiptHandleIsInvalid",
+    "InvalidParameterValue",
+    "MessageNotInflight",
+    "AWS.SimpleQueueService.MessageNotInflight",
+    "AWS.SimpleQueueService.NonExistentQueue",
+}
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError ('' for anything else)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status of a botocore ClientError (0 for anything else)."""
+    response = getattr(exc, "response", None) or {}
+    return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def is_missing(exc: BaseException) -> bool:
+    """The object (or key) does not exist. A missing bucket is a misconfiguration, not this."""
+    return isinstance(exc, ClientError) and (error_code(exc) in _MISSING or http_status(exc) == 404)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A conditional write lost: the object changed (or appeared) since we read it."""
+    return isinstance(exc, ClientError) and (error_code(exc) in _CONFLICT or http_status(exc) in (409, 412))
+
+
+def is_forbidden(exc: BaseException) -> bool:
+    return isinstance(exc, ClientError) and (error_code(exc) in _FORBIDDEN or http_status(exc) == 403)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A fault a second try can fix: connection drops, timeouts, throttling, 5xx. 4xx answers are not."""
+    if isinstance(exc, BotoCoreError):
+        return True
+    return isinstance(exc, ClientError) and (error_code(exc) in _TRANSIENT or http_status(exc) >= 500)
+
+
+def is_receipt_gone(exc: BaseException) -> bool:
+    """The SQS receipt handle is no longer valid (the message was redelivered or deleted)."""
+    return isinstance(exc, ClientError) and error_code(exc) in _RECEIPT_GONE
+
+
+@contextmanager
+def storage_errors(action: str) -> Iterator[None]:
+    """Any botocore error raised inside becomes `StorageError("<action>: ...")`, chained to its cause."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError(f"{action}: {exc}") from exc
