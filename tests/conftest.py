@@ -11,18 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from consumer.audio.reference import Reference, decode_reference
 from consumer.aws.clients import AwsClients, make_clients
 from consumer.aws.embedded import EmbeddedAws
 from consumer.aws.resources import Resources, ResourceSpec, bootstrap
 from consumer.core.settings import Settings
 from consumer.engine import Engine
 from consumer.engine.fake import FakeEngine
-from consumer.engine.model_spec import EXAMPLE_VOICE_EN
+from consumer.engine.model_spec import EXAMPLE_VOICE_EN, wheel_example_path
 from consumer.producer.voice_library import VoiceLibrary
 from consumer.worker.job import Services
 from consumer.worker.loop import Worker
 from consumer.worker.services import build_services
 from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
+from tests.wheel_examples import REF_EN_FILE, REF_EN_TEXT, REF_ZH_FILE, REF_ZH_TEXT
 
 
 @pytest.fixture(scope="session")
@@ -124,6 +126,49 @@ def make_worker(stack: Stack) -> Callable[..., tuple[Worker, Services]]:
 @pytest.fixture(scope="session")
 def reference_wav() -> bytes:
     return EXAMPLE_VOICE_EN.audio()
+
+
+# --- engines and references: the tiny random F5 model is written once per session (`ensure_random_model` reuses
+# it) and loaded through the same loaders as real weights; torch is imported only by the tests that ask for it.
+@pytest.fixture(scope="session")
+def ref_en_bytes() -> bytes:
+    return wheel_example_path(REF_EN_FILE).read_bytes()
+
+
+@pytest.fixture(scope="session")
+def en_reference(ref_en_bytes: bytes) -> Reference:
+    return decode_reference(ref_en_bytes, REF_EN_TEXT, cache_key="wheel/basic_ref_en")
+
+
+@pytest.fixture(scope="session")
+def zh_reference() -> Reference:
+    return decode_reference(wheel_example_path(REF_ZH_FILE).read_bytes(), REF_ZH_TEXT, cache_key="wheel/zh")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from consumer.engine.random_model import ensure_random_model
+
+    return ensure_random_model(tmp_path_factory.getbasetemp() / "engine-models", "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model_path: Path) -> Iterator[Engine]:
+    """The one tiny F5 engine of the session (loaded once; tests must not change its state)."""
+    from consumer.engine.f5 import F5Engine
+    from consumer.engine.model_spec import load_model_dir
+
+    engine = F5Engine(load_model_dir(tiny_model_path), device="cpu")
+    engine.load()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_whisper import write_tiny_whisper
+
+    return write_tiny_whisper(tmp_path_factory.mktemp("asr") / "tiny-whisper")
 
 
 @pytest.fixture(scope="session")

@@ -34,8 +34,7 @@ from consumer.worker.services import StartupTimeline, build_services
 from consumer.worker.voices import VoiceResolver
 from contracts.events import ErrorCode, SynthesisCompleted, SynthesisFailed
 from contracts.requests import VoiceRef
-from tests.asr_fixtures import *  # noqa: F403
-from tests.asr_fixtures import RECOGNISED, write_tiny_whisper
+from tests.tiny_whisper import RECOGNISED, write_tiny_whisper
 
 NO_ASR_MESSAGE = "the reference clip has no transcript and this worker has no ASR model (F5_WORKER_ASR_MODEL)"
 

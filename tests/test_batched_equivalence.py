@@ -26,7 +26,6 @@ from consumer.engine.batching import BatchingEngine
 from consumer.engine.factory import build_engine
 from contracts.events import SynthesisCompleted
 from contracts.requests import SynthesisOptions
-from tests.engine_fixtures import *  # noqa: F403
 
 ATOL = 1e-4
 OPTIONS = SynthesisOptions(nfe_steps=4, cfg_strength=2.0, sway_sampling_coef=-1.0)

@@ -15,7 +15,6 @@ from consumer.engine.model_spec import (
     wheel_architecture,
     wheel_example_path,
 )
-from tests.engine_fixtures import *  # noqa: F403
 
 
 def test_tiny_model_dir_is_complete_and_says_it_is_random(tiny_model_path):

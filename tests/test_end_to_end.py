@@ -9,31 +9,16 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import soundfile as sf
 
-from consumer.engine.f5 import F5Engine
-from consumer.engine.model_spec import load_model_dir, wheel_example_path
-from consumer.engine.random_model import ensure_random_model
+from consumer.engine.model_spec import wheel_example_path
 from consumer.producer.voice_library import VoiceLibrary
 from contracts.events import SynthesisCompleted, SynthesisFailed
 
 ZH_TRANSCRIPT = "对，这就是我，万人敬仰的太乙真人。"
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    return ensure_random_model(tmp_path_factory.mktemp("models"), "tiny")
-
-
-@pytest.fixture(scope="session")
-def tiny_f5(tiny_model_dir) -> F5Engine:
-    engine = F5Engine(load_model_dir(tiny_model_dir), device="cpu")
-    engine.load()
-    return engine
-
-
-def test_three_requests_two_wavs_two_successes_one_failure(stack, make_worker, tiny_f5):
+def test_three_requests_two_wavs_two_successes_one_failure(stack, make_worker, tiny_engine):
     VoiceLibrary(stack.clients.s3, stack.resources.bucket).add(
         "basic-zh", wheel_example_path("infer/examples/basic/basic_ref_zh.wav").read_bytes(), ZH_TRANSCRIPT
     )
@@ -42,7 +27,7 @@ def test_three_requests_two_wavs_two_successes_one_failure(stack, make_worker, t
     stack.send(json.dumps({"job_id": "zh-1", "text": texts["zh-1"], "voice": {"voice_id": "basic-zh"}}))
     stack.send(json.dumps({"job_id": "bad-1", "text": "", "voice": {"voice_id": "basic-en"}}))
 
-    worker, _ = make_worker(tiny_f5, visibility_timeout_s=60, heartbeat_interval_s=10)
+    worker, _ = make_worker(tiny_engine, visibility_timeout_s=60, heartbeat_interval_s=10)
     assert worker.run() == 0
 
     events = {e.job_id: e for e in stack.events()}
@@ -62,7 +47,7 @@ def test_three_requests_two_wavs_two_successes_one_failure(stack, make_worker, t
     assert stack.queue_counts(stack.resources.dlq_url) == (0, 0)
 
 
-def test_worker_process_runs_from_environment_and_exits_zero_on_sigterm(stack, tiny_model_dir):
+def test_worker_process_runs_from_environment_and_exits_zero_on_sigterm(stack, tiny_model_path):
     """`f5-worker run` as a process: env settings, model preloaded, health port, SIGTERM → exit 0."""
     import os
     import signal
@@ -82,7 +67,7 @@ def test_worker_process_runs_from_environment_and_exits_zero_on_sigterm(stack, t
                 "queue_url": stack.resources.queue_url,
                 "bucket": stack.resources.bucket,
                 "topic_arn": stack.resources.topic_arn,
-                "model_dir": tiny_model_dir,
+                "model_dir": tiny_model_path,
                 "device": "cpu",
                 "wait_time_s": 1,
                 "health_port": port,

@@ -12,7 +12,6 @@ import soundfile as sf
 from consumer.audio.encoding import CONTENT_TYPES, OPUS_RATES, encode
 from consumer.audio.signal import cross_fade, remove_long_silences
 from contracts.requests import AudioFormat
-from tests.engine_fixtures import *  # noqa: F403
 
 RATE = 24000
 

@@ -17,7 +17,6 @@ from consumer.core.errors import InvalidRequest, SynthesisAborted, TextNotRepres
 from consumer.engine import Engine, SynthesisJob
 from consumer.engine.f5 import F5Engine, chunk_seed
 from contracts.requests import SynthesisOptions
-from tests.engine_fixtures import *  # noqa: F403
 
 TEXT = "I don't really care what you call me."
 FAST = SynthesisOptions(nfe_steps=8)  # shapes and seeding do not depend on the step count

@@ -13,8 +13,7 @@ from consumer.audio.reference import decode_reference, normalise_transcript, pro
 from consumer.audio.signal import resample
 from consumer.core.errors import BadReferenceAudio, InvalidRequest
 from consumer.engine.model_spec import wheel_example_path
-from tests.engine_fixtures import *  # noqa: F403
-from tests.engine_fixtures import REF_EN_FILE, REF_EN_TEXT
+from tests.wheel_examples import REF_EN_FILE, REF_EN_TEXT
 
 RATE = 24000
 

@@ -420,4 +420,5 @@ def test_localstack_compose_is_pinned_and_mounts_the_hook() -> None:
     assert service["environment"]["SERVICES"] == "sqs,sns,s3"
     assert "./init/ready.d:/etc/localstack/init/ready.d:ro" in service["volumes"]
     assert "../consumer:/opt/f5-worker/consumer:ro" in service["volumes"]
+    assert "../contracts:/opt/f5-worker/contracts:ro" in service["volumes"]
     assert all(port.startswith("127.0.0.1:") for port in service["ports"])

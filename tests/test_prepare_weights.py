@@ -19,8 +19,7 @@ import pytest
 
 from consumer.engine.model_spec import load_model_dir, wheel_example_path
 from contracts.events import SynthesisCompleted
-from tests.asr_fixtures import RECOGNISED, tiny_whisper  # noqa: F401 - tiny_whisper: the tiny Whisper (fixture)
-from tests.engine_fixtures import tiny_model_path  # noqa: F401 - the shared tiny random model (fixture)
+from tests.tiny_whisper import RECOGNISED
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "docker" / "prepare_weights.py"
@@ -56,7 +55,7 @@ def _args(source: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def prepared(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+def prepared(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random model run through the script as the Dockerfile runs it (a subprocess, exit 0)."""
     out = tmp_path_factory.mktemp("prepared") / "model"
     sha = _sha256(tiny_model_path / "model.safetensors")
@@ -67,7 +66,7 @@ def prepared(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return out
 
 
-def test_layout_is_what_the_worker_loads(prepared: Path, tiny_model_path: Path) -> None:  # noqa: F811
+def test_layout_is_what_the_worker_loads(prepared: Path, tiny_model_path: Path) -> None:
     assert sorted(p.relative_to(prepared).as_posix() for p in prepared.rglob("*")) == [
         "model.json",
         "model.safetensors",
@@ -88,7 +87,7 @@ def test_layout_is_what_the_worker_loads(prepared: Path, tiny_model_path: Path) 
     assert oct(prepared.stat().st_mode & 0o777) == oct(0o755)
 
 
-def test_wrong_sha256_fails_and_writes_nothing(tiny_model_path: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_wrong_sha256_fails_and_writes_nothing(tiny_model_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"
     argv = _args(tiny_model_path, out, "--model-sha256", "0" * 64)
     result = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=120)
@@ -100,7 +99,7 @@ def test_wrong_sha256_fails_and_writes_nothing(tiny_model_path: Path, tmp_path: 
 
 def test_sha256_is_required_unless_waived(
     prepare_weights: ModuleType,
-    tiny_model_path: Path,  # noqa: F811
+    tiny_model_path: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -112,7 +111,7 @@ def test_sha256_is_required_unless_waived(
 
 def test_wrong_vocoder_sha256_fails(
     prepare_weights: ModuleType,
-    tiny_model_path: Path,  # noqa: F811
+    tiny_model_path: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -124,7 +123,7 @@ def test_wrong_vocoder_sha256_fails(
 
 def test_missing_local_source_and_occupied_target(
     prepare_weights: ModuleType,
-    tiny_model_path: Path,  # noqa: F811
+    tiny_model_path: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -144,7 +143,7 @@ def test_missing_local_source_and_occupied_target(
 
 def test_hub_sources_are_fetched_at_the_pinned_revision(
     prepare_weights: ModuleType,
-    tiny_model_path: Path,  # noqa: F811
+    tiny_model_path: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -200,7 +199,7 @@ def test_hub_sources_are_fetched_at_the_pinned_revision(
 
 def test_default_arch_is_the_packaged_f5tts_v1_base(
     prepare_weights: ModuleType,
-    tiny_model_path: Path,  # noqa: F811
+    tiny_model_path: Path,
     tmp_path: Path,
 ) -> None:
     # No --arch: the architecture comes from the f5-tts wheel's configs/F5TTS_v1_Base.yaml (one source of truth).
@@ -349,8 +348,8 @@ def test_worker_runs_the_prepared_model_offline(
 # --- the optional ASR model (--asr-model) ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def prepared_with_asr(
-    tiny_model_path: Path,  # noqa: F811
-    tiny_whisper: Path,  # noqa: F811
+    tiny_model_path: Path,
+    tiny_whisper: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     out = tmp_path_factory.mktemp("prepared-asr") / "model"
@@ -360,7 +359,7 @@ def prepared_with_asr(
     return out
 
 
-def test_asr_model_is_copied_next_to_the_weights(prepared_with_asr: Path, tiny_whisper: Path) -> None:  # noqa: F811
+def test_asr_model_is_copied_next_to_the_weights(prepared_with_asr: Path, tiny_whisper: Path) -> None:
     from consumer.engine.asr import WhisperTranscriber
 
     asr = prepared_with_asr / "asr"
@@ -378,7 +377,7 @@ def test_asr_model_is_copied_next_to_the_weights(prepared_with_asr: Path, tiny_w
 
 def test_asr_hub_source_is_a_snapshot_at_the_pinned_revision(
     prepare_weights: ModuleType,
-    tiny_whisper: Path,  # noqa: F811
+    tiny_whisper: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -400,7 +399,7 @@ def test_asr_hub_source_is_a_snapshot_at_the_pinned_revision(
 
 def test_asr_source_that_is_not_a_whisper_model_fails_and_writes_nothing(
     prepare_weights: ModuleType,
-    tiny_model_path: Path,  # noqa: F811
+    tiny_model_path: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -1,5 +1,6 @@
-"""The synthesis engine behind a small interface. Only `consumer.engine.f5` (and the checkpoint tools in
-`consumer.engine.random_model`) import torch or f5_tts; everything here is torch-free."""
+"""The synthesis engine behind a small interface. Only `consumer.engine.f5`, `consumer.engine.asr` (inside its
+loader) and the checkpoint tools in `consumer.engine.random_model` import torch, f5_tts or transformers
+(import-linter holds that line); everything here is torch-free."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 # (`python -m consumer.ops.init`), so LocalStack, moto, the tests and the CloudFormation template all
 # follow one ResourceSpec. Prints the worker's environment (F5_WORKER_QUEUE_URL=...) to LocalStack's log.
 #
-# In the Docker image, docker-compose.yml mounts the repository's consumer/ at /opt/f5-worker/consumer and the hook
+# In the Docker image, docker-compose.yml mounts the repository's consumer/ and contracts/ under /opt/f5-worker and the hook
 # runs it with LocalStack's own Python, which has boto3 (and, in localstack-core 4.13.1's runtime, pydantic-settings
 # too). If the settings model's pydantic + pydantic-settings are missing, they are installed once from PyPI into the
 # LocalStack volume; without PyPI access the hook fails with the command to run on the host instead (same result:
@@ -18,8 +18,8 @@ export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_
 export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
 on_host="python -m consumer.ops.init --endpoint-url <LocalStack URL> --name $name   (in the repository)"
 
-if [ ! -d "$src/consumer" ]; then
-  echo "f5-worker init: $src/consumer is not mounted; run on the host: $on_host" >&2
+if [ ! -d "$src/consumer" ] || [ ! -d "$src/contracts" ]; then
+  echo "f5-worker init: $src/consumer and $src/contracts must be mounted; run on the host: $on_host" >&2
   exit 1
 fi
 if [ -z "$py" ]; then

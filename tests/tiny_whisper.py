@@ -1,4 +1,5 @@
-"""A tiny random Whisper model for the ASR tests, generated on disk (no hub): `from tests.asr_fixtures import *`.
+"""A tiny random Whisper model for the ASR tests, generated on disk (no hub); the `tiny_whisper` fixture
+(conftest.py) writes one per session.
 
 Its weights are set so that one word always wins: whatever the audio, it "hears" `RECOGNISED`.
 """
@@ -7,13 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 WORD = "hello"
 NEW_TOKENS = 3
 RECOGNISED = " ".join([WORD] * NEW_TOKENS)  # what the tiny model hears in any audio
-
-__all__ = ["RECOGNISED", "tiny_whisper", "write_tiny_whisper"]
 
 
 def write_tiny_whisper(out: Path, *, favoured: str | None = f"Ġ{WORD}", multilingual: bool = True) -> Path:
@@ -91,8 +88,3 @@ def write_tiny_whisper(out: Path, *, favoured: str | None = f"Ġ{WORD}", multili
     tokenizer.save_pretrained(out)
     WhisperFeatureExtractor(feature_size=8).save_pretrained(out)
     return out
-
-
-@pytest.fixture(scope="session")
-def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_whisper(tmp_path_factory.mktemp("asr") / "tiny-whisper")
