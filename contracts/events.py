@@ -31,6 +31,9 @@ class _Event(BaseModel):
     event_id: str = Field(description="Stable per job and outcome: deduplicate on it.")
     job_id: str
     attempt: int = Field(ge=1, description="SQS receive count of the message that produced the event.")
+    generation: int = Field(
+        1, ge=1, description="The job's generation: a failed job re-sent (or redriven) runs again as the next one."
+    )
     worker_id: str
     occurred_at: datetime
     metadata: dict[str, Any] = Field(default_factory=dict, description="The request's metadata, echoed.")

@@ -26,10 +26,12 @@ from consumer.core.settings import Settings
 from consumer.engine.fake import FakeEngine
 from consumer.ops.infra import main as infra_main
 from consumer.ops.infra import render_cloudformation, render_yaml
+from consumer.producer.client import Client
 from consumer.producer.voice_library import VoiceLibrary
 from consumer.worker.loop import Worker
 from consumer.worker.services import build_services
 from contracts.events import SynthesisCompleted, parse_event
+from tests.webhook_receiver import Receiver
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "f5-worker.yaml"
 REGION = "us-east-1"
@@ -150,6 +152,7 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
         ("sqs:DeleteMessage", "RequestQueue"),
         ("sqs:ChangeMessageVisibility", "RequestQueue"),
         ("sqs:GetQueueAttributes", "RequestQueue"),
+        ("sqs:SendMessage", "RequestQueue"),
         ("s3:GetObject", "AudioBucket/jobs/*"),
         ("s3:PutObject", "AudioBucket/jobs/*"),
         ("s3:GetObject", "AudioBucket/outputs/*"),
@@ -162,6 +165,7 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
     assert _grants(policies["ProducerPolicy"]) == {
         ("sqs:SendMessage", "RequestQueue"),
         ("s3:GetObject", "AudioBucket/outputs/*"),
+        ("s3:GetObject", "AudioBucket/jobs/*"),
         ("s3:GetObject", "AudioBucket/voices/*"),
         ("s3:PutObject", "AudioBucket/voices/*"),
         ("s3:DeleteObject", "AudioBucket/voices/*"),
@@ -298,7 +302,13 @@ def test_stack_runs_a_job_within_its_policies(aws_endpoint: str, cfn: Any) -> No
     voices = VoiceLibrary(producer.s3, outputs["BucketName"])
     voices.add_example("basic-en")
     assert [v["voice_id"] for v in voices.list()] == ["basic-en"]  # ListBucket under voices/
-    request = {"job_id": "cfn-1", "text": "hello", "voice": {"voice_id": "basic-en"}}
+    receiver = Receiver(status=503)  # a webhook that is down: the worker queues a delivery retry
+    request = {
+        "job_id": "cfn-1",
+        "text": "hello",
+        "voice": {"voice_id": "basic-en"},
+        "notify": {"webhook_url": receiver.url},
+    }
     producer.sqs.send_message(QueueUrl=outputs["QueueUrl"], MessageBody=json.dumps(request))
 
     # when the worker runs on the stack's resources,
@@ -309,9 +319,15 @@ def test_stack_runs_a_job_within_its_policies(aws_endpoint: str, cfn: Any) -> No
         queue_url=outputs["QueueUrl"],
         bucket=outputs["BucketName"],
         topic_arn=outputs["TopicArn"],
+        webhook_allow_private=True,
+        webhook_inline_attempts=1,
     )
     worker_clients = worker_log.attach(make_clients(settings))
-    assert Worker(build_services(settings, FakeEngine(), clients=worker_clients)).run() == 0
+    try:
+        assert Worker(build_services(settings, FakeEngine(), clients=worker_clients)).run() == 0
+    finally:
+        receiver.close()
+    assert receiver.requests, "the webhook was tried"
 
     # then the audio is in S3, the queue is empty and the producer gets the completion event,
     head = producer.s3.head_object(Bucket=outputs["BucketName"], Key="outputs/cfn-1.wav")
@@ -328,8 +344,9 @@ def test_stack_runs_a_job_within_its_policies(aws_endpoint: str, cfn: Any) -> No
 
     # and every call each of them made is allowed by the IAM policy the stack created for it.
     worker_ops = {op for _, op, _ in worker_log.calls}
-    assert {"ReceiveMessage", "PutObject", "Publish", "DeleteMessage"} <= worker_ops
-    assert {"ListObjectsV2", "SendMessage", "ReceiveMessage"} <= {op for _, op, _ in producer_log.calls}
+    assert {"ReceiveMessage", "PutObject", "Publish", "DeleteMessage", "SendMessage"} <= worker_ops
+    assert Client(producer, outputs["QueueUrl"], outputs["BucketName"]).result("cfn-1") == event  # jobs/ readable
+    assert {"ListObjectsV2", "SendMessage", "ReceiveMessage", "GetObject"} <= {op for _, op, _ in producer_log.calls}
     assert _denied(worker_log, _policy_document(aws_endpoint, outputs["WorkerPolicyArn"])) == []
     assert _denied(producer_log, _policy_document(aws_endpoint, outputs["ProducerPolicyArn"])) == []
 

@@ -109,11 +109,11 @@ def test_a_renewal_between_synthesis_and_completion_still_ends_done(stack, make_
         renewals.release()
         return renewed
 
-    def complete_after_a_renewal(claim, event):
+    def complete_after_a_renewal(claim, event, webhook_url=None):
         while renewals.acquire(blocking=False):  # forget renewals from before the completion began
             pass
         renewals.acquire(timeout=1.0)
-        return real_complete(claim, event)
+        return real_complete(claim, event, webhook_url)
 
     services.jobs.renew = counting_renew
     services.jobs.complete = complete_after_a_renewal

@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumer.core.errors import JobAlreadyCompleted, JobInProgressElsewhere, LeaseLost
+from consumer.core.errors import JobAlreadyCompleted, JobAlreadyFailed, JobInProgressElsewhere, LeaseLost
 from consumer.engine.fake import FakeEngine
-from consumer.storage.jobs import JobStore
+from consumer.storage.jobs import DeliveryState, JobStore
 from consumer.worker.job import Outcome, process_message
 from consumer.worker.message import RECEIVE_ATTRIBUTES, ReceivedMessage
-from contracts.events import SynthesisCompleted, event_id_for
+from contracts.codes import ErrorCode
+from contracts.events import SynthesisCompleted, SynthesisFailed, event_id_for
 
 
 class Clock:
@@ -75,6 +76,8 @@ def test_claim_writes_inprogress_once_and_defers_a_second_claimant(stack, jobs, 
         "job_id": "j1",
         "worker_id": "w1",
         "message_id": "m1",
+        "attempt": 1,
+        "generation": 1,
         "expires_at": (clock.now + timedelta(seconds=60)).isoformat(),
     }
     with pytest.raises(JobInProgressElsewhere) as held:
@@ -106,9 +109,18 @@ def test_complete_records_the_event_and_only_with_the_current_claim(stack, jobs,
 
 
 def test_release_expires_the_claim_so_the_next_attempt_need_not_wait(stack, jobs, clock):
-    claim = jobs.claim("j4", "w1", ttl_s=600)
-    jobs.release(claim)
-    assert datetime.fromisoformat(record(stack, "j4")["expires_at"]) < clock.now
+    claim = jobs.claim("j4", "w1", ttl_s=600, message_id="m4")
+    jobs.release(claim, "retry", ErrorCode.STORAGE_ERROR)
+    released = record(stack, "j4")
+    assert released["status"] == "RELEASED" and "expires_at" not in released
+    assert released["released"] | {"at": None} == {
+        "reason": "retry",
+        "error_code": "storage_error",
+        "by": "w1",
+        "message_id": "m4",
+        "attempt": 1,
+        "at": None,
+    }
     again = jobs.claim("j4", "w2", ttl_s=60)  # no JobInProgressElsewhere: nothing to wait for
     assert again.worker_id == "w2" and not again.fresh
 
@@ -169,3 +181,67 @@ def test_a_claim_taken_over_mid_synthesis_is_abandoned_without_writes(stack, mak
     assert record(stack, "j8")["worker_id"] == "intruder"  # nothing written over the new owner
     assert stack.objects("outputs/") == [] and stack.events() == []
     assert stack.queue_counts() == (0, 1)  # the message is left to its visibility, not deleted
+
+
+def failed_event(job_id: str, generation: int = 1) -> SynthesisFailed:
+    return SynthesisFailed(
+        event_id=event_id_for(job_id, f"failed:{generation}"),
+        job_id=job_id,
+        attempt=1,
+        generation=generation,
+        worker_id="w",
+        occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+        error_code=ErrorCode.UNKNOWN_VOICE,
+        error_message="voice 'x' does not exist",
+        retryable=False,
+    )
+
+
+def test_fail_records_the_failure_and_replays_it_to_the_same_message(stack, jobs):
+    claim = jobs.claim("f1", "w1", ttl_s=60, message_id="m1")
+    jobs.fail(claim, failed_event("f1"), "https://example.com/hook")
+    stored = record(stack, "f1")
+    assert stored["status"] == "FAILED" and stored["generation"] == 1
+    assert stored["failure"] == {
+        "error_code": "unknown_voice",
+        "error_message": "voice 'x' does not exist",
+        "attempt": 1,
+        "message_id": "m1",
+        "redrivable": False,
+    }
+    with pytest.raises(JobAlreadyFailed) as duplicate:  # the same message delivered again
+        jobs.claim("f1", "w2", ttl_s=60, message_id="m1")
+    assert duplicate.value.event == failed_event("f1") and duplicate.value.webhook_url == "https://example.com/hook"
+
+
+def test_a_new_message_reopens_a_failed_job_as_its_next_generation(stack, jobs):
+    jobs.fail(jobs.claim("f2", "w1", ttl_s=60, message_id="m1"), failed_event("f2"))
+    reopened = jobs.claim("f2", "w2", ttl_s=60, message_id="m2")  # the producer fixed the cause and re-sent
+    assert reopened.generation == 2 and not reopened.fresh
+    assert record(stack, "f2")["status"] == "INPROGRESS" and record(stack, "f2")["generation"] == 2
+
+
+def test_a_dead_lettered_failure_reopens_for_its_own_redriven_message(stack, jobs):
+    jobs.fail(jobs.claim("f3", "w1", ttl_s=60, message_id="m1"), failed_event("f3"), redrivable=True)
+    assert jobs.claim("f3", "w2", ttl_s=60, message_id="m1").generation == 2
+
+
+def test_a_completed_job_is_final_for_every_message(stack, jobs):
+    jobs.complete(jobs.claim("f4", "w1", ttl_s=60, message_id="m1"), completed_event("f4"))
+    for message_id in ("m1", "m2"):
+        with pytest.raises(JobAlreadyCompleted):
+            jobs.claim("f4", "w2", ttl_s=60, message_id=message_id)
+
+
+def test_deliveries_are_logged_on_the_terminal_record_only(stack, jobs):
+    claim = jobs.claim("f5", "w1", ttl_s=60)
+    assert not jobs.record_delivery("f5", {"status": 500}), "no outcome yet: nothing to log"
+    jobs.complete(claim, completed_event("f5"), "https://example.com/hook")
+    for status in range(12):
+        assert jobs.record_delivery("f5", {"status": status})
+    assert jobs.record_delivery("f5", {"status": 200}, DeliveryState.DELIVERED)
+    assert jobs.record_delivery("f5", {"status": 500}, DeliveryState.DELIVERY_FAILED)  # late: cannot undo delivered
+    delivery = record(stack, "f5")["delivery"]
+    assert delivery["state"] == "delivered" and delivery["count"] == 14
+    assert [a["status"] for a in delivery["attempts"]] == [4, 5, 6, 7, 8, 9, 10, 11, 200, 500]
+    assert record(stack, "f5")["status"] == "COMPLETED"

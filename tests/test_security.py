@@ -74,4 +74,6 @@ def test_requests_cannot_write_outside_the_configured_place(stack, make_worker, 
     worker.run()
     (event,) = stack.events()
     assert event.type == "synthesis.failed.v1" and not event.retryable
-    assert stack.objects("") == sorted(k for k in stack.objects("") if k.startswith("voices/"))
+    # nothing but the voice library and the job's record (which says FAILED)
+    assert [k for k in stack.objects("") if not k.startswith("voices/")] == ["jobs/escape-2.json"]
+    assert json.loads(stack.get("jobs/escape-2.json"))["status"] == "FAILED"

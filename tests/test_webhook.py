@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -13,35 +11,9 @@ from standardwebhooks.webhooks import Webhook
 from consumer.core.errors import WebhookFailed, WebhookRefused
 from consumer.worker import webhook
 from tests.test_worker_flow import request
+from tests.webhook_receiver import Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
-
-
-class Receiver:
-    """A loopback HTTP endpoint recording what it receives; answers `status` (or a redirect)."""
-
-    def __init__(self, status: int = 200, location: str | None = None) -> None:
-        self.requests: list[tuple[dict, bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers), body))
-                self.send_response(status)
-                if location:
-                    self.send_header("Location", location)
-                self.end_headers()
-
-            def log_message(self, *_):
-                return
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 @pytest.fixture
@@ -53,7 +25,7 @@ def receiver():
 
 def test_signature_verifies_with_the_reference_implementation(receiver):
     body = json.dumps({"hello": "world"}).encode()
-    status = webhook.deliver(receiver.url, body, "evt_1", secret=SECRET, allow_private=True, timeout_s=5)
+    status = webhook.deliver(receiver.url, body, "evt_1", secrets=[SECRET], allow_private=True, timeout_s=5)
     assert status == 200
     headers, received = receiver.requests[0]
     lowered = {k.lower(): v for k, v in headers.items()}
@@ -92,7 +64,7 @@ def test_redirects_are_not_followed():
     r = Receiver(status=302, location="http://169.254.169.254/latest/meta-data/")
     try:
         with pytest.raises(WebhookFailed, match="302"):
-            webhook.deliver(r.url, b"{}", "evt", secret=None, allow_private=True, timeout_s=5)
+            webhook.deliver(r.url, b"{}", "evt", allow_private=True, timeout_s=5)
         assert len(r.requests) == 1
     finally:
         r.close()

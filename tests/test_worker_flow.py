@@ -126,7 +126,7 @@ def test_audio_uploaded_but_no_result_record_rebuilds_the_event_without_synthesi
     _, services = make_worker(engine)
     msg = receive_one(stack)
     real_complete = services.jobs.complete
-    services.jobs.complete = lambda claim, event: (_ for _ in ()).throw(SystemExit("killed after upload"))
+    services.jobs.complete = lambda *_args: (_ for _ in ()).throw(SystemExit("killed after upload"))
     with pytest.raises(SystemExit):
         process_message(msg, services, threading.Event())
     services.jobs.complete = real_complete

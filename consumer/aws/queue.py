@@ -10,6 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from consumer.aws.failures import is_receipt_gone, storage_errors
 from consumer.aws.retry import aws_retry
 from consumer.core.logs import get_logger
+from contracts.tasks import KIND_ATTRIBUTE
 
 log = get_logger(__name__)
 # What the worker reads from each message: the receive count drives backoff and redrive, the timestamps timings.
@@ -32,6 +33,21 @@ class Queue:
             MessageAttributeNames=["All"],
         )
         return list(response.get("Messages", []))
+
+    def send_task(self, kind: str, body: str, *, delay_s: int, group_id: str, dedup_id: str) -> None:
+        """Queue work for any worker (a message with the `f5-worker-kind` attribute). FIFO queues cannot delay one
+        message: there the task carries its due time and the receiver holds it back."""
+        params: dict[str, Any] = {
+            "QueueUrl": self.url,
+            "MessageBody": body,
+            "MessageAttributes": {KIND_ATTRIBUTE: {"DataType": "String", "StringValue": kind}},
+        }
+        if self.url.endswith(".fifo"):
+            params |= {"MessageGroupId": group_id, "MessageDeduplicationId": dedup_id}
+        else:
+            params["DelaySeconds"] = max(0, min(900, delay_s))
+        with storage_errors(f"queueing a {kind} task"):
+            aws_retry(self.sqs.send_message)(**params)
 
     def delete(self, receipt_handle: str) -> bool:
         """Delete after success. Returns False if the receipt is no longer valid (the message was

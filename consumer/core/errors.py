@@ -9,8 +9,8 @@ The class decides the queue action of a job:
 - `LeaseLost` → this attempt no longer owns the job; it stops without writing anything.
 - `JobInProgressElsewhere` → another attempt holds a live claim; the message is hidden until it expires.
 
-The others are signals between modules (`JobAlreadyCompleted`, `SynthesisAborted`), webhook outcomes, and the
-errors of the model loader, the image's weight preparation and the producer client.
+The others are signals between modules (`JobAlreadyCompleted`, `JobAlreadyFailed`, `SynthesisAborted`), webhook
+outcomes, and the errors of the model loader, the image's weight preparation and the producer client.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 from contracts.codes import ErrorCode
 
 if TYPE_CHECKING:
-    from contracts.events import SynthesisCompleted
+    from contracts.events import SynthesisCompleted, SynthesisFailed
 
 
 class WorkerError(Exception):
@@ -81,10 +81,10 @@ class TextNotRepresentable(PermanentError):
 
 
 class ForbiddenLocation(PermanentError):
-    """A bucket or key outside what this worker may read or write."""
+    """A bucket or key outside what this worker may read or write, or an output key holding a foreign object."""
 
     code = ErrorCode.FORBIDDEN_LOCATION
-    cause = "bucket outside the allowlist"
+    cause = "bucket outside the allowlist; output key holding an object f5-worker did not write"
 
 
 # --- retryable: message kept, visible again after a backoff -----------------------------------------------------
@@ -107,10 +107,11 @@ class StorageError(RetryableError):
 
 
 class NotifyError(RetryableError):
-    """The SNS publish or the webhook still failed after in-process retries."""
+    """The SNS publish still failed after in-process retries (webhooks are delivered apart from the job)."""
 
     code = ErrorCode.NOTIFY_ERROR
-    cause = "SNS/webhook still failing after in-process retries"
+    cause = "SNS publish still failing after in-process retries, after the outcome was recorded"
+    event = "the recorded one, replayed by the next delivery; never a failure (last receive: message finished)"
 
 
 class EngineError(RetryableError):
@@ -152,11 +153,23 @@ class JobInProgressElsewhere(WorkerError):
 
 # --- signals between modules -------------------------------------------------------------------------------------
 class JobAlreadyCompleted(Exception):
-    """A claim found the job's record COMPLETED: its event is replayed instead of running the job."""
+    """A claim found the job's record COMPLETED (final): its event is replayed instead of running the job."""
 
-    def __init__(self, event: SynthesisCompleted) -> None:
+    def __init__(self, event: SynthesisCompleted, webhook_url: str | None = None, delivered: bool = False) -> None:
         super().__init__(f"job {event.job_id} already completed")
         self.event = event
+        self.webhook_url = webhook_url
+        self.delivered = delivered  # the webhook already accepted the event
+
+
+class JobAlreadyFailed(Exception):
+    """A duplicate delivery of the message whose job failed: the recorded failure event is replayed."""
+
+    def __init__(self, event: SynthesisFailed, webhook_url: str | None = None, delivered: bool = False) -> None:
+        super().__init__(f"job {event.job_id} already failed ({event.error_code.value})")
+        self.event = event
+        self.webhook_url = webhook_url
+        self.delivered = delivered
 
 
 class SynthesisAborted(Exception):
@@ -170,6 +183,10 @@ class WebhookRefused(Exception):
 
 class WebhookFailed(Exception):
     """The target did not accept the delivery (connection error or non-2xx): retrying may help."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status it answered, if it answered
 
 
 # --- models, image build, producers --------------------------------------------------------------------------------
@@ -230,9 +247,15 @@ def render_errors_doc() -> str:
         "Backoff: `min(retry_max_delay_s, retry_base_delay_s · 2^(attempt-1))`, jittered in [½, 1] of that, from",
         "the message's `ApproximateReceiveCount` (SQS keeps the count; re-sending would reset it and defeat redrive).",
         "",
-        "Permanent failures are not recorded in S3: re-sending the same `job_id` after fixing the cause (e.g.",
-        "uploading the voice) runs the job. A completed job is recorded in its job record `jobs/{job_id}.json`",
-        "(status `COMPLETED`, with its event) and is never synthesized again: its event is replayed.",
+        "Every outcome is recorded in the job record `jobs/{job_id}.json` before it is announced, and only the",
+        "attempt that recorded it (or a replay of the record) publishes an event: `COMPLETED` is final (every later",
+        "delivery, re-send or redrive replays its `completed` event); `FAILED` replays its event to duplicate",
+        "deliveries of the message that failed, and a new message for the job (a re-send after fixing the cause, or",
+        "a redrive) runs it again as its next `generation` (failure event ids carry the generation). A body without",
+        "a usable `job_id` has no record: its event has job id `message-<MessageId>`.",
+        "",
+        "A webhook never fails a job: it is delivered after the outcome is recorded, apart from the job, and",
+        "retried from the queue until it accepts or the record says `delivery_failed`.",
     ]
     return "\n".join(rows) + "\n"
 

@@ -28,6 +28,15 @@ class Metrics:
             buckets=_RTF_BUCKETS,
             registry=r,
         )
+        self.webhook_deliveries = Counter(
+            "f5_worker_webhook_deliveries",
+            "Webhook POSTs by result: delivered, failed, refused; gave_up when retries ran out (delivery_failed)",
+            ["result"],
+            registry=r,
+        )
+        self.events_unpublished = Counter(
+            "f5_worker_events_unpublished", "Recorded outcomes whose SNS publish failed on the last receive", registry=r
+        )
         self.heartbeats = Counter("f5_worker_heartbeat_extensions", "Visibility extensions", registry=r)
         self.in_flight = Gauge("f5_worker_in_flight", "Messages being processed", registry=r)
         self.polls = Counter("f5_worker_polls", "ReceiveMessage calls, by result", ["result"], registry=r)

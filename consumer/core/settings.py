@@ -102,9 +102,30 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(Path.home() / ".cache" / "f5-worker", description="Generated models (local runs).")
 
     # --- Notifications ------------------------------------------------------------------------------------
-    webhook_secret: SecretStr | None = Field(None, description="Standard Webhooks secret (whsec_...); signs webhooks.")
-    webhook_allow_private: bool = Field(False, description="Allow loopback/private webhook targets (local only).")
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Standard Webhooks secret (whsec_...) that signs webhooks. To rotate, give several separated "
+        "by spaces or commas: every one signs each delivery (receivers accept any).",
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Also allow loopback, RFC 1918 and IPv6 ULA webhook targets (local and private networks). "
+        "Cloud metadata, link-local, multicast and reserved addresses stay refused.",
+    )
     webhook_timeout_s: float = Field(10.0, gt=0, description="Per webhook POST.")
+    webhook_senders: int = Field(2, ge=1, le=32, description="Threads that deliver webhooks, apart from the jobs.")
+    webhook_inline_attempts: int = Field(
+        3, ge=1, le=10, description="Delivery attempts in process (with backoff) before a queued retry takes over."
+    )
+    webhook_retry_base_s: float = Field(
+        30.0, ge=0, le=900, description="Delay of the first queued delivery retry; doubles per attempt, at most 900 s."
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=100, description="Queued delivery attempts before the record says delivery_failed."
+    )
+    webhook_max_age_s: float = Field(
+        86_400.0, gt=0, description="No delivery retry is queued this long after the job finished."
+    )
     notify_attempts: int = Field(4, ge=1, le=10, description="In-process attempts per notification target.")
 
     # --- Process --------------------------------------------------------------------------------------------

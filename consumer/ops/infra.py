@@ -220,12 +220,14 @@ def _worker_policy() -> dict[str, Any]:
             "Sid": "ConsumeRequests",
             "Effect": "Allow",
             # ChangeMessageVisibility covers the batch call (heartbeats, handing messages back at shutdown);
-            # GetQueueAttributes reads the redrive policy's maxReceiveCount at start.
+            # GetQueueAttributes reads the redrive policy's maxReceiveCount at start; SendMessage queues webhook
+            # delivery retries (deliver.v1 tasks) on the same queue.
             "Action": [
                 "sqs:ReceiveMessage",
                 "sqs:DeleteMessage",
                 "sqs:ChangeMessageVisibility",
                 "sqs:GetQueueAttributes",
+                "sqs:SendMessage",
             ],
             "Resource": _arn("RequestQueue"),
         },
@@ -254,6 +256,8 @@ def _producer_policy() -> dict[str, Any]:
     statements = [
         {"Sid": "SendRequests", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": _arn("RequestQueue")},
         {"Sid": "ReadAudio", "Effect": "Allow", "Action": "s3:GetObject", "Resource": _objects(OUTPUTS)},
+        # A job's outcome without an events queue (`jobs show`, `Client.wait`, `jobs redeliver`).
+        {"Sid": "ReadJobRecords", "Effect": "Allow", "Action": "s3:GetObject", "Resource": _objects(JOBS)},
         {
             "Sid": "ManageVoices",  # the voice library: add, show, list (ListBucket below), remove
             "Effect": "Allow",
@@ -273,7 +277,10 @@ def _producer_policy() -> dict[str, Any]:
         ),
     ]
     return _policy(
-        "producer", "ProducerRoleName", statements, "f5-worker producers: send requests, manage voices, read audio"
+        "producer",
+        "ProducerRoleName",
+        statements,
+        "f5-worker producers: send requests, manage voices, read audio and job records",
     )
 
 

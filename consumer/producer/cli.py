@@ -201,13 +201,26 @@ def voices_rm(voice_id: str) -> None:
 
 @jobs_app.command("show")
 def jobs_show(job_id: str, as_json: JsonFlag = False) -> None:
-    """Show a finished job's recorded event (exit 1 if not finished)."""
+    """Show a finished job's recorded event, completed or failed (exit 1 if not finished)."""
     client, _ = _client()
     event = client.result(job_id)
     if event is None:
-        typer.echo(f"job {job_id} has no recorded result (not finished, failed, or unknown)", err=True)
+        typer.echo(f"job {job_id} has no recorded outcome (not finished, or unknown)", err=True)
         raise typer.Exit(1)
     _emit(json.loads(event.model_dump_json()), as_json)
+
+
+@jobs_app.command("redeliver")
+def jobs_redeliver(job_id: str, as_json: JsonFlag = False) -> None:
+    """Send a finished job's event again (SNS and its webhook), e.g. after a receiver's outage (exit 1 if the job
+    has no recorded outcome)."""
+    client, _ = _client()
+    try:
+        event = client.redeliver(job_id)
+    except LookupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    _emit({"job_id": job_id, "event_id": event.event_id, "type": event.type}, as_json, f"queued: {event.event_id}")
 
 
 def _dlq(sqs, queue_url: str) -> tuple[str, str, str]:
@@ -262,21 +275,30 @@ def dlq_redrive(as_json: JsonFlag = False) -> None:
         typer.echo(f"StartMessageMoveTask unavailable ({exc}); copying instead", err=True)
     moved = 0
     while True:
-        messages = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        messages = sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+        ).get("Messages", [])
         if not messages:
             break
         for m in messages:  # send first, then delete: a crash in between duplicates, never loses
+            # A copy is a new message (a new MessageId), with the original's attributes (a task keeps its kind).
             entry: dict = {"QueueUrl": queue_url, "MessageBody": m["Body"]}
+            if m.get("MessageAttributes"):
+                entry["MessageAttributes"] = m["MessageAttributes"]
             if queue_url.endswith(".fifo"):
-                body = json.loads(m["Body"])
-                entry |= {
-                    "MessageGroupId": "redrive",
-                    "MessageDeduplicationId": str(body.get("job_id", m["MessageId"])),
-                }
+                entry |= {"MessageGroupId": "redrive", "MessageDeduplicationId": _dedup_id(m)}
             sqs.send_message(**entry)
             sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"])
             moved += 1
     _emit({"method": "copy", "moved": moved}, as_json, f"moved {moved} message(s)")
+
+
+def _dedup_id(message: dict) -> str:
+    try:
+        job_id = json.loads(message["Body"]).get("job_id")
+    except (ValueError, AttributeError):
+        job_id = None
+    return str(job_id or message["MessageId"])
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from consumer.core.errors import JobTimeoutError
 from consumer.storage.jobs import JobStore
 from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
 from contracts.requests import SynthesisRequest
+from contracts.tasks import DELIVER_KIND, KIND_ATTRIBUTE, DeliveryTask
 
 Event = SynthesisCompleted | SynthesisFailed
 
@@ -52,6 +54,24 @@ class Client:
             entry["MessageDeduplicationId"] = request.job_id
         return entry
 
+    def redeliver(self, job_id: str) -> Event:
+        """Send a finished job's recorded event again, by hand: a worker publishes it to SNS and POSTs it to the
+        job's webhook (same `event_id`, so subscribers deduplicate). Raises LookupError if the job has no outcome."""
+        done = self._jobs.terminal(job_id)
+        if done is None:
+            raise LookupError(f"job {job_id} has no recorded outcome (not finished, or unknown)")
+        now = datetime.now(UTC)
+        task = DeliveryTask(job_id=job_id, first_at=now, not_before=now, manual=True)
+        entry: dict[str, Any] = {
+            "MessageBody": task.model_dump_json(),
+            "MessageAttributes": {KIND_ATTRIBUTE: {"DataType": "String", "StringValue": DELIVER_KIND}},
+        }
+        if self._fifo:
+            entry["MessageGroupId"] = f"deliver-{job_id}"
+            entry["MessageDeduplicationId"] = f"{job_id}-manual-{now.timestamp():.0f}"
+        self._aws.sqs.send_message(QueueUrl=self.queue_url, **entry)
+        return done.event
+
     def submit(self, request: SynthesisRequest) -> str:
         self._aws.sqs.send_message(QueueUrl=self.queue_url, **self._message(request))
         return request.job_id
@@ -74,7 +94,7 @@ class Client:
 
     def wait(self, job_id: str, timeout_s: float = 300.0, poll_s: float = 1.0) -> Event:
         """Wait for the job's event: from the events queue when configured (failures included), else from
-        the job's result record in S3 (completions only)."""
+        the job's record in S3 (completed or failed)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if job_id in self._seen:

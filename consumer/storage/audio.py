@@ -9,11 +9,14 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from consumer.audio.encoding import CONTENT_TYPES, EXTENSIONS
-from consumer.aws.failures import is_missing, storage_errors
+from consumer.aws.failures import is_conflict, is_missing, storage_errors
 from consumer.aws.retry import aws_retry
 from consumer.core.errors import ForbiddenLocation
+from consumer.core.logs import get_logger
 from contracts.events import AudioOutput
 from contracts.requests import AudioFormat, SynthesisRequest
+
+log = get_logger(__name__)
 
 # Object metadata that makes an uploaded object self-describing: a redelivered job whose audio exists
 # rebuilds its event from these instead of synthesizing again.
@@ -67,7 +70,7 @@ class AudioStore:
                 raise
         meta = head.get("Metadata", {})
         if not all(f in meta for f in _META_FIELDS):
-            return None  # not ours (or from an older layout): it will be replaced
+            return None  # not written by f5-worker
         return StoredAudio(
             output=AudioOutput(
                 uri=location.uri,
@@ -107,15 +110,30 @@ class AudioStore:
             "model-id": model_id,
             "synthesis-s": f"{synthesis_s:.4f}",
         }
+        # Write-once: `If-None-Match: *` makes the first stored version the only one, however long a stale
+        # attempt was paused. A 412 means another attempt stored this job's audio first: that object wins and
+        # the event describes it. (A retried put whose first try landed also answers 412 and finds its own.)
         with storage_errors(f"uploading {location.uri}"):
-            aws_retry(self._s3.put_object)(
-                Bucket=location.bucket,
-                Key=location.key,
-                Body=data,
-                ContentType=CONTENT_TYPES[location.format],
-                Metadata=metadata,
-                ChecksumAlgorithm="SHA256",
-            )
+            try:
+                aws_retry(self._s3.put_object)(
+                    Bucket=location.bucket,
+                    Key=location.key,
+                    Body=data,
+                    ContentType=CONTENT_TYPES[location.format],
+                    Metadata=metadata,
+                    ChecksumAlgorithm="SHA256",
+                    IfNoneMatch="*",
+                )
+            except ClientError as exc:
+                if not is_conflict(exc):
+                    raise
+                stored = self.find(location)
+                if stored is None:
+                    raise ForbiddenLocation(
+                        f"{location.uri} holds an object f5-worker did not write; it is never overwritten"
+                    ) from exc
+                log.info("audio_already_stored", uri=location.uri, consequence="the stored object is the result")
+                return stored
         output = AudioOutput(
             uri=location.uri,
             bucket=location.bucket,

@@ -1,12 +1,16 @@
 """The life of one message, top to bottom. Every exit maps to exactly one queue action:
 
-done          → result recorded, event published, message deleted
-replayed      → job already finished (redelivery): same event republished, message deleted
-failed        → permanent error: failure event published, message deleted
-retry         → retryable error: message kept, visible again after a backoff (redrive → DLQ)
-deferred      → another worker holds a live claim: message hidden until that claim expires
-returned      → shutdown: message visible again at once for another worker
-abandoned     → our visibility/claim was lost: nothing more is written; the new owner finishes
+done          → completion recorded (final), event published, webhook handed to the senders, message deleted
+replayed      → the job already has an outcome for this message: the recorded event again, message deleted
+failed        → permanent error: failure recorded, event published, message deleted
+retry         → retryable error: record released, message visible again after a backoff; on the last receive
+                the failure is recorded and published, and the message goes on to the DLQ
+deferred      → another attempt holds a live claim: message hidden until that claim expires
+returned      → shutdown: record released, message visible again at once for another worker
+abandoned     → our lease ran out or was taken over: nothing more is written; the new owner finishes
+
+An event is only ever published by the attempt that wrote the job's outcome into its record, or as a replay of
+the recorded event: so one job (and generation) has one outcome, and no event contradicts the record.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,9 +32,11 @@ from consumer.aws.queue import Queue
 from consumer.core.errors import (
     InvalidRequest,
     JobAlreadyCompleted,
+    JobAlreadyFailed,
     JobInProgressElsewhere,
     JobTimeout,
     LeaseLost,
+    NotifyError,
     PermanentError,
     RetryableError,
     StorageError,
@@ -44,17 +51,20 @@ from consumer.core.settings import Settings
 from consumer.engine import Engine
 from consumer.storage.audio import AudioStore, OutputLocation, StoredAudio, output_location
 from consumer.storage.jobs import Claim, JobStore
+from consumer.worker.delivery import Deliveries
 from consumer.worker.heartbeat import Heartbeat
+from consumer.worker.lease import Lease
 from consumer.worker.message import ReceivedMessage
 from consumer.worker.notify import Notifier
 from consumer.worker.synthesize import synthesize
-from consumer.worker.validate import job_id_hint, validate
+from consumer.worker.validate import job_id_hint, usable_job_id, validate, webhook_hint
 from consumer.worker.voices import VoiceResolver
 from consumer.worker.webhook import resolve_target
 from contracts.events import ErrorCode, SynthesisCompleted, SynthesisFailed, Timings, event_id_for
 from contracts.requests import SynthesisRequest
 
 log = get_logger(__name__)
+Event = SynthesisCompleted | SynthesisFailed
 
 
 class Outcome(StrEnum):
@@ -78,6 +88,7 @@ class Services:
     voices: VoiceResolver
     engine: Engine
     notifier: Notifier
+    deliveries: Deliveries
     metrics: Metrics
     max_receive_count: int | None = None
 
@@ -98,10 +109,15 @@ class JobRun:
         self.shutdown = shutdown
         self.job_id = job_id_hint(message.body, message.message_id)
         self.deadline = message.received_monotonic + self.settings.job_timeout_s
+        # Owned from the receive on: the message is invisible for visibility_timeout_s (the lease's first term).
+        self.lease = Lease(message.received_monotonic + self.settings.visibility_timeout_s)
         # The claim is shared with the heartbeat thread, which renews it: every read-modify-write of it (renew,
-        # complete) holds this lock, so the main thread never writes with an ETag the heartbeat has replaced.
+        # complete, fail) holds this lock, so the main thread never writes with an ETag the heartbeat replaced.
         self._claim_lock = threading.Lock()
         self.claim: Claim | None = None
+        self.generation = 1
+        self.webhook_url: str | None = None  # where this job's outcome is delivered
+        self._webhook_refused = False  # the request's webhook broke the address rules: never POST to it
         # The claim owner is this attempt, not the process: a duplicate delivered to the same worker while
         # the job runs must be deferred like any other, not take the claim over.
         self.owner = f"{self.settings.worker_id}/{uuid.uuid4().hex[:8]}"
@@ -136,36 +152,37 @@ class JobRun:
         return outcome
 
     def _run(self) -> Outcome:
-        request: SynthesisRequest | None = None
         try:
+            # 1. The record first, whatever this worker's settings: a finished job only ever replays its outcome.
+            job_id = usable_job_id(self.msg.body)
+            if job_id is None:
+                validate(self.msg.body)  # names what is wrong with the job id (or the body)
+                raise InvalidRequest("job_id cannot name a job")
+            self._claim(job_id)
+            # 2. Every request-level check before anything else is written.
             request = validate(self.msg.body)
-            location = output_location(  # every request-level check happens before anything is written
+            self.webhook_url = _webhook(request)
+            location = output_location(
                 request, self.settings.bucket, self.settings.output_prefix, self.settings.allowed_output_buckets
             )
             self._check_webhook(request)
-            try:
-                self.claim = self.s.jobs.claim(
-                    request.job_id, self.owner, self.settings.visibility_timeout_s, self.msg.message_id
-                )
-            except JobAlreadyCompleted as done:
-                log.info("job_already_completed", event_id=done.event.event_id, consequence="event replayed")
-                self.s.notifier.publish(done.event, _webhook(request))
-                return self._delete(Outcome.REPLAYED)
-            event = self._produce(request, location, self.claim)
-            self._complete(event)
-            self.s.notifier.publish(event, _webhook(request))
-            return self._delete(Outcome.DONE)
+            # 3. The work, then the outcome: recorded first, announced after.
+            event = self._produce(request, location)
+            self._record(lambda claim: self.s.jobs.complete(claim, event, self.webhook_url), "the completion")
+            return self._announce(event, Outcome.DONE, recorded=True)
+        except (JobAlreadyCompleted, JobAlreadyFailed) as done:
+            log.info("job_already_finished", event_id=done.event.event_id, consequence="recorded event replayed")
+            self.webhook_url = None if done.delivered else done.webhook_url
+            return self._announce(done.event, Outcome.REPLAYED, recorded=True)
         except PermanentError as exc:
-            return self._fail_permanently(exc, request)
+            return self._fail_permanently(exc)
         except JobInProgressElsewhere as exc:
             log.info("job_in_progress_elsewhere", reason=str(exc), retry_in_s=exc.retry_in_s)
             self._settle()
             self.s.queue.release(self.msg.receipt_handle, min(exc.retry_in_s, self.settings.visibility_timeout_s))
             return Outcome.DEFERRED
         except LeaseLost as exc:
-            self._settle()
-            log.warning("job_abandoned", reason=str(exc), consequence="another worker finishes it")
-            return Outcome.ABANDONED
+            return self._abandon(str(exc))
         except SynthesisAborted:
             return self._aborted()
         except RetryableError as exc:
@@ -179,9 +196,19 @@ class JobRun:
             return self._retry(RetryableError(f"unexpected {type(exc).__name__}: {exc}", code=ErrorCode.INTERNAL))
 
     # --- the work -------------------------------------------------------------------------------------------
-    def _produce(self, request: SynthesisRequest, location: OutputLocation, claim: Claim) -> SynthesisCompleted:
+    def _claim(self, job_id: str) -> None:
+        started = time.monotonic()
+        ttl = self.settings.visibility_timeout_s
+        claim = self.s.jobs.claim(job_id, self.owner, ttl, self.msg.message_id, self.msg.receive_count)
+        with self._claim_lock:
+            self.claim = claim
+        self.lease.claimed(started, ttl)
+        self.generation = claim.generation
+
+    def _produce(self, request: SynthesisRequest, location: OutputLocation) -> SynthesisCompleted:
         """Synthesize and upload, unless an earlier attempt already uploaded the audio."""
-        stored = None if claim.fresh else self.s.audio.find(location)
+        assert self.claim is not None
+        stored = None if self.claim.fresh else self.s.audio.find(location)
         if stored is not None:
             log.info("audio_already_uploaded", uri=location.uri, consequence="no second synthesis")
         else:
@@ -191,8 +218,8 @@ class JobRun:
     def _synthesize_and_upload(self, request: SynthesisRequest, location: OutputLocation) -> StoredAudio:
         result = synthesize(request, self.s.voices, self.s.engine, self._should_abort)
         encoded, synthesis_s = result.encoded, result.synthesis_s
-        self._ensure_owned()
-        stored = self.s.audio.put(
+        self._ensure_owned("the audio")
+        stored = self.s.audio.put(  # write-once: a stale attempt's upload cannot replace it
             location,
             encoded.data,
             job_id=request.job_id,
@@ -222,10 +249,11 @@ class JobRun:
             event_id=event_id_for(request.job_id, "completed"),
             job_id=request.job_id,
             attempt=self.msg.receive_count,
+            generation=self.generation,
             worker_id=self.settings.worker_id,
             occurred_at=datetime.now(UTC),
             metadata=request.metadata,
-            output=stored.output,
+            output=stored.output,  # what the store holds (the first stored version, if another attempt won)
             timings=Timings(
                 queue_wait_s=self.msg.queue_wait_s,
                 synthesis_s=stored.synthesis_s,
@@ -237,58 +265,110 @@ class JobRun:
             text_chars=len(request.text),
         )
 
-    # --- exits ---------------------------------------------------------------------------------------------
-    def _fail_permanently(self, exc: WorkerError, request: SynthesisRequest | None) -> Outcome:
-        log.info("job_failed_permanently", error_code=exc.code.value, error=str(exc))
-        event = self._failed_event(exc.code, str(exc), retryable=False, request=request)
+    # --- outcomes: recorded first, then announced ------------------------------------------------------------
+    def _record(self, write: Callable[[Claim], None], what: str) -> None:
+        """Write the job's outcome with our claim, if the lease still allows it; the claim is spent after."""
+        with self._claim_lock:
+            self._ensure_owned(what)
+            assert self.claim is not None
+            write(self.claim)
+            self.claim = None  # final: nothing left to renew or release
+
+    def _announce(self, event: Event, outcome: Outcome, *, recorded: bool, then_release: bool = False) -> Outcome:
+        """Publish a recorded outcome (SNS), hand its webhook to the senders, finish the message. If this fails
+        the message is kept and its next delivery replays the recorded event; on the last receive the message
+        is finished anyway (the record holds the outcome; a completed job never reaches the DLQ). `recorded`:
+        the outcome is in the job's record (queued delivery retries need it)."""
         try:
-            self.s.notifier.publish(event, _webhook(request) if request else None)
-        except RetryableError as notify_exc:
-            return self._retry(notify_exc)  # the failure must be announced: keep the message
-        self._settle()
-        self._release_claim()
-        return self._delete(Outcome.FAILED)
+            self.s.notifier.publish(event)
+            if self.webhook_url:
+                self.s.deliveries.schedule(event, self.webhook_url, recorded=recorded)
+        except (NotifyError, StorageError) as exc:
+            if not self._last_receive():
+                self._settle()
+                delay = retry_delay_s(self.msg.receive_count, self.settings)
+                log.warning("event_not_published", error=str(exc), consequence=f"replayed in {delay}s")
+                self.s.metrics.retries.labels(exc.code.value).inc()
+                self.s.queue.release(self.msg.receipt_handle, delay)
+                return Outcome.RETRY
+            log.error("event_not_published", error=str(exc), consequence="recorded only (jobs show, jobs redeliver)")
+            self.s.metrics.events_unpublished.inc()
+        if then_release:
+            self._settle()
+            self.s.queue.release(self.msg.receipt_handle, 0)  # the next receive moves it to the DLQ
+            return outcome
+        return self._delete(outcome)
+
+    def _fail_permanently(self, exc: WorkerError) -> Outcome:
+        log.info("job_failed_permanently", error_code=exc.code.value, error=str(exc))
+        self._adopt_webhook_hint()
+        event = self._failed_event(exc.code, str(exc), retryable=False)
+        recorded = self.claim is not None  # no claim: a body too broken to name a job has no record
+        try:
+            if recorded:
+                self._record(lambda claim: self.s.jobs.fail(claim, event, self.webhook_url), "the failure")
+        except LeaseLost as lost:
+            return self._abandon(str(lost))
+        except RetryableError as retry:
+            return self._retry(retry)
+        return self._announce(event, Outcome.FAILED, recorded=recorded)
 
     def _retry(self, exc: RetryableError) -> Outcome:
         self._settle()
-        self._release_claim()
         self.s.metrics.retries.labels(exc.code.value).inc()
-        attempt = self.msg.receive_count
-        last = self.s.max_receive_count is not None and attempt >= self.s.max_receive_count
-        delay = exc.delay_s if exc.delay_s is not None else retry_delay_s(attempt, self.settings)
-        if last:
-            log.error(
-                "job_retries_exhausted",
-                error_code=exc.code.value,
-                error=str(exc),
-                consequence="moved to the dead-letter queue on its next receive",
-            )
-            event = self._failed_event(
-                ErrorCode.RETRIES_EXHAUSTED,
-                f"gave up after {attempt} attempts; last error ({exc.code.value}): {exc}",
-                retryable=False,
-            )
-            try:
-                self.s.notifier.publish(event, None)
-            except RetryableError:
-                log.warning("failure_event_not_published", event_id=event.event_id)
-            delay = 0
-        else:
-            log.info("job_retry_scheduled", error_code=exc.code.value, error=str(exc), delay_s=delay)
+        if self._last_receive():
+            return self._retries_exhausted(exc)
+        self._release_claim("retry", exc.code)
+        delay = exc.delay_s if exc.delay_s is not None else retry_delay_s(self.msg.receive_count, self.settings)
+        log.info("job_retry_scheduled", error_code=exc.code.value, error=str(exc), delay_s=delay)
         self.s.queue.release(self.msg.receipt_handle, delay)
         return Outcome.RETRY
 
+    def _retries_exhausted(self, exc: RetryableError) -> Outcome:
+        """The last receive: record and announce the failure; the message goes on to the DLQ, where only a
+        redrive brings it back (and reopens the job as its next generation)."""
+        attempt = self.msg.receive_count
+        log.error(
+            "job_retries_exhausted",
+            error_code=exc.code.value,
+            error=str(exc),
+            consequence="failure recorded; moved to the dead-letter queue on its next receive",
+        )
+        self._adopt_webhook_hint()
+        event = self._failed_event(
+            ErrorCode.RETRIES_EXHAUSTED,
+            f"gave up after {attempt} attempts; last error ({exc.code.value}): {exc}",
+            retryable=False,
+        )
+        recorded = False
+        if self.claim is not None:
+            try:
+                self.s.jobs.fail(self.claim, event, self.webhook_url, redrivable=True)
+                self.claim, recorded = None, True
+            except LeaseLost as lost:
+                return self._abandon(str(lost))
+            except StorageError as storage:
+                log.warning("failure_not_recorded", error=str(storage), consequence="announced unrecorded")
+        return self._announce(event, Outcome.RETRY, recorded=recorded, then_release=True)
+
+    # --- other exits -----------------------------------------------------------------------------------------
     def _aborted(self) -> Outcome:
         self._settle()
         if self.heartbeat.lost.is_set():
-            log.warning("job_abandoned", reason=self.heartbeat.lost_reason)
-            return Outcome.ABANDONED
+            return self._abandon(self.heartbeat.lost_reason)
+        if self.lease.remaining_s() <= 0:
+            return self._abandon("the lease ran out during synthesis")
         if self.shutdown.is_set():
-            self._release_claim()
+            self._release_claim("shutdown", None)
             self.s.queue.release(self.msg.receipt_handle, 0)
             log.info("job_returned", reason="shutdown", consequence="visible again for another worker")
             return Outcome.RETURNED
         return self._retry(JobTimeout(f"job exceeded its {self.settings.job_timeout_s:.0f}s limit"))
+
+    def _abandon(self, reason: str) -> Outcome:
+        self._settle()
+        log.warning("job_abandoned", reason=reason, consequence="another worker finishes it")
+        return Outcome.ABANDONED
 
     def _delete(self, outcome: Outcome) -> Outcome:
         self._settle()
@@ -300,34 +380,39 @@ class JobRun:
         beat in flight, so no extension or renewal can land after the message is released or deleted."""
         self.heartbeat.stop()
 
-    def _complete(self, event: SynthesisCompleted) -> None:
-        """Record the completion with the current claim; the heartbeat cannot renew it meanwhile."""
-        with self._claim_lock:
-            self._ensure_owned()
-            assert self.claim is not None
-            self.s.jobs.complete(self.claim, event)
-            self.claim = None  # completed: nothing left to renew or release
-
     # --- helpers -------------------------------------------------------------------------------------------
-    def _should_abort(self) -> bool:
-        return self.shutdown.is_set() or self.heartbeat.lost.is_set() or time.monotonic() > self.deadline
+    def _last_receive(self) -> bool:
+        return self.s.max_receive_count is not None and self.msg.receive_count >= self.s.max_receive_count
 
-    def _ensure_owned(self) -> None:
+    def _should_abort(self) -> bool:
+        return (
+            self.shutdown.is_set()
+            or self.heartbeat.lost.is_set()
+            or self.lease.remaining_s() <= 0
+            or time.monotonic() > self.deadline
+        )
+
+    def _ensure_owned(self, what: str) -> None:
+        """Before every write: the heartbeat has not lost the job, and our own deadline leaves time to write."""
         if self.heartbeat.lost.is_set():
             raise LeaseLost(self.heartbeat.lost_reason)
+        self.lease.check(what)
 
     def _extend(self, seconds: int) -> None:
+        started = time.monotonic()
         self.s.queue.change_visibility(self.msg.receipt_handle, seconds)
+        self.lease.extended(started, seconds)
         with self._claim_lock:
             if self.claim is not None:
                 self.claim = self.s.jobs.renew(self.claim, seconds)
+                self.lease.claimed(started, seconds)
 
-    def _release_claim(self) -> None:
-        """Expire our claim at once (called after `_settle`: no renewal can race it)."""
+    def _release_claim(self, reason: str, code: ErrorCode | None) -> None:
+        """Mark the record RELEASED at once (called after `_settle`: no renewal can race it)."""
         if self.claim is None:
             return
         try:
-            self.s.jobs.release(self.claim)
+            self.s.jobs.release(self.claim, reason, code)
         except (ClientError, BotoCoreError, StorageError) as exc:
             log.warning("claim_release_failed", error=str(exc), consequence="claim expires on its own")
         self.claim = None
@@ -339,20 +424,25 @@ class JobRun:
         try:
             resolve_target(url, self.settings.webhook_allow_private)
         except WebhookRefused as exc:
+            self.webhook_url, self._webhook_refused = None, True  # never POST to it, not even the failure
             raise InvalidRequest(f"notify.webhook_url refused: {exc}") from exc
         except WebhookFailed:
             pass  # unresolvable now; delivery retries later
 
-    def _failed_event(
-        self, code: ErrorCode, message: str, *, retryable: bool, request: SynthesisRequest | None = None
-    ) -> SynthesisFailed:
+    def _adopt_webhook_hint(self) -> None:
+        """A request that failed before its webhook was read still reaches a webhook its body names."""
+        if self.webhook_url is None and not self._webhook_refused:
+            self.webhook_url = webhook_hint(self.msg.body)
+
+    def _failed_event(self, code: ErrorCode, message: str, *, retryable: bool) -> SynthesisFailed:
         return SynthesisFailed(
-            event_id=event_id_for(self.job_id, f"failed:{code.value}"),
+            event_id=event_id_for(self.job_id, f"failed:{self.generation}"),
             job_id=self.job_id,
             attempt=self.msg.receive_count,
+            generation=self.generation,
             worker_id=self.settings.worker_id,
             occurred_at=datetime.now(UTC),
-            metadata=request.metadata if request else {},
+            metadata=_metadata(self.msg.body),
             error_code=code,
             error_message=message[:2000],
             retryable=retryable,
@@ -364,10 +454,16 @@ def _extension_is_definitive(exc: BaseException) -> bool:
     return isinstance(exc, LeaseLost) or is_receipt_gone(exc)
 
 
-def _webhook(request: SynthesisRequest | None) -> str | None:
-    if request is None or request.notify.webhook_url is None:
-        return None
-    return str(request.notify.webhook_url)
+def _webhook(request: SynthesisRequest) -> str | None:
+    return None if request.notify.webhook_url is None else str(request.notify.webhook_url)
+
+
+def _metadata(body: str) -> dict:
+    """The request's metadata for a failure event, when the body has a valid one (it is echoed back)."""
+    try:
+        return validate(body).metadata
+    except InvalidRequest:
+        return {}
 
 
 def process_message(message: ReceivedMessage, services: Services, shutdown: threading.Event) -> Outcome:

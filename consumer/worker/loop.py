@@ -21,6 +21,7 @@ from consumer.aws.failures import error_code
 from consumer.core.logs import get_logger
 from consumer.worker.job import Outcome, Services, process_message
 from consumer.worker.message import ReceivedMessage
+from contracts.tasks import DELIVER_KIND
 
 log = get_logger(__name__)
 _CONNECTION_CODES = {"AccessDenied", "InvalidClientTokenId", "ExpiredToken", "UnrecognizedClientException"}
@@ -34,8 +35,12 @@ class Worker:
         self.aborting = threading.Event()  # in-flight jobs give up and return their messages
         self._jobs = ThreadPoolExecutor(self.settings.max_in_flight, thread_name_prefix="job")
         self._poller = ThreadPoolExecutor(1, thread_name_prefix="poll")
+        # Queued tasks (webhook deliveries) run beside the jobs, never in a job's slot.
+        self._tasks = ThreadPoolExecutor(self.settings.webhook_senders, thread_name_prefix="task")
         self._in_flight: set[Future[Outcome]] = set()
+        self._task_futures: set[Future[str]] = set()
         self.outcomes: dict[str, int] = {}
+        self.task_outcomes: dict[str, int] = {}
 
     # --- control ---------------------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -65,6 +70,9 @@ class Worker:
             if free == 0:
                 wait(self._in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
                 continue
+            if len(self._task_futures) >= 2 * self.settings.webhook_senders:  # tasks queue up: receive no more
+                wait(self._task_futures, timeout=0.5, return_when=FIRST_COMPLETED)
+                continue
             if pending_poll is None:
                 pending_poll = self._poller.submit(self._receive, free)
             done, _ = wait({pending_poll}, timeout=0.2)
@@ -77,7 +85,7 @@ class Worker:
                 messages = []
                 self.stopping.wait(1.0)
             pending_poll = None
-            if not messages and self.settings.burst and not self._in_flight:
+            if not messages and self.settings.burst and not self._in_flight and not self._task_futures:
                 log.info("queue_empty", consequence="burst mode: exiting")
                 break
             for message in messages:
@@ -86,11 +94,29 @@ class Worker:
         return 0
 
     def _start(self, message: ReceivedMessage) -> None:
+        if message.kind is not None:
+            self._task_futures.add(self._tasks.submit(self._run_task, message))
+            return
         future = self._jobs.submit(process_message, message, self.s, self.aborting)
         self._in_flight.add(future)
         self.s.metrics.in_flight.set(len(self._in_flight))
 
+    def _run_task(self, message: ReceivedMessage) -> str:
+        if message.kind != DELIVER_KIND:
+            log.warning("unknown_task_kind", kind=message.kind, consequence="left for a worker that knows it")
+            self.s.queue.release(message.receipt_handle, self.settings.visibility_timeout_s)
+            return "unknown_kind"
+        return self.s.deliveries.run_task(message)
+
     def _reap(self) -> None:
+        for task in [t for t in self._task_futures if t.done()]:
+            self._task_futures.discard(task)
+            try:
+                result = task.result()
+            except Exception:
+                log.exception("task_crashed", consequence="redelivered after its visibility")
+                result = "crashed"
+            self.task_outcomes[result] = self.task_outcomes.get(result, 0) + 1
         for future in [f for f in self._in_flight if f.done()]:
             self._in_flight.discard(future)
             try:
@@ -145,10 +171,14 @@ class Worker:
                 log.info("grace_expired", returning=len(not_done))
                 self.aborting.set()
                 wait(not_done)
+        wait(self._task_futures, timeout=max(grace, self.settings.webhook_timeout_s))
+        self.s.deliveries.drain(timeout_s=grace)  # what is left is delivered by the queued retries
         self._reap()
         if pending_poll is not None:
             # The open long poll returns within WaitTimeSeconds; anything it got is handed back.
             pending_poll.result()
         self._jobs.shutdown(wait=True)
+        self._tasks.shutdown(wait=True)
+        self.s.deliveries.close()
         self._poller.shutdown(wait=True)
-        log.info("worker_stopped", outcomes=self.outcomes)
+        log.info("worker_stopped", outcomes=self.outcomes, tasks=self.task_outcomes)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from consumer.aws.queue import RECEIVE_ATTRIBUTES
+from contracts.tasks import KIND_ATTRIBUTE
 
 __all__ = ["RECEIVE_ATTRIBUTES", "ReceivedMessage"]
 
@@ -22,6 +23,7 @@ class ReceivedMessage:
     first_received_at: datetime
     received_monotonic: float = field(default_factory=time.monotonic)
     attributes: dict[str, Any] = field(default_factory=dict, repr=False)
+    kind: str | None = None  # a task's kind (message attribute f5-worker-kind); None: a synthesis request
 
     @classmethod
     def from_sqs(cls, raw: dict[str, Any]) -> ReceivedMessage:
@@ -37,6 +39,7 @@ class ReceivedMessage:
             sent_at=datetime.fromtimestamp(sent_ms / 1000, UTC),
             first_received_at=datetime.fromtimestamp(first_ms / 1000, UTC),
             attributes=attrs,
+            kind=raw.get("MessageAttributes", {}).get(KIND_ATTRIBUTE, {}).get("StringValue"),
         )
 
     @property

@@ -13,6 +13,7 @@ from consumer.engine import Engine
 from consumer.engine.asr import Transcriber
 from consumer.storage.audio import AudioStore
 from consumer.storage.jobs import JobStore
+from consumer.worker.delivery import Deliveries
 from consumer.worker.job import Services
 from consumer.worker.notify import Notifier
 from consumer.worker.voices import VoiceResolver
@@ -49,10 +50,13 @@ def build_services(
     clients = clients or make_clients(settings)
     queue = Queue(clients.sqs, settings.queue_url)
     max_receive = settings.max_receive_count or queue.max_receive_count()
+    metrics = metrics or Metrics()
+    jobs = JobStore(clients.s3, settings.bucket, settings.jobs_prefix)
+    notifier = Notifier(clients.sns, settings.topic_arn, attempts=settings.notify_attempts)
     return Services(
         settings=settings,
         queue=queue,
-        jobs=JobStore(clients.s3, settings.bucket, settings.jobs_prefix),
+        jobs=jobs,
         audio=AudioStore(clients.s3),
         voices=VoiceResolver(
             clients.s3,
@@ -64,14 +68,8 @@ def build_services(
             transcriber=transcriber,
         ),
         engine=engine,
-        notifier=Notifier(
-            clients.sns,
-            settings.topic_arn,
-            webhook_secret=settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
-            webhook_allow_private=settings.webhook_allow_private,
-            webhook_timeout_s=settings.webhook_timeout_s,
-            attempts=settings.notify_attempts,
-        ),
-        metrics=metrics or Metrics(),
+        notifier=notifier,
+        deliveries=Deliveries(settings, queue, jobs, notifier, metrics),
+        metrics=metrics,
         max_receive_count=max_receive,
     )

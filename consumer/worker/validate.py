@@ -15,15 +15,38 @@ from contracts.requests import SynthesisRequest, describe_validation_error, pars
 MAX_BODY_BYTES = 256 * 1024
 
 
-def job_id_hint(body: str, message_id: str) -> str:
-    """The job id for events about this message, even when the body is invalid."""
+def _field(body: str, *path: str) -> object:
     try:
-        candidate = json.loads(body).get("job_id")
-    except (ValueError, AttributeError):
-        candidate = None
-    if isinstance(candidate, str) and re.match(JOB_ID_PATTERN, candidate):
+        value: object = json.loads(body)
+    except ValueError:
+        return None
+    for name in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(name)
+    return value
+
+
+def usable_job_id(body: str) -> str | None:
+    """The body's job id when it can name a job record (even if the rest of the body is invalid), else None."""
+    candidate = _field(body, "job_id")
+    if isinstance(candidate, str) and re.match(JOB_ID_PATTERN, candidate) and ".." not in candidate:
         return candidate
-    return f"message-{message_id}"
+    return None
+
+
+def job_id_hint(body: str, message_id: str) -> str:
+    """The job id for events about this message: its own, or `message-<MessageId>` when it has no usable one."""
+    return usable_job_id(body) or f"message-{message_id}"
+
+
+def webhook_hint(body: str) -> str | None:
+    """The body's `notify.webhook_url` when it is an http(s) URL, even if the rest of the body is invalid: an
+    invalid request still reaches its webhook (the address rules apply when it is delivered)."""
+    url = _field(body, "notify", "webhook_url")
+    if isinstance(url, str) and len(url) <= 2048 and url.startswith(("http://", "https://")):
+        return url
+    return None
 
 
 def validate(body: str) -> SynthesisRequest:
