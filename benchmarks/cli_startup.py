@@ -1,4 +1,5 @@
-"""Start-up time of producer commands (no torch import), side by side with a bare interpreter.
+"""Start-up time of producer commands (no torch import), side by side with a bare interpreter, and how long
+`f5-worker run` takes to refuse a wrong queue URL (exit 2, before any model is loaded; goal: under 3 s).
 
 .venv/bin/python benchmarks/cli_startup.py [--runs 5]
 """
@@ -6,6 +7,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -21,20 +24,53 @@ COMMANDS = {
 }
 
 
+def _wrong_queue_env() -> tuple[dict[str, str], subprocess.Popen]:
+    """A live moto server, and settings naming a queue that does not exist there."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    env = dict(
+        os.environ,
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        F5_WORKER_AWS_ENDPOINT_URL=endpoint,
+        F5_WORKER_QUEUE_URL=f"{endpoint}/000000000000/no-such-queue",
+        F5_WORKER_BUCKET="no-such-bucket",
+        F5_WORKER_MODEL_DIR="/never/loaded",
+    )
+    return env, server
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    env, aws = _wrong_queue_env()
+    commands = {**COMMANDS, "f5-worker run, wrong queue (exit 2)": [sys.executable, "-m", "consumer", "run"]}
     floor = None
-    for name, cmd in COMMANDS.items():
+    for name, cmd in commands.items():
         times = []
         for _ in range(args.runs):
             started = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True)
+            result = subprocess.run(cmd, capture_output=True, env=env)
             times.append(time.perf_counter() - started)
+            expected = 2 if cmd[-1] == "run" else 0
+            assert result.returncode == expected, (name, result.returncode, result.stderr[-300:])
         median = statistics.median(times)
         floor = floor or median
-        print(f"{name:32s} median {median * 1000:7.0f} ms  ({median / floor:4.1f}x the bare interpreter)")
+        print(f"{name:36s} median {median * 1000:7.0f} ms  ({median / floor:4.1f}x the bare interpreter)")
+    aws.terminate()
 
 
 if __name__ == "__main__":

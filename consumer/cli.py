@@ -18,9 +18,31 @@ app = typer.Typer(
     name="f5-worker",
     help="F5-TTS behind SQS: synthesis requests in, audio in S3, completion events out.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
+_DEBUG = {"on": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"f5-worker {version('f5-worker')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for every error.")] = False,
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """F5-TTS behind SQS: synthesis requests in, audio in S3, completion events out.
+
+    Exit codes: 0 done; 1 the work failed (a job failed, a check is unhealthy); 2 a usage or configuration
+    mistake (the message names the cause and the fix). Tracebacks only for bugs, or with --debug."""
+    _DEBUG["on"] = debug
 
 
 @app.command()
@@ -29,14 +51,17 @@ def run() -> None:
     from pydantic import ValidationError
 
     from consumer.core.settings import Settings
-    from consumer.worker.process import run_worker
+    from consumer.worker.preflight import preflight
 
     try:
         settings = Settings()
     except ValidationError as exc:
         typer.echo(f"invalid settings:\n{exc}", err=True)
         raise typer.Exit(2) from exc
-    raise typer.Exit(run_worker(settings, process_start=_PROCESS_START))
+    preflight(settings)  # seconds, before the engine's modules and the model are loaded
+    from consumer.worker.process import run_worker
+
+    raise typer.Exit(run_worker(settings, process_start=_PROCESS_START, checked=True))
 
 
 @app.command()
@@ -47,11 +72,23 @@ def local(
         typer.Option(help="Real F5-TTS weights (.safetensors/.pt); default: F5_WORKER_CHECKPOINT."),
     ] = None,
     output: Annotated[Path | None, typer.Option(help="Also save the audio here.")] = Path("f5-worker-demo.wav"),
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Keep the embedded AWS and a worker running until Ctrl-C.")
+    ] = False,
+    env_file: Annotated[Path, typer.Option(help="With --serve: write the settings other terminals need here.")] = Path(
+        "f5-worker.env"
+    ),
 ) -> None:
-    """Run everything on this machine: embedded AWS (moto), the worker, one sample request."""
+    """Run everything on this machine: embedded AWS (moto), the worker, one sample request (--serve: and keep
+    serving, for the CLI and the Python client in another terminal)."""
     from consumer.ops.local import DEMO_TEXT, run_local
 
-    raise typer.Exit(run_local(text or DEMO_TEXT, checkpoint, output))
+    if text is not None and not text.strip():
+        typer.echo(
+            "f5-worker: --text is empty\n  fix: give the text to speak, or leave --text out for the demo", err=True
+        )
+        raise typer.Exit(2)
+    raise typer.Exit(run_local(text or DEMO_TEXT, checkpoint, output, serve=serve, env_file=env_file))
 
 
 @app.command()
@@ -88,7 +125,33 @@ cli_producer.register(app)
 
 
 def main() -> None:
-    app(prog_name="f5-worker")
+    from consumer.core.errors import ConfigurationError
+
+    try:
+        app(prog_name="f5-worker")
+    except Exception as exc:
+        mistake = exc if isinstance(exc, ConfigurationError) else _users_mistake(exc)
+        if mistake is None or _DEBUG["on"]:
+            raise
+        # a user's mistake: the cause and the fix, no traceback (--debug shows it)
+        typer.echo(f"f5-worker: {mistake}\n  fix: {mistake.fix}", err=True)
+        raise SystemExit(mistake.exit_code) from None
+
+
+def _users_mistake(exc: Exception):
+    """AWS errors that come from the configuration (credentials, endpoint, names), as a ConfigurationError."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if not isinstance(exc, BotoCoreError | ClientError):
+        return None
+    from consumer.aws.failures import explain_aws_failure
+    from consumer.core.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValueError:
+        settings = Settings.model_construct()
+    return explain_aws_failure(exc, settings)
 
 
 if __name__ == "__main__":

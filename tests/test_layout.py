@@ -57,7 +57,11 @@ def test_only_the_queue_adapter_calls_sqs_inside_the_worker():
 NAMING_FILES = [
     REPO / "Dockerfile",
     *sorted((REPO / "docker").iterdir()),
-    *sorted(p for p in (REPO / "localstack").rglob("*") if p.is_file()),
+    *sorted(  # the repository's files, not a local virtualenv (run-host.sh creates localstack/.venv)
+        p
+        for p in (REPO / "localstack").rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(REPO).parts[1:-1])
+    ),
 ]
 _PATH = re.compile(r"(?<![\w/.-])((?:consumer|contracts)/[\w./-]*[\w/])")
 _MODULE = re.compile(r"(?<![\w/.-])((?:consumer|contracts)(?:\.\w+)+)")

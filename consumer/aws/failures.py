@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-from consumer.core.errors import StorageError
+from consumer.core.errors import ConfigurationError, StorageError
+from consumer.core.settings import Settings
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict"}
@@ -23,6 +24,8 @@ _TRANSIENT = {
     "ServiceUnavailable",
     "KMS.ThrottlingException",
 }
+_CREDENTIALS_REJECTED = {"InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch", "ExpiredToken"}
+_NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
 _RECEIPT_GONE = {
     "ReceiptHandleIsInvalid",
     "InvalidParameterValue",
@@ -77,3 +80,39 @@ def storage_errors(action: str) -> Iterator[None]:
         yield
     except (ClientError, BotoCoreError) as exc:
         raise StorageError(f"{action}: {exc}") from exc
+
+
+def explain_aws_failure(exc: BotoCoreError | ClientError, settings: Settings) -> ConfigurationError:
+    """What a user can do about an AWS failure that comes from the configuration (credentials, endpoint, names)."""
+    where = settings.aws_endpoint_url or f"AWS ({settings.aws_region})"
+    if isinstance(exc, NoCredentialsError):
+        return ConfigurationError(
+            "no AWS credentials",
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); for moto or LocalStack any values do,"
+            " e.g. test/test",
+        )
+    if isinstance(exc, EndpointConnectionError):
+        return ConfigurationError(f"cannot reach {where}", "start it, or correct F5_WORKER_AWS_ENDPOINT_URL")
+    if not isinstance(exc, ClientError):
+        return ConfigurationError(f"cannot use {where}: {exc}", "check F5_WORKER_AWS_ENDPOINT_URL and the region")
+    code = error_code(exc)
+    if code in _CREDENTIALS_REJECTED:
+        return ConfigurationError(
+            f"{where} rejected the AWS credentials ({code})", "check AWS_ACCESS_KEY_ID / AWS_PROFILE"
+        )
+    if code in _NO_QUEUE:
+        return ConfigurationError(
+            f"queue {settings.queue_url} does not exist at {where}",
+            "create it with `f5-worker init`, or correct F5_WORKER_QUEUE_URL",
+        )
+    if code == "NoSuchBucket" or (exc.operation_name == "HeadBucket" and http_status(exc) == 404):
+        return ConfigurationError(
+            f"bucket {settings.bucket} does not exist at {where}",
+            "create it with `f5-worker init`, or correct F5_WORKER_BUCKET",
+        )
+    if code in ("AccessDenied", "403") or http_status(exc) == 403:
+        return ConfigurationError(
+            f"access denied at {where} ({exc.operation_name})",
+            "grant the policy from `f5-worker infra` (WorkerPolicy or ProducerPolicy) to these credentials",
+        )
+    return ConfigurationError(f"{where} answered {code or exc}", "check the F5_WORKER_* AWS settings")

@@ -189,6 +189,18 @@ class WebhookFailed(Exception):
         self.status = status  # the HTTP status it answered, if it answered
 
 
+# --- a user's mistake: one line with the cause, one with the fix, exit code 2 -------------------------------------
+class ConfigurationError(Exception):
+    """A setting, a credential or an endpoint that cannot work as configured. Commands print the message and its
+    fix and exit with status 2, without a traceback."""
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
 # --- models, image build, producers --------------------------------------------------------------------------------
 class ModelSpecError(ValueError):
     """A model directory, checkpoint, vocabulary or architecture that cannot be used."""

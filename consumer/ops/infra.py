@@ -395,8 +395,8 @@ def render_yaml(spec: ResourceSpec | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m consumer.ops.infra [--output PATH] [--check]`: write the template, or check that it is current."""
-    parser = argparse.ArgumentParser(prog="python -m consumer.ops.infra", description=main.__doc__)
+    """`f5-worker infra [--output PATH] [--check]`: write the template, or check that it is current."""
+    parser = argparse.ArgumentParser(prog="f5-worker infra", description=main.__doc__)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"default: {DEFAULT_OUTPUT}")
     parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from the generator")
     args = parser.parse_args(argv)

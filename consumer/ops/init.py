@@ -23,7 +23,7 @@ _DEFAULTS = ResourceSpec()
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m consumer.ops.init",
+        prog="f5-worker init",
         description="Create (or find) the request queue + DLQ, bucket, topic and events queue; print the env.",
     )
     parser.add_argument(
@@ -53,15 +53,18 @@ def spec_from_args(args: argparse.Namespace) -> ResourceSpec:
 
 
 def env_lines(resources: Resources, endpoint_url: str | None, region: str) -> list[str]:
-    """The worker's settings for these resources, as `KEY=value` lines (a .env file), plus informative comments."""
+    """A complete environment for these resources, as `KEY=value` lines (a .env file, or `export $(...)`): the
+    worker's and the producers' settings, and for an emulator endpoint its credentials (any values work there;
+    a real account keeps its own credential chain, so none are printed for it)."""
     lines = []
     if endpoint_url:
         lines.append(f"F5_WORKER_AWS_ENDPOINT_URL={endpoint_url}")
+        lines += ["AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test"]
     lines.append(f"F5_WORKER_AWS_REGION={region}")
     lines += [f"{key}={value}" for key, value in resources.env().items()]
-    lines.append(f"# dead-letter queue: {resources.dlq_url}")
     if resources.events_queue_url:
-        lines.append(f"# events queue (raw event JSON): {resources.events_queue_url}")
+        lines.append(f"F5_WORKER_EVENTS_QUEUE_URL={resources.events_queue_url}")
+    lines.append(f"# dead-letter queue: {resources.dlq_url}")
     return lines
 
 

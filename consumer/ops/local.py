@@ -1,11 +1,16 @@
 """`f5-worker local`: the whole system on this machine. An embedded AWS (moto on loopback) with the queue,
 DLQ, bucket and topic; the worker with its model preloaded; one sample request through it; the completion
-event printed with the audio's S3 URI and a presigned URL. No weights configured → a generated tiny
-random checkpoint (the audio is noise, the pipeline is real)."""
+event printed with the audio's S3 URI. No weights configured → a generated tiny random checkpoint (the audio
+is noise, the pipeline is real).
+
+`--serve` keeps the embedded AWS and a worker running until Ctrl-C, and writes an env file (endpoint,
+emulator credentials, queue, bucket, topic, events queue, model) for the CLI and the Python client in another
+terminal. Presigned URLs it prints are valid while it runs."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -56,9 +61,20 @@ def _engine_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"model_dir": model_dir})
 
 
-def run_local(text: str = DEMO_TEXT, checkpoint: str | None = None, output: Path | None = None) -> int:
+def _phase(message: str) -> None:
+    print(f"[local] {message}", file=sys.stderr, flush=True)
+
+
+def run_local(
+    text: str = DEMO_TEXT,
+    checkpoint: str | None = None,
+    output: Path | None = None,
+    serve: bool = False,
+    env_file: Path = Path("f5-worker.env"),
+) -> int:
     process_start = time.monotonic()
     aws = EmbeddedAws.start()
+    _phase(f"embedded AWS (moto) up at {aws.endpoint_url}")
     try:
         overrides: dict[str, Any] = {
             "aws_endpoint_url": aws.endpoint_url,
@@ -75,7 +91,9 @@ def run_local(text: str = DEMO_TEXT, checkpoint: str | None = None, output: Path
         settings = _engine_settings(Settings(**(overrides | resources.settings_fields())))
         metrics = Metrics()
         timeline = StartupTimeline(metrics, process_start)
+        _phase(f"loading the model ({settings.model_dir or settings.checkpoint}) and warming it up")
         engine = start_engine(settings, timeline)
+        _phase(f"model ready in {time.monotonic() - process_start:.1f} s")
         VoiceLibrary(clients.s3, settings.bucket, settings.voices_prefix, engine.sample_rate).add_example(DEMO_VOICE_ID)
         request = SynthesisRequest(
             job_id=f"demo-{uuid.uuid4().hex[:12]}",
@@ -84,14 +102,41 @@ def run_local(text: str = DEMO_TEXT, checkpoint: str | None = None, output: Path
             metadata={"source": "f5-worker local"},
         )
         clients.sqs.send_message(QueueUrl=resources.queue_url, MessageBody=request.model_dump_json())
+        _phase(f"job {request.job_id} queued")
         transcriber = start_transcriber(settings, timeline)
         Worker(build_services(settings, engine, clients=clients, metrics=metrics, transcriber=transcriber)).run()
-        return _report(clients, resources.events_queue_url, request.job_id, output)
+        status = _report(clients, resources.events_queue_url, request.job_id, output, serve)
+        if not serve:
+            return status
+        env_file.write_text("\n".join(_serve_env(settings, resources.events_queue_url)) + "\n")
+        _phase(f"serving until Ctrl-C; settings for other terminals written to {env_file}:")
+        _phase(f"  set -a; . ./{env_file}; set +a")
+        _phase('  f5-worker say "Hello there." --voice basic-en --out hello.wav')
+        worker = Worker(
+            build_services(settings.model_copy(update={"burst": False}), engine, clients=clients, metrics=metrics)
+        )
+        worker.install_signal_handlers()
+        return worker.run()
     finally:
         aws.stop()
 
 
-def _report(clients, events_queue_url: str | None, job_id: str, output: Path | None) -> int:
+def _serve_env(settings: Settings, events_queue_url: str | None) -> list[str]:
+    """Everything a producer CLI, the Python client or a second `f5-worker run` needs to use this stack."""
+    return [
+        f"F5_WORKER_AWS_ENDPOINT_URL={settings.aws_endpoint_url}",
+        f"AWS_ACCESS_KEY_ID={os.environ.get('AWS_ACCESS_KEY_ID', 'local')}",
+        f"AWS_SECRET_ACCESS_KEY={os.environ.get('AWS_SECRET_ACCESS_KEY', 'local')}",
+        f"F5_WORKER_AWS_REGION={settings.aws_region}",
+        f"F5_WORKER_QUEUE_URL={settings.queue_url}",
+        f"F5_WORKER_BUCKET={settings.bucket}",
+        f"F5_WORKER_TOPIC_ARN={settings.topic_arn}",
+        f"F5_WORKER_EVENTS_QUEUE_URL={events_queue_url}",
+        f"F5_WORKER_MODEL_DIR={settings.model_dir or ''}",
+    ]
+
+
+def _report(clients, events_queue_url: str | None, job_id: str, output: Path | None, serve: bool) -> int:
     assert events_queue_url is not None
     response = clients.sqs.receive_message(QueueUrl=events_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=2)
     events = [parse_event(m["Body"]) for m in response.get("Messages", [])]
@@ -103,11 +148,12 @@ def _report(clients, events_queue_url: str | None, job_id: str, output: Path | N
     print(json.dumps(json.loads(event.model_dump_json()), indent=2))
     if not isinstance(event, SynthesisCompleted):
         return 1
-    url = clients.s3.generate_presigned_url(
-        "get_object", Params={"Bucket": event.output.bucket, "Key": event.output.key}, ExpiresIn=3600
-    )
     print(f"audio: {event.output.uri}")
-    print(f"presigned URL (valid while this process runs): {url}")
+    if serve:  # only then does the endpoint outlive this line
+        url = clients.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": event.output.bucket, "Key": event.output.key}, ExpiresIn=3600
+        )
+        print(f"presigned URL (valid while `f5-worker local --serve` runs): {url}")
     if output is not None:
         body = clients.s3.get_object(Bucket=event.output.bucket, Key=event.output.key)["Body"].read()
         output.write_bytes(body)

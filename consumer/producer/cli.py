@@ -75,13 +75,20 @@ def enqueue(
     as_json: JsonFlag = False,
 ) -> None:
     """Enqueue request(s) given as JSON; validated locally first. Exit 1 if any entry failed."""
-    raw = sys.stdin.read() if file is None or str(file) == "-" else file.read_text()
+    try:
+        raw = sys.stdin.read() if file is None or str(file) == "-" else file.read_text()
+    except OSError as exc:
+        typer.echo(f"cannot read {file}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from exc
     try:
         data = json.loads(raw)
     except ValueError as exc:
         typer.echo(f"not JSON: {exc}", err=True)
         raise typer.Exit(2) from exc
     requests = [_build_request(item) for item in (data if isinstance(data, list) else [data])]
+    if not requests:
+        typer.echo("nothing to enqueue: the input is an empty list", err=True)
+        raise typer.Exit(2)
     client, _ = _client()
     result = client.submit_batch(requests)
     _emit({"sent": result.sent, "failed": result.failed}, as_json, "\n".join(f"queued {j}" for j in result.sent))
@@ -164,8 +171,13 @@ def voices_add(
     from consumer.core.errors import WorkerError
 
     try:
+        clip = audio.read_bytes()
+    except OSError as exc:
+        typer.echo(f"cannot read {audio}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from exc
+    try:
         transcriber = _transcriber(asr_model) if transcript is None else None
-        manifest = _library(transcriber).add(voice_id, audio.read_bytes(), transcript)
+        manifest = _library(transcriber).add(voice_id, clip, transcript)
     except (WorkerError, OSError) as exc:
         typer.echo(f"rejected: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -166,6 +166,13 @@ class JobRun:
                 request, self.settings.bucket, self.settings.output_prefix, self.settings.allowed_output_buckets
             )
             self._check_webhook(request)
+            log.info(
+                "job_started",
+                generation=self.generation,
+                text_chars=len(request.text),
+                voice=request.voice.voice_id or "clip",
+                output=location.uri,
+            )
             # 3. The work, then the outcome: recorded first, announced after.
             event = self._produce(request, location)
             self._record(lambda claim: self.s.jobs.complete(claim, event, self.webhook_url), "the completion")

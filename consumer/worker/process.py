@@ -1,5 +1,6 @@
-"""`f5-worker run`: the long-running worker process. Start-up: settings → model loaded → warm-up → AWS
-checked → first poll, each step timed; then the loop until SIGTERM (or an empty queue in burst mode)."""
+"""`f5-worker run`: the long-running worker process. Start-up: settings → preflight (settings, a model, the
+queue and bucket answer: seconds, before the model) → model loaded → warm-up → first poll, each step timed;
+then the loop until SIGTERM (or an empty queue in burst mode)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from consumer.engine.asr import Transcriber, build_transcriber
 from consumer.engine.factory import build_engine
 from consumer.worker.health import HealthServer
 from consumer.worker.loop import Worker
+from consumer.worker.preflight import check_aws, check_model, check_settings
 from consumer.worker.services import StartupTimeline, build_services
 
 log = get_logger(__name__)
@@ -36,11 +38,20 @@ def start_transcriber(settings: Settings, timeline: StartupTimeline) -> Transcri
     return transcriber
 
 
-def run_worker(settings: Settings, process_start: float | None = None, engine: Engine | None = None) -> int:
+def run_worker(
+    settings: Settings, process_start: float | None = None, engine: Engine | None = None, *, checked: bool = False
+) -> int:
+    """`checked`: the preflight already ran (the CLI runs it before importing the engine's modules)."""
     configure(settings.log_level, settings.log_json)
     metrics = Metrics()
     timeline = StartupTimeline(metrics, process_start if process_start is not None else time.monotonic())
     timeline.mark("settings_loaded")
+    if not checked:
+        check_settings(settings)
+        if engine is None:
+            check_model(settings)
+        check_aws(settings)
+    timeline.mark("aws_checked")
     health = None
     if settings.health_port is not None:
         health = HealthServer(metrics, settings.health_max_poll_age_s, settings.health_port).start()
@@ -48,7 +59,6 @@ def run_worker(settings: Settings, process_start: float | None = None, engine: E
         engine = engine or start_engine(settings, timeline)
         transcriber = start_transcriber(settings, timeline)
         services = build_services(settings, engine, metrics=metrics, transcriber=transcriber)
-        timeline.mark("aws_checked")
         worker = Worker(services)
         worker.install_signal_handlers()
         metrics.ready.set(1)

@@ -1,0 +1,69 @@
+"""What `f5-worker run` checks before it loads the model (which takes seconds to minutes): the settings it needs,
+a model to load, and that the queue and bucket answer with these credentials. Each check fails fast, with one
+line naming the cause and one the fix (`ConfigurationError`, exit 2), never a traceback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from consumer.aws.failures import explain_aws_failure
+from consumer.core.errors import ConfigurationError
+from consumer.core.settings import Settings
+
+
+def check_settings(settings: Settings) -> None:
+    missing = [f"F5_WORKER_{name.upper()}" for name in ("queue_url", "bucket") if not getattr(settings, name)]
+    if missing:
+        raise ConfigurationError(
+            f"{' and '.join(missing)} not set",
+            "set them (`f5-worker init --endpoint-url URL` creates the resources and prints them; docs/settings.md)",
+        )
+
+
+def check_model(settings: Settings) -> None:
+    """A model must be configured on purpose: the hub default is only used when F5_WORKER_CHECKPOINT names it."""
+    if settings.engine != "f5" or settings.model_dir is not None or "checkpoint" in settings.model_fields_set:
+        return
+    tiny = settings.cache_dir / "random-tiny"
+    trial = (
+        f"to try the pipeline, F5_WORKER_MODEL_DIR={tiny} (random weights from `f5-worker local`: noise)"
+        if (tiny / "model.json").is_file()
+        else "to try the pipeline, `f5-worker local` generates a random tiny model"
+    )
+    raise ConfigurationError(
+        "no model configured",
+        "set F5_WORKER_MODEL_DIR to a prepared model directory (docker/prepare_weights.py), or "
+        f"F5_WORKER_CHECKPOINT=hf://SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors to download; {trial}",
+    )
+
+
+def _quick_clients(settings: Settings) -> tuple[Any, Any]:
+    """One try each, short timeouts: a wrong endpoint must not take the retry budget of a running worker."""
+    config = Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1, "mode": "standard"})
+    session = boto3.session.Session(region_name=settings.aws_region)
+    endpoint = settings.aws_endpoint_url
+    return (
+        session.client("sqs", endpoint_url=endpoint, config=config),
+        session.client("s3", endpoint_url=endpoint, config=config.merge(Config(s3={"addressing_style": "path"}))),
+    )
+
+
+def check_aws(settings: Settings) -> None:
+    """The queue and the bucket answer, with these credentials, at this endpoint."""
+    assert settings.queue_url and settings.bucket
+    sqs, s3 = _quick_clients(settings)
+    try:
+        sqs.get_queue_attributes(QueueUrl=settings.queue_url, AttributeNames=["QueueArn"])
+        s3.head_bucket(Bucket=settings.bucket)
+    except (BotoCoreError, ClientError) as exc:
+        raise explain_aws_failure(exc, settings) from exc
+
+
+def preflight(settings: Settings) -> None:
+    check_settings(settings)
+    check_model(settings)
+    check_aws(settings)
