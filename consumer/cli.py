@@ -8,7 +8,7 @@ import time
 _PROCESS_START = time.monotonic()
 
 from pathlib import Path  # noqa: E402
-from typing import Annotated  # noqa: E402
+from typing import Annotated, Any  # noqa: E402
 
 import typer  # noqa: E402
 
@@ -46,15 +46,31 @@ def _options(
 
 
 @app.command()
-def run() -> None:
-    """Run the worker: poll the queue (F5_WORKER_* settings) until SIGTERM."""
+def run(
+    queue_url: Annotated[str | None, typer.Option(help="F5_WORKER_QUEUE_URL")] = None,
+    bucket: Annotated[str | None, typer.Option(help="F5_WORKER_BUCKET")] = None,
+    model_dir: Annotated[Path | None, typer.Option(help="F5_WORKER_MODEL_DIR")] = None,
+    max_in_flight: Annotated[int | None, typer.Option(help="F5_WORKER_MAX_IN_FLIGHT")] = None,
+    burst: Annotated[bool | None, typer.Option("--burst/--no-burst", help="F5_WORKER_BURST")] = None,
+    health_port: Annotated[int | None, typer.Option(help="F5_WORKER_HEALTH_PORT")] = None,
+) -> None:
+    """Run the worker: poll the queue until SIGTERM. Every setting is an F5_WORKER_* variable (all of them:
+    docs/settings.md); the options override the ones people change most."""
     from pydantic import ValidationError
 
     from consumer.core.settings import Settings
     from consumer.worker.preflight import preflight
 
+    given: dict[str, Any] = {
+        "queue_url": queue_url,
+        "bucket": bucket,
+        "model_dir": model_dir,
+        "max_in_flight": max_in_flight,
+        "burst": burst,
+        "health_port": health_port,
+    }
     try:
-        settings = Settings()
+        settings = Settings(**{name: value for name, value in given.items() if value is not None})
     except ValidationError as exc:
         typer.echo(f"invalid settings:\n{exc}", err=True)
         raise typer.Exit(2) from exc

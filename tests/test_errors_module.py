@@ -24,7 +24,8 @@ def test_every_exception_class_lives_in_the_errors_module(repo_root):
     for folder in ("consumer", "contracts", "docker", "benchmarks", "infra", "localstack", "scripts"):
         for path in (repo_root / folder).rglob("*.py"):
             if path == repo_root / "consumer" / "core" / "errors.py" or any(
-                part.startswith(".") for part in path.relative_to(repo_root).parts  # e.g. localstack/.venv
+                part.startswith(".")
+                for part in path.relative_to(repo_root).parts  # e.g. localstack/.venv
             ):
                 continue
             for cls in _defined_classes(path):

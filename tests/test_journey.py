@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 
 def _clean_env(tmp_path: Path) -> dict[str, str]:
@@ -76,6 +77,17 @@ def test_the_journey_from_local_serve_to_jobs_show(served, tmp_path, reference_w
     assert said.returncode == 0, said.stderr
     assert (tmp_path / "hello.wav").stat().st_size > 44
 
+    (tmp_path / "text.txt").write_text("Read from a file.")
+    options = ["--speed", "1.2", "--nfe-steps", "8", "--sample-rate", "16000", "--loudness", "-16"]
+    for attempt in range(2):  # the same --job-id again is a safe retry: the recorded result comes back
+        tuned = _cli(
+            ["say", "@text.txt", "--voice", "narrator", *options, "--job-id", "said-1", "--out", "s.wav"], env, tmp_path
+        )
+        assert tuned.returncode == 0, (attempt, tuned.stderr)
+    assert sf.info(str(tmp_path / "s.wav")).samplerate == 16000
+    piped = _cli(["say", "-", "--voice", "narrator", "--out", "p.wav"], env, tmp_path, stdin="From standard input.")
+    assert piped.returncode == 0 and (tmp_path / "p.wav").exists()
+
     started = time.monotonic()
     wrong = _cli(["say", "Hello.", "--voice", "nobody", "--timeout", "90"], env, tmp_path)
     assert wrong.returncode == 1 and "unknown_voice" in wrong.stdout + wrong.stderr
@@ -99,6 +111,7 @@ def test_the_journey_from_local_serve_to_jobs_show(served, tmp_path, reference_w
         (["voices", "add", "v2", "missing.wav", "--transcript", "x"], None, 2, "cannot read missing.wav"),
         (["jobs", "show", "never-sent"], None, 1, "no recorded outcome"),
         (["local", "--text", ""], None, 2, "--text is empty"),
+        (["say", "@missing.txt"], None, 2, "cannot read missing.txt"),
     ]
     for args, stdin, code, cause in mistakes:
         result = _cli(args, env, tmp_path, stdin)

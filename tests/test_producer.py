@@ -87,7 +87,8 @@ def test_say_end_to_end_writes_a_playable_file(cli_env, make_worker, tmp_path):
         worker.stop()
         thread.join(timeout=30)
     assert result.exit_code == 0, result.output
-    payload = json.loads(result.output[result.output.index("{") :])
+    # the worker's log lines share the captured output: the command's JSON is the block that starts a line
+    payload, _ = json.JSONDecoder().raw_decode(result.output[result.output.index('{\n  "event"') :])
     audio, rate = sf.read(out)
     assert rate == 24000 and abs(len(audio) / rate - payload["event"]["output"]["duration_s"]) < 0.01
 

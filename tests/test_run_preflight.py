@@ -90,3 +90,27 @@ def test_checks_pass_on_a_working_stack(stack):
     settings = stack.settings()
     check_settings(settings)
     check_aws(settings)
+
+
+def test_run_flags_override_the_environment(aws_env, stack, tmp_path):
+    env = {k: v for k, v in aws_env.items() if k not in ("F5_WORKER_QUEUE_URL", "F5_WORKER_BUCKET")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("F5_WORKER_", "AWS_"))}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "consumer.cli",
+            "run",
+            "--queue-url",
+            f"{stack.endpoint_url}/000000000000/flagged",
+            "--bucket",
+            stack.resources.bucket,
+            "--model-dir",
+            "/nonexistent/model",
+        ],
+        env=clean | env | {"AWS_EC2_METADATA_DISABLED": "true", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "flagged does not exist" in result.stderr, result.stderr

@@ -46,7 +46,11 @@ def configure(level: str = "INFO", json_lines: bool = True) -> None:
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug", "s3transfer", "matplotlib", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    renderer = structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if json_lines
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())  # no colour codes in files and pipes
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

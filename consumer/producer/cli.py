@@ -98,24 +98,34 @@ def enqueue(
 
 
 def say(
-    text: Annotated[str, typer.Argument(help="Text to speak.")],
+    text: Annotated[str, typer.Argument(help="Text to speak; @FILE reads it from a file, - from stdin.")],
     voice: Annotated[str, typer.Option(help="Voice id from the library.")] = "basic-en",
     out: Annotated[Path, typer.Option(help="Where to save the audio.")] = Path("speech.wav"),
     audio_format: Annotated[str, typer.Option("--format", help="wav, flac, mp3, opus or pcm.")] = "wav",
     seed: Annotated[int | None, typer.Option(help="Fixed seed.")] = None,
+    speed: Annotated[float | None, typer.Option(help="Speaking rate (0.3-3.0).")] = None,
+    nfe_steps: Annotated[int | None, typer.Option(help="Sampling steps (fewer: faster, rougher).")] = None,
+    sample_rate: Annotated[int | None, typer.Option(help="Output sample rate in Hz.")] = None,
+    loudness: Annotated[float | None, typer.Option(help="Integrated loudness target in LUFS, e.g. -16.")] = None,
+    job_id: Annotated[
+        str | None, typer.Option(help="Your own job id: running the same command again is a safe retry.")
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 600.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Text → job → wait → download the audio file."""
     from contracts.events import SynthesisCompleted
 
+    text = _read_text(text)
+    options = {"seed": seed, "speed": speed, "nfe_steps": nfe_steps}
+    output = {"format": audio_format, "sample_rate": sample_rate, "target_lufs": loudness}
     request = _build_request(
         {
-            "job_id": f"say-{uuid.uuid4().hex[:16]}",
+            "job_id": job_id or f"say-{uuid.uuid4().hex[:16]}",
             "text": text,
             "voice": {"voice_id": voice},
-            "output": {"format": audio_format},
-            "options": {"seed": seed} if seed is not None else {},
+            "output": {k: v for k, v in output.items() if v is not None},
+            "options": {k: v for k, v in options.items() if v is not None},
         }
     )
     client, _ = _client()
@@ -134,6 +144,19 @@ def say(
     client.download(event, out)
     summary = f"saved {out} ({event.output.duration_s:.2f} s audio in {time.monotonic() - started:.1f} s)"
     _emit({"event": json.loads(event.model_dump_json()), "file": str(out)}, as_json, summary)
+
+
+def _read_text(text: str) -> str:
+    """`-`: stdin; `@FILE`: the file's text; anything else: the text itself."""
+    if text == "-":
+        return sys.stdin.read()
+    if text.startswith("@"):
+        try:
+            return Path(text[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            typer.echo(f"cannot read {text[1:]}: {getattr(exc, 'strerror', None) or exc}", err=True)
+            raise typer.Exit(2) from exc
+    return text
 
 
 def _library(transcriber: Any = None):
