@@ -79,7 +79,7 @@ class Deliveries:
     def _done(self, future: Future[None]) -> None:
         with self._lock:
             self._pending.discard(future)
-        if future.exception() is not None:
+        if not future.cancelled() and future.exception() is not None:  # cancelled: shut down, a task covers it
             log.error("webhook_sender_crashed", error=repr(future.exception()))
 
     def pending(self) -> int:
