@@ -84,7 +84,29 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --extra-index-url "${TORCH_INDEX_URL}" "/src[engine]" "torch==2.9.1" "torchaudio==2.9.1" \
     && python -c "import flash_attn, consumer.engine.f5, torch; assert torch.__version__.startswith('2.9.1'), torch.__version__"
 
-# ---- runtime ------------------------------------------------------------------------------------------------------
+# ---- api: the HTTP door alone, no torch, no GPU (docker build --target api -t f5-worker-api .) ----------------------
+# It refuses to start without F5_WORKER_API_KEY_HASHES on 0.0.0.0 (keyless mode is for loopback only).
+FROM python:3.12.8-slim-bookworm AS api
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp \
+    F5_WORKER_API_HOST=0.0.0.0 \
+    F5_WORKER_API_PORT=8000 \
+    F5_WORKER_LOG_JSON=true
+COPY pyproject.toml README.md /src/
+COPY contracts /src/contracts
+COPY consumer /src/consumer
+RUN pip install --no-cache-dir "/src[api]" \
+    && rm -rf /src \
+    && python -c "import consumer.api.app" \
+    && if python -c "import torch" 2>/dev/null; then echo "torch must not be in the API image" >&2; exit 1; fi
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=3)"]
+CMD ["f5-worker", "api"]
+
+# ---- runtime (the default target: the GPU worker) -----------------------------------------------------------------
 FROM base AS runtime
 COPY --from=build /opt/venv /opt/venv
 COPY --from=weights /opt/f5-worker/model /opt/f5-worker/model

@@ -12,6 +12,7 @@ from typing import Annotated, Any  # noqa: E402
 
 import typer  # noqa: E402
 
+from consumer.api import cli as cli_api  # noqa: E402
 from consumer.producer import cli as cli_producer  # noqa: E402
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     help="F5-TTS behind SQS: synthesis requests in, audio in S3, completion events out.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: flags shown as flags (typer's rich panels print `--json <bool>`)
 )
 _DEBUG = {"on": False}
 
@@ -138,6 +140,7 @@ def infra(ctx: typer.Context) -> None:
 
 
 cli_producer.register(app)
+cli_api.register(app)
 
 
 def main() -> None:

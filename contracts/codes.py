@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     BAD_REFERENCE_AUDIO = "bad_reference_audio"
     TEXT_NOT_REPRESENTABLE = "text_not_representable"
     FORBIDDEN_LOCATION = "forbidden_location"
+    CANCELLED = "cancelled"
     ENGINE_ERROR = "engine_error"
     STORAGE_ERROR = "storage_error"
     NOTIFY_ERROR = "notify_error"

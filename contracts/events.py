@@ -69,6 +69,12 @@ class SynthesisCompleted(_Event):
     model_id: str
     seed: int
     text_chars: int
+    voice_version: str | None = Field(
+        None,
+        description="The version of the reference clip used: its S3 VersionId where the bucket is versioned, "
+        "else `sha256:` + 16 hex digits of a library clip, or `etag:` + the ETag of another clip. Absent from "
+        "events of earlier versions.",
+    )
 
 
 class SynthesisFailed(_Event):

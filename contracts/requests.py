@@ -102,8 +102,9 @@ class SynthesisOptions(_Strict):
     remove_silence: bool = False
     normalize_text: bool = Field(
         True,
-        description="Spell out numbers, dates, times, units, amounts and abbreviations in English text "
-        "before synthesis.",
+        description="Spell out numbers, dates, times, units, amounts and abbreviations before synthesis, in "
+        "English text only: text whose `language` is English, or, without a `language`, text the worker's rule "
+        "calls English (other languages are never rewritten).",
     )
 
 
@@ -132,12 +133,30 @@ class SynthesisRequest(_Strict):
 
     schema_version: Literal[1] = 1  # SCHEMA_VERSION
     job_id: JobId
-    text: Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_TEXT_CHARS)]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_TEXT_CHARS)] | None = Field(
+        None, description=f"The text to speak (at most {limits.MAX_TEXT_CHARS:,} characters; longer: `text_uri`)."
+    )
+    text_uri: S3Uri | None = Field(
+        None,
+        description=f"s3://bucket/key of a UTF-8 text file of at most {limits.MAX_TEXT_URI_CHARS:,} characters (a "
+        "chapter), in the worker's bucket or one it may read references from. Exactly one of text and text_uri.",
+    )
+    language: Annotated[str, StringConstraints(pattern=limits.LANGUAGE_TAG_PATTERN)] | None = Field(
+        None,
+        description="BCP-47 tag of the text, e.g. `en`, `fr-CA`. Decides whether English normalisation applies "
+        "(only to `en`); without it the worker applies it only to text it can tell is English.",
+    )
     voice: VoiceRef
     output: OutputSpec = OutputSpec()
     options: SynthesisOptions = SynthesisOptions()
     notify: NotifySpec = NotifySpec()
     metadata: dict[str, Any] = Field(default_factory=dict, description="Echoed back in every event.")
+
+    @model_validator(mode="after")
+    def _one_text(self) -> SynthesisRequest:
+        if (self.text is None) == (self.text_uri is None):
+            raise ValueError("give exactly one of text or text_uri")
+        return self
 
     @field_validator("metadata")
     @classmethod

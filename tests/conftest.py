@@ -123,6 +123,16 @@ def make_worker(stack: Stack) -> Callable[..., tuple[Worker, Services]]:
     return factory
 
 
+@pytest.fixture
+def cli_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """The producer CLI pointed at this test's stack (through F5_WORKER_* variables)."""
+    for key, value in stack.settings().model_dump().items():
+        if key in {"aws_endpoint_url", "queue_url", "bucket", "topic_arn"}:
+            monkeypatch.setenv(f"F5_WORKER_{key.upper()}", str(value))
+    monkeypatch.setenv("F5_WORKER_EVENTS_QUEUE_URL", stack.resources.events_queue_url)
+    return stack
+
+
 @pytest.fixture(scope="session")
 def reference_wav() -> bytes:
     return EXAMPLE_VOICE_EN.audio()

@@ -222,3 +222,14 @@ def test_launcher_without_gpus_says_so(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("F5_WORKER_GPUS", "CUDA_VISIBLE_DEVICES")}
     result = subprocess.run(["bash", str(LAUNCHER)], env=env, capture_output=True, text=True, timeout=20)
     assert result.returncode == 2 and "no GPUs found" in result.stderr
+
+
+def test_the_api_stage_is_slim_non_root_and_not_the_default(stages: dict[str, list[tuple[str, str]]]) -> None:
+    assert list(stages)[-1] == "runtime"  # `docker build .` still makes the GPU worker
+    api = stages["api"]
+    last = {keyword: args for keyword, args in api}
+    assert "cuda" not in api[0][1] and json.loads(last["CMD"]) == ["f5-worker", "api"]
+    assert last["USER"].split(":")[0] not in ("0", "root")
+    runs = " ".join(args for keyword, args in api if keyword == "RUN")
+    assert '"/src[api]"' in runs and "import torch" in runs  # installs the extra, then proves torch is absent
+    assert _env(api)["F5_WORKER_API_HOST"] == "0.0.0.0"  # keys required there: the CLI refuses keyless

@@ -4,20 +4,24 @@ outside the repository."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
+from consumer.api.gateway import Gateway
 from consumer.audio.encoding import EXTENSIONS
 from consumer.core.settings import Settings
 from consumer.storage.audio import output_location
+from consumer.storage.job_index import JobIndex
 from consumer.storage.jobs import JobStore
 from consumer.storage.voice_layout import VoiceLayout
+from consumer.storage.workers import WorkerRegistry
 from contracts.requests import AudioFormat, OutputSpec, SynthesisRequest
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = sorted(
     [*(REPO / "docs").glob("*.md"), REPO / "README.md", REPO / "infra" / "README.md", REPO / "localstack" / "README.md"]
 )
-_PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
+_PLACEHOLDER = re.compile(r"\{[a-z_-]+\}")
 
 
 def code_key_patterns() -> list[str]:
@@ -34,7 +38,19 @@ def code_key_patterns() -> list[str]:
         for fmt in AudioFormat
     ]
     voices = VoiceLayout(defaults.voices_prefix)
-    return [jobs, *outputs, voices.reference_key("{voice_id}"), voices.manifest_key("{voice_id}")]
+    hour = JobIndex(s3=None, bucket="b", prefix=defaults.jobs_index_prefix).key("{job_id}", datetime(2000, 1, 2, 3))
+    index = hour.replace("2000-01-02", "{yyyy-mm-dd}").replace("/03/", "/{hh}/")
+    worker = WorkerRegistry(s3=None, bucket="b", prefix=defaults.workers_prefix).key("{worker_id}")
+    marker = Gateway.marker_key(defaults.api_jobs_prefix, "{job_id}")
+    return [
+        jobs,
+        *outputs,
+        voices.reference_key("{voice_id}"),
+        voices.manifest_key("{voice_id}"),
+        index,
+        worker,
+        marker,
+    ]
 
 
 def _regex(pattern: str) -> re.Pattern[str]:
@@ -43,7 +59,7 @@ def _regex(pattern: str) -> re.Pattern[str]:
 
 
 def _doc_keys(text: str) -> set[str]:
-    return set(re.findall(r"(?<![\w/{.-])((?:jobs|outputs|voices)/[^\s`'\")|,]*)", text))
+    return set(re.findall(r"(?<![\w/{.-])((?:jobs|jobs-index|outputs|voices|workers|api-jobs)/[^\s`'\")|,]*)", text))
 
 
 def _produced(doc_key: str, patterns: list[str]) -> bool:
@@ -57,7 +73,12 @@ def _produced(doc_key: str, patterns: list[str]) -> bool:
 def test_code_key_patterns_are_the_documented_layout():
     assert code_key_patterns()[0] == "jobs/{job_id}.json"
     assert "outputs/{job_id}.mp3" in code_key_patterns()
-    assert code_key_patterns()[-1] == "voices/{voice_id}/manifest.json"
+    assert code_key_patterns()[-4] == "voices/{voice_id}/manifest.json"
+    assert code_key_patterns()[-3:] == [
+        "jobs-index/{yyyy-mm-dd}/{hh}/{job_id}",
+        "workers/{worker_id}.json",
+        "api-jobs/{job_id}.json",
+    ]
 
 
 def test_docs_name_only_s3_keys_the_code_produces():
@@ -79,6 +100,7 @@ def test_the_key_check_catches_the_old_two_file_layout():
     assert not _produced("jobs/{job_id}/claim.json", patterns)
     assert not _produced("jobs/{job_id}/", patterns)
     assert _produced("jobs/cli-0001.json", patterns) and _produced("outputs/{job_id}.{ext}", patterns)
+    assert not _produced("jobs-index/{job_id}.json", patterns) and not _produced("workers/{worker_id}", patterns)
 
 
 _OUTSIDE = re.compile(r"(?:\.\./)+shared|/work/|/home/|/root/|/Users/|\bC:\\")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from consumer.ops.infra import main as infra_main
 from consumer.ops.infra import render_cloudformation, render_yaml
 from consumer.producer.client import Client
 from consumer.producer.voice_library import VoiceLibrary
+from consumer.storage.jobs import CancelResult
 from consumer.worker.loop import Worker
 from consumer.worker.services import build_services
 from contracts.events import SynthesisCompleted, parse_event
@@ -158,14 +160,25 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
         ("s3:GetObject", "AudioBucket/outputs/*"),
         ("s3:PutObject", "AudioBucket/outputs/*"),
         ("s3:GetObject", "AudioBucket/voices/*"),
+        ("s3:PutObject", "AudioBucket/jobs-index/*"),
+        ("s3:PutObject", "AudioBucket/workers/*"),
         ("s3:ListBucket", f"AudioBucket if {prefixes}"),
         ("sns:Publish", "EventsTopic"),
     }
-    producer_prefixes = json.dumps({"StringLike": {"s3:prefix": ["outputs/*", "voices/*"]}}, sort_keys=True)
+    producer_prefixes = json.dumps(
+        {"StringLike": {"s3:prefix": ["outputs/*", "voices/*", "jobs-index/*", "workers/*", "api-jobs/*"]}},
+        sort_keys=True,
+    )
     assert _grants(policies["ProducerPolicy"]) == {
         ("sqs:SendMessage", "RequestQueue"),
+        ("sqs:GetQueueAttributes", "RequestQueue"),
         ("s3:GetObject", "AudioBucket/outputs/*"),
         ("s3:GetObject", "AudioBucket/jobs/*"),
+        ("s3:PutObject", "AudioBucket/jobs/*"),
+        ("s3:GetObject", "AudioBucket/jobs-index/*"),
+        ("s3:GetObject", "AudioBucket/workers/*"),
+        ("s3:GetObject", "AudioBucket/api-jobs/*"),
+        ("s3:PutObject", "AudioBucket/api-jobs/*"),
         ("s3:GetObject", "AudioBucket/voices/*"),
         ("s3:PutObject", "AudioBucket/voices/*"),
         ("s3:DeleteObject", "AudioBucket/voices/*"),
@@ -345,7 +358,12 @@ def test_stack_runs_a_job_within_its_policies(aws_endpoint: str, cfn: Any) -> No
     # and every call each of them made is allowed by the IAM policy the stack created for it.
     worker_ops = {op for _, op, _ in worker_log.calls}
     assert {"ReceiveMessage", "PutObject", "Publish", "DeleteMessage", "SendMessage"} <= worker_ops
-    assert Client(producer, outputs["QueueUrl"], outputs["BucketName"]).result("cfn-1") == event  # jobs/ readable
+    client = Client(producer, outputs["QueueUrl"], outputs["BucketName"])
+    assert client.result("cfn-1") == event  # jobs/ readable
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    assert [(e.job_id, e.status) for e in client.recent(since)] == [("cfn-1", "COMPLETED")]  # the index
+    assert client.cancel("cfn-1", by="test") == CancelResult.FINISHED
+    assert client.cancel("cfn-never-sent", by="test") == CancelResult.QUEUED  # a conditional PutObject
     assert {"ListObjectsV2", "SendMessage", "ReceiveMessage", "GetObject"} <= {op for _, op, _ in producer_log.calls}
     assert _denied(worker_log, _policy_document(aws_endpoint, outputs["WorkerPolicyArn"])) == []
     assert _denied(producer_log, _policy_document(aws_endpoint, outputs["ProducerPolicyArn"])) == []
@@ -411,8 +429,10 @@ def test_init_resources_prints_a_working_env(aws_endpoint: str, capsys: pytest.C
 def test_init_resources_fails_clearly_without_aws(capsys: pytest.CaptureFixture[str]) -> None:
     from consumer.ops.init import init_main
 
-    assert init_main(["--endpoint-url", "http://127.0.0.1:9", "--name", "x"]) == 1
-    assert "could not create the resources in http://127.0.0.1:9" in capsys.readouterr().err
+    assert init_main(["--endpoint-url", "http://127.0.0.1:9", "--name", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "could not create the resources: cannot reach http://127.0.0.1:9" in err and "fix:" in err
+    assert len(err.strip().splitlines()) == 2
 
 
 def test_localstack_hook_creates_the_resources(aws_endpoint: str) -> None:

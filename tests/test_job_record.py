@@ -78,7 +78,9 @@ def test_claim_writes_inprogress_once_and_defers_a_second_claimant(stack, jobs, 
         "message_id": "m1",
         "attempt": 1,
         "generation": 1,
+        "started_at": clock.now.isoformat(),
         "expires_at": (clock.now + timedelta(seconds=60)).isoformat(),
+        "progress": None,
     }
     with pytest.raises(JobInProgressElsewhere) as held:
         jobs.claim("j1", "w2", ttl_s=60, message_id="m1")

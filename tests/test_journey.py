@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -76,6 +78,10 @@ def test_the_journey_from_local_serve_to_jobs_show(served, tmp_path, reference_w
     said = _cli(["say", "Hello there.", "--voice", "narrator", "--out", "hello.wav", "--timeout", "90"], env, tmp_path)
     assert said.returncode == 0, said.stderr
     assert (tmp_path / "hello.wav").stat().st_size > 44
+    # not a terminal: one plain line per phase, ending with the upload (the worker may take it before the first poll)
+    phases = said.stderr.strip().splitlines()
+    assert phases[-1].startswith("uploaded s3://") and "Traceback" not in said.stderr
+    assert set(phases[:-1]) <= {"queued"} | {p for p in phases if p.startswith(("started on", "chunk ", "encoding"))}
 
     (tmp_path / "text.txt").write_text("Read from a file.")
     options = ["--speed", "1.2", "--nfe-steps", "8", "--sample-rate", "16000", "--loudness", "-16"]
@@ -97,11 +103,20 @@ def test_the_journey_from_local_serve_to_jobs_show(served, tmp_path, reference_w
     (tmp_path / "requests.json").write_text(json.dumps([request]))
     queued = _cli(["enqueue", "requests.json"], env, tmp_path)
     assert queued.returncode == 0 and "queued journey-1" in queued.stdout
-    deadline = time.monotonic() + 60
-    while (shown := _cli(["jobs", "show", "journey-1", "--json"], env, tmp_path)).returncode != 0:
-        assert time.monotonic() < deadline, shown.stderr
-        time.sleep(1)
-    assert json.loads(shown.stdout)["type"] == "synthesis.completed.v1"
+    waited = _cli(["jobs", "wait", "journey-1", "--timeout", "60", "--json"], env, tmp_path)
+    assert waited.returncode == 0 and json.loads(waited.stdout)["type"] == "synthesis.completed.v1", waited.stderr
+    shown = _cli(["jobs", "show", "journey-1", "--json"], env, tmp_path)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "COMPLETED"
+    listed = _cli(["jobs", "list", "--json"], env, tmp_path)
+    assert "journey-1" in [row["job_id"] for row in json.loads(listed.stdout)]
+
+    # the web console and the HTTP API, started beside the worker
+    console = re.search(
+        r"web console and HTTP API \(keyless, this machine only\): (\S+)/", (tmp_path / "serve.log").read_text()
+    )
+    assert console, (tmp_path / "serve.log").read_text()
+    with urllib.request.urlopen(f"{console.group(1)}/", timeout=10) as page:
+        assert b"f5-worker console" in page.read()
 
     # the usual mistakes: exit 2 (usage, configuration) or 1 (the work failed), one or two lines, no traceback
     mistakes = [
@@ -109,7 +124,7 @@ def test_the_journey_from_local_serve_to_jobs_show(served, tmp_path, reference_w
         (["enqueue", "-"], "[]", 2, "nothing to enqueue"),
         (["enqueue", "-"], "{not json", 2, "not JSON"),
         (["voices", "add", "v2", "missing.wav", "--transcript", "x"], None, 2, "cannot read missing.wav"),
-        (["jobs", "show", "never-sent"], None, 1, "no recorded outcome"),
+        (["jobs", "show", "never-sent"], None, 1, "no worker has received it yet"),
         (["local", "--text", ""], None, 2, "--text is empty"),
         (["say", "@missing.txt"], None, 2, "cannot read missing.txt"),
     ]

@@ -28,7 +28,7 @@ SQS_CALLS = {
 QUEUE_ADAPTER = REPO / "consumer" / "aws" / "queue.py"
 # Producer-side tools and the local demo talk to SQS themselves (they enqueue, redrive, read events); the worker
 # (everything else) goes through the queue adapter.
-NOT_THE_WORKER = ("consumer/producer/", "consumer/ops/", "consumer/cli.py")
+NOT_THE_WORKER = ("consumer/producer/", "consumer/api/", "consumer/ops/", "consumer/cli.py")
 
 
 def _sqs_calls(path: Path) -> list[str]:

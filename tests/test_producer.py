@@ -23,15 +23,6 @@ from contracts.requests import SynthesisRequest, VoiceRef
 runner = CliRunner()
 
 
-@pytest.fixture
-def cli_env(stack, monkeypatch):
-    for key, value in stack.settings().model_dump().items():
-        if key in {"aws_endpoint_url", "queue_url", "bucket", "topic_arn"}:
-            monkeypatch.setenv(f"F5_WORKER_{key.upper()}", str(value))
-    monkeypatch.setenv("F5_WORKER_EVENTS_QUEUE_URL", stack.resources.events_queue_url)
-    return stack
-
-
 def wav_bytes(samples: np.ndarray, rate: int = 24000) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, samples, rate, format="WAV")
@@ -117,7 +108,9 @@ def test_enqueue_validates_locally_and_jobs_show_reads_the_record(cli_env, make_
     worker, _ = make_worker()
     worker.run()
     shown = runner.invoke(app, ["jobs", "show", "cli-0", "--json"])
-    assert shown.exit_code == 0 and json.loads(shown.output)["output"]["key"] == "outputs/cli-0.wav"
+    record = json.loads(shown.output)
+    assert shown.exit_code == 0 and record["status"] == "COMPLETED"
+    assert record["event"]["output"]["key"] == "outputs/cli-0.wav"
 
 
 def test_batch_submit_reports_per_entry_failures(stack):
@@ -140,7 +133,7 @@ def test_dlq_list_and_redrive(cli_env):
     sqs = cli_env.clients.sqs
     sqs.send_message(QueueUrl=cli_env.resources.dlq_url, MessageBody=json.dumps({"job_id": "dead-1"}))
     listed = runner.invoke(app, ["dlq", "list", "--json"])
-    assert listed.exit_code == 0 and "dead-1" in json.loads(listed.output)[0]["body"]
+    assert listed.exit_code == 0 and json.loads(listed.output)[0]["job_id"] == "dead-1"
     moved = runner.invoke(app, ["dlq", "redrive", "--json"])
     assert moved.exit_code == 0, moved.output
     body = json.loads(moved.output[moved.output.index("{") :])
@@ -182,6 +175,15 @@ def test_fifo_queue_round_trip(aws_endpoint, make_worker, stack):
         ["voices", "rm"],
         ["jobs"],
         ["jobs", "show"],
+        ["jobs", "list"],
+        ["jobs", "wait"],
+        ["jobs", "download"],
+        ["jobs", "cancel"],
+        ["jobs", "redeliver"],
+        ["status"],
+        ["api"],
+        ["api", "keys"],
+        ["api", "keys", "create"],
         ["dlq"],
         ["dlq", "list"],
         ["dlq", "redrive"],
@@ -190,6 +192,7 @@ def test_fifo_queue_round_trip(aws_endpoint, make_worker, stack):
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "usage" in result.output.lower()
+    assert "<bool>" not in result.output  # flags read as flags
 
 
 def test_producer_import_path_does_not_import_torch():

@@ -74,6 +74,9 @@ def test_requests_cannot_write_outside_the_configured_place(stack, make_worker, 
     worker.run()
     (event,) = stack.events()
     assert event.type == "synthesis.failed.v1" and not event.retryable
-    # nothing but the voice library and the job's record (which says FAILED)
-    assert [k for k in stack.objects("") if not k.startswith("voices/")] == ["jobs/escape-2.json"]
+    # nothing but the voice library, the job's record (which says FAILED), its index entry and the worker's
+    # liveness record
+    written = [k for k in stack.objects("") if not k.startswith(("voices/", "jobs-index/", "workers/"))]
+    assert written == ["jobs/escape-2.json"]
+    assert [k.rsplit("/", 1)[-1] for k in stack.objects("jobs-index/")] == ["escape-2"]
     assert json.loads(stack.get("jobs/escape-2.json"))["status"] == "FAILED"

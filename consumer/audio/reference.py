@@ -43,6 +43,7 @@ class Reference:
     sample_rate: int
     transcript: str
     cache_key: str = ""
+    version: str = ""  # which version of the clip (see consumer.storage.voice_layout.voice_version)
 
     @property
     def duration_s(self) -> float:

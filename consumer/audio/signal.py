@@ -37,6 +37,35 @@ def cross_fade(waves: list[np.ndarray], sample_rate: int, duration_s: float = 0.
     return final
 
 
+class CrossFader:
+    """`cross_fade`, one chunk at a time, holding back only the samples the next chunk may fade into:
+    concatenating what `push` and `finish` return gives exactly `cross_fade(all chunks)`."""
+
+    def __init__(self, sample_rate: int, duration_s: float = 0.15) -> None:
+        self._fade = int(duration_s * sample_rate) if duration_s > 0 else 0
+        self._held: np.ndarray | None = None
+
+    def push(self, wave: np.ndarray) -> np.ndarray:
+        """Add the next chunk; returns the samples that no later chunk can change."""
+        if self._held is None:
+            joined = wave
+        else:
+            n = min(self._fade, len(self._held), len(wave))
+            if n <= 0:
+                joined = np.concatenate([self._held, wave])
+            else:
+                overlap = self._held[-n:] * np.linspace(1, 0, n) + wave[:n] * np.linspace(0, 1, n)
+                joined = np.concatenate([self._held[:-n], overlap, wave[n:]])
+        keep = min(self._fade, len(joined))
+        self._held = joined[len(joined) - keep :]
+        return joined[: len(joined) - keep]
+
+    def finish(self) -> np.ndarray:
+        """The held-back end of the last chunk."""
+        held, self._held = self._held, None
+        return np.zeros(0, dtype=np.float32) if held is None else held
+
+
 def remove_long_silences(
     samples: np.ndarray,
     sample_rate: int,

@@ -19,9 +19,14 @@ class AwsClients:
     sns: Any
 
 
-def make_clients(settings: Settings) -> AwsClients:
+def make_clients(settings: Settings, max_pool_connections: int = 10) -> AwsClients:
+    """`max_pool_connections`: HTTP connections kept per client (the API, with many requests at once, wants more)."""
     session = boto3.session.Session(region_name=settings.aws_region)
-    base: dict[str, Any] = {"connect_timeout": 5, "retries": {"mode": "standard", "max_attempts": 3}}
+    base: dict[str, Any] = {
+        "connect_timeout": 5,
+        "retries": {"mode": "standard", "max_attempts": 3},
+        "max_pool_connections": max_pool_connections,
+    }
     # The long poll must return before the socket gives up: read timeout above WaitTimeSeconds.
     sqs_cfg = Config(read_timeout=settings.wait_time_s + 10, **base)
     s3_cfg = Config(read_timeout=60, signature_version="s3v4", s3={"addressing_style": "path"}, **base)

@@ -87,6 +87,14 @@ class ForbiddenLocation(PermanentError):
     cause = "bucket outside the allowlist; output key holding an object f5-worker did not write"
 
 
+class JobCancelled(PermanentError):
+    """Someone asked for the job to be cancelled (`f5-worker jobs cancel`): a queued job fails when received, a
+    running one at its next sampling step."""
+
+    code = ErrorCode.CANCELLED
+    cause = "cancel requested (`jobs cancel`): before the job started, or while it was synthesizing"
+
+
 # --- retryable: message kept, visible again after a backoff -----------------------------------------------------
 class RetryableError(WorkerError):
     """A transient failure: the message is retried after `delay_s` (or the backoff policy's delay)."""
@@ -201,7 +209,11 @@ class ConfigurationError(Exception):
         self.fix = fix
 
 
-# --- models, image build, producers --------------------------------------------------------------------------------
+# --- models, image build, producers ------------------------------------------------------------------------------
+class VoiceExists(Exception):
+    """`voices add` without `--force` for a voice id that is taken."""
+
+
 class ModelSpecError(ValueError):
     """A model directory, checkpoint, vocabulary or architecture that cannot be used."""
 
@@ -216,6 +228,36 @@ class PrepareError(Exception):
 
 class JobTimeoutError(TimeoutError):
     """The producer client's wait for a job's outcome ran out."""
+
+
+# --- the HTTP API ----------------------------------------------------------------------------------------------------
+class ApiError(Exception):
+    """An HTTP answer in OpenAI's error shape (`consumer/api/errors.py` renders it)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+        self.headers = headers or {}
+
+
+class KeyConfigError(ValueError):
+    """A configured API key hash, or a new key's name, that cannot be used."""
+
+
+class JobConflict(Exception):
+    """An idempotency key used before with another request body."""
+
+
+class UnknownJob(LookupError):
+    """No such job for this API key."""
 
 
 # --- docs/errors.md -------------------------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ from __future__ import annotations
 import socket
 import uuid
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SQS_MAX_WAIT_S = 20
 SQS_MAX_VISIBILITY_S = 12 * 3600
@@ -30,6 +31,12 @@ class Settings(BaseSettings):
     bucket: str = Field("", description="Bucket for audio, job records and the voice library.")
     output_prefix: str = Field("outputs", description="Default key prefix of audio objects.")
     jobs_prefix: str = Field("jobs", description="Key prefix of job records (claims, completions).")
+    jobs_index_prefix: str = Field(
+        "jobs-index", description="Key prefix of the hourly index of recent jobs (`jobs list`, `status`)."
+    )
+    workers_prefix: str = Field(
+        "workers", description="Key prefix of the per-worker liveness records (`status`), one write a minute."
+    )
     voices_prefix: str = Field("voices", description="Key prefix of the voice library.")
     allowed_output_buckets: tuple[str, ...] = Field(
         (), description="Extra buckets a request may write to; the worker's own bucket is always allowed."
@@ -50,7 +57,24 @@ class Settings(BaseSettings):
         120, ge=2, le=SQS_MAX_VISIBILITY_S, description="Visibility per receive and per heartbeat extension."
     )
     heartbeat_interval_s: float = Field(30.0, gt=0, description="Extend visibility this often while a job runs.")
-    job_timeout_s: float = Field(900.0, gt=0, description="Hard limit for one job; it then fails (retryable).")
+    progress_interval_s: float = Field(
+        5.0, gt=0, description="Write a running job's progress (chunk i of n) to its record at most this often."
+    )
+    job_timeout_s: float = Field(
+        900.0, gt=0, description="Hard limit for one job, plus `job_timeout_per_1k_chars_s`; it then fails (retryable)."
+    )
+    job_timeout_per_1k_chars_s: float = Field(
+        60.0, ge=0, description="Extra job time per 1,000 characters of text: a chapter gets the time it needs."
+    )
+    longform_above_chars: int = Field(
+        5_000,
+        ge=1,
+        description="Texts longer than this are synthesized chunk by chunk into a file under `scratch_dir` and "
+        "uploaded from it: memory stays bounded by a few chunks, not by the text.",
+    )
+    scratch_dir: Path | None = Field(
+        None, description="Where long-form jobs keep their temporary audio (default: the system's temp dir)."
+    )
     max_in_flight: int = Field(1, ge=1, le=10, description="Messages held at once (one receive never exceeds it).")
     retry_base_delay_s: int = Field(5, ge=0, le=900, description="Backoff of the first retry; doubles per attempt.")
     retry_max_delay_s: int = Field(900, ge=0, le=SQS_MAX_VISIBILITY_S, description="Backoff ceiling.")
@@ -128,12 +152,43 @@ class Settings(BaseSettings):
     )
     notify_attempts: int = Field(4, ge=1, le=10, description="In-process attempts per notification target.")
 
+    # --- HTTP API (`f5-worker api`) ---------------------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="Address the API listens on (keyless only on loopback).")
+    api_port: int = Field(8000, ge=0, le=65535, description="Port of the API.")
+    api_key_hashes: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="API keys as `name:sha256hex` (from `f5-worker api keys create NAME`), comma-separated. None: "
+        "keyless, allowed on a loopback address only.",
+    )
+    api_speech_wait_s: float = Field(
+        120.0, gt=0, le=3600, description="`/v1/audio/speech` waits this long for the audio, then answers 504."
+    )
+    api_rate_per_minute: float = Field(
+        120.0, gt=0, description="Requests per minute per key (token bucket, per API replica); then 429."
+    )
+    api_max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest JSON body the API reads.")
+    api_max_upload_bytes: int = Field(20_000_000, ge=1024, description="Largest voice clip upload.")
+    api_cors_origins: tuple[str, ...] = Field((), description="Origins allowed by CORS (none: CORS off).")
+    api_events_queue_url: str | None = Field(
+        None,
+        description="An SQS queue subscribed to the topic for this API replica alone (raw delivery): waiting "
+        "requests wake when their event arrives. Without it, the jobs index is polled every 250 ms.",
+    )
+    api_jobs_prefix: str = Field(
+        "api-jobs", description="Key prefix of the API's job markers (owner key, body hash: idempotency)."
+    )
+
     # --- Process --------------------------------------------------------------------------------------------
     worker_id: str = Field(default_factory=_default_worker_id, description="Names this process in claims/events.")
     health_port: int | None = Field(None, ge=0, le=65535, description="Serve /healthz /readyz /metrics here.")
     health_max_poll_age_s: float = Field(90.0, gt=0, description="/healthz fails when no poll succeeded since.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR.")
     log_json: bool = Field(True, description="JSON lines (false: console format).")
+
+    @field_validator("api_key_hashes", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

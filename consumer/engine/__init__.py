@@ -4,7 +4,7 @@ loader) and the checkpoint tools in `consumer.engine.random_model` import torch,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -46,6 +46,15 @@ class SynthesisJob:
     options: SynthesisOptions
     seed: int
     should_abort: Callable[[], bool] = field(default=lambda: False, repr=False, compare=False)
+    # on_progress(chunk, chunks): called before each chunk (0-based) and once more with (chunks, chunks) at the
+    # end. It must be quick and must not raise.
+    on_progress: Callable[[int, int], None] = field(default=lambda i, n: None, repr=False, compare=False)
+
+    @property
+    def expected_audio_s(self) -> float:
+        """The audio length the engine will aim for: the reference's speaking rate applied to the text."""
+        rate = self.reference.duration_s / max(1, len(self.reference.transcript.encode()))
+        return rate * len(self.text.encode()) / max(0.1, self.options.speed)
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,12 @@ class Engine(Protocol):
         """Synthesize one job. Raises `SynthesisAborted` when `job.should_abort()` turns true,
         `consumer.core.errors.TextNotRepresentable` for text the vocabulary cannot express, and
         `consumer.core.errors.EngineError` for transient device failures."""
+
+    def synthesize_stream(self, job: SynthesisJob) -> Iterator[np.ndarray]:
+        """`synthesize` for long texts, in pieces: yields mono float32 blocks as chunks are made, holding no
+        more than a chunk or two (concatenated, they are `synthesize`'s samples, with `remove_silence` applied per
+        chunk instead of over the whole). Same errors."""
+        ...
 
     def close(self) -> None:
         """Free device memory."""

@@ -19,9 +19,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import numpy as np
 
 from consumer.core.errors import EngineError, SynthesisAborted
 from consumer.core.logs import get_logger
@@ -130,6 +132,10 @@ class BatchingEngine:
             raise entry.result
         assert entry.result is not None
         return entry.result
+
+    def synthesize_stream(self, job: SynthesisJob) -> Iterator[np.ndarray]:
+        """Long texts go to the inner engine chunk by chunk, between batches (not batched themselves)."""
+        yield from self.inner.synthesize_stream(job)
 
     def close(self) -> None:
         with self._cond:

@@ -32,7 +32,6 @@ import contextlib
 import gc
 import hashlib
 import importlib.util
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -44,9 +43,9 @@ import torch
 from cachetools import LRUCache
 from torch.nn.utils.rnn import pad_sequence
 
-from consumer.audio.signal import cross_fade, remove_long_silences
+from consumer.audio.signal import CrossFader, cross_fade, remove_long_silences
 from consumer.core.errors import EngineError, InvalidRequest, SynthesisAborted, TextNotRepresentable
-from consumer.core.logs import get_logger
+from consumer.core.logs import get_logger, third_party_output
 from consumer.engine import (
     Reference,
     SamplerKey,
@@ -180,16 +179,17 @@ class F5Engine:
         with self._lock:
             if self._model is not None:
                 return
-            from f5_tts.infer.utils_infer import load_model, load_vocoder
-            from f5_tts.model import DiT
-            from f5_tts.model.utils import get_tokenizer
+            with third_party_output("f5_tts"):  # importing it prints where it runs, and warns about ffmpeg
+                from f5_tts.infer.utils_infer import load_model, load_vocoder
+                from f5_tts.model import DiT
+                from f5_tts.model.utils import get_tokenizer
 
             if self.spec.mel_spec_type != "vocos":
                 raise EngineError(f"{self.model_id}: only the vocos vocoder is supported")
             checkpoint = self._local_checkpoint()
             vocoder_dir = self._local_vocoder()
             self.checkpoint_sha256 = _sha256(checkpoint)
-            with contextlib.redirect_stdout(sys.stderr):  # upstream prints; keep stdout for our JSON logs
+            with third_party_output("f5_tts"):  # upstream prints (vocab, paths): into the log at debug level
                 # Loaded in fp32 on the CPU, then cast and moved: the same values as upstream's
                 # `model.to(dtype)` followed by `load_state_dict`, with the dtype under our control.
                 model = load_model(
@@ -205,9 +205,9 @@ class F5Engine:
                 vocoder = load_vocoder(
                     self.spec.mel_spec_type, is_local=True, local_path=vocoder_dir, device=self.device
                 )
+                self._vocab = get_tokenizer(self.spec.vocab, "custom")[0]
             self._model = model.to(device=self.device, dtype=self.dtype).eval()
             self._vocoder = vocoder
-            self._vocab = get_tokenizer(self.spec.vocab, "custom")[0]
             self._model.transformer.register_forward_pre_hook(self._before_ode_step)
             _enable_attention_masks(self._model)
             if self.device.startswith("cuda"):
@@ -256,12 +256,14 @@ class F5Engine:
             self._should_abort = job.should_abort
             try:
                 prompt = self._prompt(job.reference)
-                for chunk, seed in zip(chunks, seeds, strict=True):
+                for i, (chunk, seed) in enumerate(zip(chunks, seeds, strict=True)):
                     if job.should_abort():
                         raise SynthesisAborted("synthesis aborted between chunks")
+                    job.on_progress(i, len(chunks))
                     wave, mel = self._infer_chunk(prompt, job.reference.transcript, chunk, job.options, seed)
                     waves.append(wave)
                     mels.append(mel)
+                job.on_progress(len(chunks), len(chunks))
             except torch.cuda.OutOfMemoryError as exc:
                 raise EngineError(f"CUDA out of memory while synthesizing {len(text)} characters") from exc
             finally:
@@ -270,6 +272,38 @@ class F5Engine:
                 if self.device.startswith("cuda"):
                     torch.cuda.empty_cache()
         return self._finish(job, waves, mels, chunks, seeds)
+
+    def synthesize_stream(self, job: SynthesisJob) -> Iterator[np.ndarray]:
+        """Chunk by chunk, each yielded as soon as it is made (minus the cross-fade's held-back end), no mel kept.
+        The engine lock is taken per chunk, so other jobs (and batches) run between the chunks of a long one."""
+        text = _check_texts(job)
+        with self._lock:
+            if self._model is None:
+                raise EngineError("the engine is not loaded (call load() first)")
+            chunks, seeds = self._plan(job, text)
+            prompt = self._prompt(job.reference)
+        fader = CrossFader(self.sample_rate, CROSS_FADE_S)
+        for i, (chunk, seed) in enumerate(zip(chunks, seeds, strict=True)):
+            if job.should_abort():
+                raise SynthesisAborted("synthesis aborted between chunks")
+            job.on_progress(i, len(chunks))
+            with self._lock:
+                self._should_abort = job.should_abort
+                try:
+                    wave, _mel = self._infer_chunk(prompt, job.reference.transcript, chunk, job.options, seed)
+                except torch.cuda.OutOfMemoryError as exc:
+                    raise EngineError(f"CUDA out of memory in chunk {i + 1} of {len(chunks)}") from exc
+                finally:
+                    self._should_abort = None
+                    self._model.transformer.clear_cache()
+            yield self._finish_block(fader.push(wave), job)
+        job.on_progress(len(chunks), len(chunks))
+        yield self._finish_block(fader.finish(), job)
+
+    def _finish_block(self, samples: np.ndarray, job: SynthesisJob) -> np.ndarray:
+        if job.options.remove_silence and len(samples):
+            samples = remove_long_silences(samples, self.sample_rate)
+        return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
 
     # --- batched synthesis ------------------------------------------------------------------------------
     def synthesize_batch(self, jobs: Sequence[SynthesisJob]) -> list[SynthesizedAudio | BaseException]:
@@ -307,6 +341,7 @@ class F5Engine:
                     continue
                 for i, (chunk, seed) in enumerate(zip(*plans[j], strict=True)):
                     items.append(self._item(j, i, prompt, job.reference.transcript, chunk, job.options, seed))
+                job.on_progress(0, len(plans[j][0]))  # chunks of a batch run together: start and end only
             outputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
             try:
                 for group in _groups(items, max(1, len(jobs))):
@@ -320,6 +355,7 @@ class F5Engine:
             if j not in results:
                 waves, mels = zip(*(outputs[(j, i)] for i in range(len(chunks))), strict=True)
                 results[j] = self._finish(jobs[j], list(waves), list(mels), chunks, seeds)
+                jobs[j].on_progress(len(chunks), len(chunks))
         return [results[j] for j in range(len(jobs))]
 
     def _run_group(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -38,19 +39,31 @@ class FakeEngine:
         with self._lock:
             self.calls += 1
             self.texts.append(job.text)
-        deadline = time.monotonic() + self.work_s
-        while time.monotonic() < deadline:
-            if job.should_abort():
-                raise SynthesisAborted("aborted")
-            time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+        # Sentences stand in for chunks: progress is reported per sentence, the work spread evenly over them.
+        chunks = max(1, sum(job.text.count(mark) for mark in ".!?"))
+        started = time.monotonic()
+        for i in range(chunks):
+            job.on_progress(i, chunks)
+            deadline = started + self.work_s * (i + 1) / chunks
+            while time.monotonic() < deadline:
+                if job.should_abort():
+                    raise SynthesisAborted("aborted")
+                time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
         if job.should_abort():
             raise SynthesisAborted("aborted")
+        job.on_progress(chunks, chunks)
         digest = hashlib.sha256(f"{job.text}|{job.seed}".encode()).digest()
         freq = 120 + digest[0]
         duration = max(0.3, len(job.text) * self.seconds_per_char / job.options.speed)
         t = np.arange(int(duration * self.sample_rate), dtype=np.float32) / self.sample_rate
         samples = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
         return SynthesizedAudio(samples=samples, sample_rate=self.sample_rate, seed=job.seed)
+
+    def synthesize_stream(self, job: SynthesisJob) -> Iterator[np.ndarray]:
+        """The same tone, one block per sentence, as `synthesize` makes it."""
+        samples = self.synthesize(job).samples
+        sentences = max(1, sum(job.text.count(mark) for mark in ".!?"))
+        yield from np.array_split(samples, sentences)
 
     def close(self) -> None:
         self.loaded = False

@@ -56,6 +56,7 @@ def _prefix(field: str) -> str:
 
 
 OUTPUTS, JOBS, VOICES = _prefix("output_prefix"), _prefix("jobs_prefix"), _prefix("voices_prefix")
+INDEX, WORKERS, API_JOBS = _prefix("jobs_index_prefix"), _prefix("workers_prefix"), _prefix("api_jobs_prefix")
 
 
 # --- queues -----------------------------------------------------------------------------------------------------
@@ -151,6 +152,9 @@ def _bucket() -> dict[str, Any]:
                     "Rules": [
                         expire("expire-outputs", OUTPUTS, "OutputExpirationDays"),
                         expire("expire-job-records", JOBS, "JobRecordExpirationDays"),
+                        expire("expire-jobs-index", INDEX, "JobRecordExpirationDays"),
+                        expire("expire-worker-records", WORKERS, "JobRecordExpirationDays"),
+                        expire("expire-api-job-markers", API_JOBS, "JobRecordExpirationDays"),
                         {
                             "Id": "abort-incomplete-uploads",
                             "Status": "Enabled",
@@ -244,6 +248,12 @@ def _worker_policy() -> dict[str, Any]:
             "Resource": _objects(OUTPUTS),
         },
         {"Sid": "ReadVoices", "Effect": "Allow", "Action": "s3:GetObject", "Resource": _objects(VOICES)},
+        {
+            "Sid": "IndexAndLiveness",  # jobs-index/{hour}/{id} with claims and outcomes; workers/{id}.json
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": _objects(INDEX, WORKERS),
+        },
         _list_bucket("HonestNotFound", JOBS, OUTPUTS, VOICES),
         {"Sid": "PublishEvents", "Effect": "Allow", "Action": "sns:Publish", "Resource": _ref("EventsTopic")},
     ]
@@ -256,15 +266,34 @@ def _producer_policy() -> dict[str, Any]:
     statements = [
         {"Sid": "SendRequests", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": _arn("RequestQueue")},
         {"Sid": "ReadAudio", "Effect": "Allow", "Action": "s3:GetObject", "Resource": _objects(OUTPUTS)},
-        # A job's outcome without an events queue (`jobs show`, `Client.wait`, `jobs redeliver`).
-        {"Sid": "ReadJobRecords", "Effect": "Allow", "Action": "s3:GetObject", "Resource": _objects(JOBS)},
+        # A job's outcome without an events queue (`jobs show`, `Client.wait`, `jobs redeliver`); PutObject:
+        # `jobs cancel` adds a cancel request to a record (conditional writes, like the worker's).
+        {
+            "Sid": "JobRecords",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": _objects(JOBS),
+        },
+        {  # `jobs list` and `status`: the hourly index and the workers' liveness records
+            "Sid": "ReadIndexAndLiveness",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": _objects(INDEX, WORKERS),
+        },
+        {"Sid": "QueueDepth", "Effect": "Allow", "Action": "sqs:GetQueueAttributes", "Resource": _arn("RequestQueue")},
+        {  # the HTTP door's job markers (owner key, body hash), written If-None-Match
+            "Sid": "ApiJobMarkers",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": _objects(API_JOBS),
+        },
         {
             "Sid": "ManageVoices",  # the voice library: add, show, list (ListBucket below), remove
             "Effect": "Allow",
             "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
             "Resource": _objects(VOICES),
         },
-        _list_bucket("HonestNotFound", OUTPUTS, VOICES),
+        _list_bucket("HonestNotFound", OUTPUTS, VOICES, INDEX, WORKERS, API_JOBS),
         _if(
             "HasEventsQueue",
             {
@@ -280,7 +309,7 @@ def _producer_policy() -> dict[str, Any]:
         "producer",
         "ProducerRoleName",
         statements,
-        "f5-worker producers: send requests, manage voices, read audio and job records",
+        "f5-worker producers and the HTTP API: send requests, manage voices, read audio and job records",
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.aws.clients import make_clients
+from consumer.aws.failures import explain_aws_failure
 from consumer.aws.resources import Resources, ResourceSpec, bootstrap
 from consumer.core.settings import Settings
 
@@ -69,21 +70,21 @@ def env_lines(resources: Resources, endpoint_url: str | None, region: str) -> li
 
 
 def init_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m consumer.ops.init` (and of `f5-worker init` once wired). Exit 0 on success,
-    1 when AWS cannot be reached or refuses, 2 on bad arguments."""
+    """Entry point of `f5-worker init` (and `python -m consumer.ops.init`). Exit 0 on success, 2 on bad
+    arguments or when AWS cannot be reached or refuses (the cause and the fix, in two lines)."""
     args = _parser().parse_args(argv)
     if args.endpoint_url:
         # Emulators accept any credentials; a real account keeps the default provider chain.
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     spec = spec_from_args(args)
-    clients = make_clients(Settings(aws_endpoint_url=args.endpoint_url, aws_region=args.region))
+    settings = Settings(aws_endpoint_url=args.endpoint_url, aws_region=args.region)
     try:
-        resources = bootstrap(clients, spec, args.region)
+        resources = bootstrap(make_clients(settings), spec, args.region)
     except (BotoCoreError, ClientError) as exc:
-        where = args.endpoint_url or f"AWS ({args.region})"
-        print(f"init_resources: could not create the resources in {where}: {exc}", file=sys.stderr)
-        return 1
+        mistake = explain_aws_failure(exc, settings)
+        print(f"f5-worker init: could not create the resources: {mistake}\n  fix: {mistake.fix}", file=sys.stderr)
+        return mistake.exit_code
     print("\n".join(env_lines(resources, args.endpoint_url, args.region)))
     return 0
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -112,6 +114,11 @@ def run_local(
         _phase(f"serving until Ctrl-C; settings for other terminals written to {env_file}:")
         _phase(f"  set -a; . ./{env_file}; set +a")
         _phase('  f5-worker say "Hello there." --voice basic-en --out hello.wav')
+        api_url = _start_api(settings)
+        if api_url:
+            _phase(
+                f"web console and HTTP API (keyless, this machine only): {api_url}/  (OpenAI base URL: {api_url}/v1)"
+            )
         worker = Worker(
             build_services(settings.model_copy(update={"burst": False}), engine, clients=clients, metrics=metrics)
         )
@@ -119,6 +126,32 @@ def run_local(
         return worker.run()
     finally:
         aws.stop()
+
+
+def _start_api(settings: Settings) -> str | None:
+    """The HTTP door beside the worker (keyless on loopback), on F5_WORKER_API_PORT or a free port if that one is
+    taken. None (and a note) when the API extra is not installed."""
+    try:
+        import uvicorn
+
+        from consumer.api.app import create_app
+    except ImportError:
+        _phase("no web console: install the API extra (pip install 'f5-worker[api]')")
+        return None
+    port = settings.api_port
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:  # taken: let the system pick one
+            free = socket.socket()
+            free.bind(("127.0.0.1", 0))
+            port = free.getsockname()[1]
+            free.close()
+    api_settings = settings.model_copy(update={"api_host": "127.0.0.1", "api_port": port, "api_key_hashes": ()})
+    server = uvicorn.Server(uvicorn.Config(create_app(api_settings), host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, name="api", daemon=True).start()
+    deadline = time.monotonic() + 15
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}" if server.started else None
 
 
 def _serve_env(settings: Settings, events_queue_url: str | None) -> list[str]:

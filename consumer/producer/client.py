@@ -3,7 +3,9 @@ outcome, fetch the audio."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +16,8 @@ from botocore.exceptions import ClientError
 from consumer.aws.clients import AwsClients
 from consumer.aws.failures import error_code
 from consumer.core.errors import JobTimeoutError
-from consumer.storage.jobs import JobStore
+from consumer.storage.job_index import IndexEntry, JobIndex
+from consumer.storage.jobs import TERMINAL, CancelResult, JobStore
 from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
 from contracts.requests import SynthesisRequest
 from contracts.tasks import DELIVER_KIND, KIND_ATTRIBUTE, DeliveryTask
@@ -37,12 +40,14 @@ class Client:
         *,
         jobs_prefix: str = "jobs",
         events_queue_url: str | None = None,
+        jobs_index_prefix: str = "jobs-index",
     ) -> None:
         self._aws = clients
         self.queue_url = queue_url
         self.bucket = bucket
         self.events_queue_url = events_queue_url
-        self._jobs = JobStore(clients.s3, bucket, jobs_prefix)
+        self.index = JobIndex(clients.s3, bucket, jobs_index_prefix)
+        self._jobs = JobStore(clients.s3, bucket, jobs_prefix, index=self.index)
         self._fifo = queue_url.endswith(".fifo")
         self._seen: dict[str, tuple[Event, str]] = {}
 
@@ -89,21 +94,48 @@ class Client:
         return result
 
     def result(self, job_id: str) -> Event | None:
-        """The recorded outcome of a finished job (completed jobs are recorded in S3)."""
+        """The recorded outcome of a finished job (completed or failed), or None."""
         return self._jobs.result(job_id)
 
-    def wait(self, job_id: str, timeout_s: float = 300.0, poll_s: float = 1.0) -> Event:
-        """Wait for the job's event: from the events queue when configured (failures included), else from
-        the job's record in S3 (completed or failed)."""
+    @property
+    def jobs(self) -> JobStore:
+        return self._jobs
+
+    def record(self, job_id: str) -> dict[str, Any] | None:
+        """The job's record as it is now (see docs/architecture.md), or None if no worker has seen the job."""
+        record, _ = self._jobs.read(job_id)
+        return record
+
+    def cancel(self, job_id: str, by: str, reason: str = "") -> CancelResult:
+        """Ask for a job to be cancelled: a queued one fails with `cancelled` when a worker receives it, a
+        running one at its next sampling step once its worker sees the request (within `progress_interval_s`)."""
+        return self._jobs.request_cancel(job_id, by, reason)
+
+    def recent(self, since: datetime, *, status: str | None = None, limit: int | None = None) -> list[IndexEntry]:
+        """Jobs claimed or finished since `since`, newest first, from the hourly index."""
+        return self.index.entries(since, status=status, limit=limit)
+
+    def wait(
+        self,
+        job_id: str,
+        timeout_s: float = 300.0,
+        poll_s: float = 1.0,
+        on_record: Callable[[dict[str, Any] | None], None] | None = None,
+    ) -> Event:
+        """Wait for the job's outcome: from its record in S3 (completed, failed or cancelled: no events queue
+        needed), or from the events queue when configured. `on_record` sees each poll's record (None while no
+        worker has taken the job), to show progress."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if job_id in self._seen:
                 event, receipt = self._seen.pop(job_id)
                 self._aws.sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=receipt)
                 return event
-            recorded = self.result(job_id)
-            if recorded is not None:
-                return recorded
+            record, _ = self._jobs.read(job_id)
+            if record is not None and record["status"] in TERMINAL:
+                return parse_event(json.dumps(record["event"]))
+            if on_record is not None:
+                on_record(record)
             if self.events_queue_url:
                 self._drain_events(wait_s=int(min(poll_s, max(0.0, deadline - time.monotonic()))))
             else:

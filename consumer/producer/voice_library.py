@@ -15,11 +15,11 @@ import soundfile as sf
 from botocore.exceptions import ClientError
 
 from consumer.audio.reference import decode_reference, process_reference_audio
-from consumer.aws.failures import is_missing
-from consumer.core.errors import InvalidRequest
+from consumer.aws.failures import is_conflict, is_missing
+from consumer.core.errors import InvalidRequest, VoiceExists
 from consumer.engine.asr import Transcriber, recognised_text
 from consumer.engine.model_spec import EXAMPLE_VOICE_EN
-from consumer.storage.voice_layout import VoiceLayout
+from consumer.storage.voice_layout import VoiceLayout, voice_version
 from contracts.limits import VOICE_ID_PATTERN
 
 
@@ -38,9 +38,10 @@ class VoiceLibrary:
         self._sample_rate = sample_rate
         self._transcriber = transcriber
 
-    def add(self, voice_id: str, audio: bytes, transcript: str | None = None) -> dict[str, Any]:
+    def add(self, voice_id: str, audio: bytes, transcript: str | None = None, *, force: bool = False) -> dict[str, Any]:
         """Validate and store a voice; without a transcript, the ASR model's. Raises `BadReferenceAudio` or
-        `InvalidRequest` for a bad clip (or a missing transcript without an ASR model)."""
+        `InvalidRequest` for a bad clip (or a missing transcript without an ASR model), `VoiceExists` when the id
+        is taken and not `force` (the clip is written If-None-Match, so two adds cannot both win)."""
         if not re.match(VOICE_ID_PATTERN, voice_id):
             raise InvalidRequest(f"voice id {voice_id!r} must match {VOICE_ID_PATTERN}")
         if transcript is None:  # recognised in exactly the processed audio that is stored
@@ -52,18 +53,31 @@ class VoiceLibrary:
         buffer = io.BytesIO()
         sf.write(buffer, samples, self._sample_rate, format="WAV", subtype="PCM_16")
         data = buffer.getvalue()
+        sha256 = hashlib.sha256(data).hexdigest()
+        condition = {} if force else {"IfNoneMatch": "*"}
+        try:
+            put = self._s3.put_object(
+                Bucket=self._bucket,
+                Key=self._layout.reference_key(voice_id),
+                Body=data,
+                ContentType="audio/wav",
+                Metadata={"sha256": sha256},
+                **condition,
+            )
+        except ClientError as exc:
+            if is_conflict(exc):
+                raise VoiceExists(f"voice {voice_id!r} exists") from exc
+            raise
         manifest = {
             "voice_id": voice_id,
+            "version": voice_version(put, sha256),
             "transcript": transcript.strip(),
             "transcript_source": source,
             "duration_s": round(len(samples) / self._sample_rate, 3),
             "sample_rate": self._sample_rate,
-            "sha256": hashlib.sha256(data).hexdigest(),
+            "sha256": sha256,
             "created_at": datetime.now(UTC).isoformat(),
         }
-        self._s3.put_object(
-            Bucket=self._bucket, Key=self._layout.reference_key(voice_id), Body=data, ContentType="audio/wav"
-        )
         self._s3.put_object(
             Bucket=self._bucket,
             Key=self._layout.manifest_key(voice_id),
@@ -82,7 +96,7 @@ class VoiceLibrary:
 
     def add_example(self, voice_id: str = "basic-en") -> dict[str, Any]:
         """Store the f5-tts wheel's English example clip as a voice (demo, tests, benchmarks)."""
-        return self.add(voice_id, EXAMPLE_VOICE_EN.audio(), EXAMPLE_VOICE_EN.transcript)
+        return self.add(voice_id, EXAMPLE_VOICE_EN.audio(), EXAMPLE_VOICE_EN.transcript, force=True)
 
     def list(self) -> list[dict[str, Any]]:
         """Manifests of every voice, sorted by id."""

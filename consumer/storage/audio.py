@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -40,6 +41,7 @@ class StoredAudio:
     seed: int
     model_id: str
     synthesis_s: float
+    voice_version: str = ""
 
 
 def output_location(
@@ -86,12 +88,13 @@ class AudioStore:
             seed=int(meta["seed"]),
             model_id=meta["model-id"],
             synthesis_s=float(meta["synthesis-s"]),
+            voice_version=meta.get("voice-version", ""),
         )
 
     def put(
         self,
         location: OutputLocation,
-        data: bytes,
+        data: bytes | Path,
         *,
         job_id: str,
         sample_rate: int,
@@ -99,8 +102,12 @@ class AudioStore:
         seed: int,
         model_id: str,
         synthesis_s: float,
+        voice_version: str = "",
+        sha256: str | None = None,
     ) -> StoredAudio:
-        sha256 = hashlib.sha256(data).hexdigest()
+        """Store the audio (bytes, or a file streamed from disk: long-form jobs) write-once."""
+        size = data.stat().st_size if isinstance(data, Path) else len(data)
+        sha256 = sha256 or _sha256(data)
         metadata = {
             "job-id": job_id,
             "sha256": sha256,
@@ -110,15 +117,17 @@ class AudioStore:
             "model-id": model_id,
             "synthesis-s": f"{synthesis_s:.4f}",
         }
+        if voice_version:
+            metadata["voice-version"] = voice_version
         # Write-once: `If-None-Match: *` makes the first stored version the only one, however long a stale
         # attempt was paused. A 412 means another attempt stored this job's audio first: that object wins and
         # the event describes it. (A retried put whose first try landed also answers 412 and finds its own.)
         with storage_errors(f"uploading {location.uri}"):
             try:
-                aws_retry(self._s3.put_object)(
+                aws_retry(self._put_object)(
+                    data,
                     Bucket=location.bucket,
                     Key=location.key,
-                    Body=data,
                     ContentType=CONTENT_TYPES[location.format],
                     Metadata=metadata,
                     ChecksumAlgorithm="SHA256",
@@ -142,10 +151,28 @@ class AudioStore:
             content_type=CONTENT_TYPES[location.format],
             sample_rate=sample_rate,
             duration_s=round(duration_s, 4),
-            bytes=len(data),
+            bytes=size,
             sha256=sha256,
         )
-        return StoredAudio(output=output, seed=seed, model_id=model_id, synthesis_s=round(synthesis_s, 4))
+        return StoredAudio(output, seed, model_id, round(synthesis_s, 4), voice_version)
+
+    def _put_object(self, data: bytes | Path, **params: Any) -> Any:
+        """One PutObject (a file is reopened on every try, so a retry never sends a half-read stream). A single
+        PUT takes objects up to 5 GB: 100,000 characters of speech is about 330 MB as 24 kHz WAV."""
+        if isinstance(data, bytes):
+            return self._s3.put_object(Body=data, **params)
+        with data.open("rb") as body:
+            return self._s3.put_object(Body=body, **params)
 
     def presigned_url(self, bucket: str, key: str, expires_s: int = 3600) -> str:
         return self._s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s)
+
+
+def _sha256(data: bytes | Path) -> str:
+    if isinstance(data, bytes):
+        return hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256()
+    with data.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

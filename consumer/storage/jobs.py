@@ -4,7 +4,7 @@ One record per job, `{jobs_prefix}/{job_id}.json`, a small state machine driven 
 write after the first is `If-Match` on the ETag the writer read, so a stale writer always loses):
 
     (none) ──claim: If-None-Match *──▶ INPROGRESS(owner, expires_at, generation 1)
-    INPROGRESS ──renew──▶ INPROGRESS(later expires_at)
+    INPROGRESS ──renew──▶ INPROGRESS(later expires_at, progress: chunk i of n)
     INPROGRESS ──complete──▶ COMPLETED(event)                              final
     INPROGRESS ──fail──▶ FAILED(failure, event)
     INPROGRESS ──release──▶ RELEASED(reason)                               (retry, shutdown)
@@ -16,10 +16,17 @@ duplicate deliveries of the message that failed, and is reopened as a new genera
 the job (a producer's re-send, or an operator's redrive of a dead-lettered message: a message whose retries
 ran out only comes back through a redrive, so it reopens the job whatever its MessageId). Terminal records
 also keep the request's webhook and a short log of webhook deliveries (`record_delivery`).
+
+Cancelling adds a field, not a state (`request_cancel`): a `cancel` object on an INPROGRESS or RELEASED record
+(or on a new RELEASED record when no worker has seen the job yet). The owner's next write finds it (its
+If-Match fails on the cancel's write alone; it re-reads, keeps the cancel and writes again) and stops; a worker
+that takes the job over finds it in the record it claims. Claims and outcomes are also noted in the time index
+(`consumer/storage/job_index.py`) for listings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -38,6 +45,7 @@ from consumer.core.errors import (
     LeaseLost,
     StorageError,
 )
+from consumer.storage.job_index import JobIndex
 from contracts.codes import ErrorCode
 from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
 
@@ -52,6 +60,12 @@ class JobStatus(StrEnum):
 
 
 TERMINAL = (JobStatus.COMPLETED, JobStatus.FAILED)
+
+
+class CancelResult(StrEnum):
+    QUEUED = "queued"  # no worker holds it: the next one to receive it records the cancellation
+    RUNNING = "running"  # a worker holds it: it stops at its next claim write (heartbeat or progress)
+    FINISHED = "finished"  # too late: the job already has an outcome
 
 
 class DeliveryState(StrEnum):
@@ -70,6 +84,9 @@ class Claim:
     generation: int = 1
     message_id: str = ""
     attempt: int = 1
+    started_at: str = ""  # ISO time this attempt claimed the job
+    progress: dict[str, Any] | None = None  # {"chunk": i, "chunks": n, "eta_s": ...}, written by the owner
+    cancel: dict[str, Any] | None = None  # set once someone asked to cancel the job
 
 
 @dataclass(frozen=True)
@@ -96,11 +113,19 @@ def _event(record: dict[str, Any]) -> SynthesisCompleted | SynthesisFailed:
 class JobStore:
     """Claims and outcomes of jobs, as conditional writes to one S3 object per job."""
 
-    def __init__(self, s3: Any, bucket: str, prefix: str, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        prefix: str,
+        clock: Callable[[], datetime] = _now,
+        index: JobIndex | None = None,
+    ) -> None:
         self._s3 = s3
         self._bucket = bucket
         self._prefix = prefix.strip("/")
         self._clock = clock
+        self.index = index
 
     def key(self, job_id: str) -> str:
         return f"{self._prefix}/{job_id}.json"
@@ -134,16 +159,19 @@ class JobStore:
         """Take the job for `ttl_s` seconds. Raises `JobAlreadyCompleted` or `JobAlreadyFailed` (replay the
         recorded event), `JobInProgressElsewhere` (a live claim exists); takes a released or expired claim over
         and reopens a failed job for a new message as its next generation."""
-        expires_at = self._clock() + timedelta(seconds=ttl_s)
-        fresh = Claim(job_id, worker_id, expires_at, "", True, 1, message_id, attempt)
+        now = self._clock()
+        expires_at = now + timedelta(seconds=ttl_s)
+        fresh = Claim(job_id, worker_id, expires_at, "", True, 1, message_id, attempt, now.isoformat())
         etag = self._put(job_id, self._inprogress(fresh), IfNoneMatch="*")
         if etag is not None:
+            self._note(job_id, JobStatus.INPROGRESS)
             return replace(fresh, etag=etag)
         record, current_etag = self.read(job_id)
         if record is None:  # deleted between our two calls (record expiry): start over
             return self.claim(job_id, worker_id, ttl_s, message_id, attempt)
         status = record["status"]
         generation = int(record.get("generation", 1))
+        cancel = record.get("cancel")
         if status == JobStatus.COMPLETED:
             completed = _event(record)
             assert isinstance(completed, SynthesisCompleted)
@@ -155,6 +183,7 @@ class JobStore:
                 assert isinstance(failed, SynthesisFailed)
                 raise JobAlreadyFailed(failed, record.get("webhook_url"), _delivered(record))
             generation += 1  # a re-send or a redrive: the job runs again
+            cancel = None
         elif status == JobStatus.INPROGRESS:
             remaining = (datetime.fromisoformat(record["expires_at"]) - self._clock()).total_seconds()
             if remaining > 0 and record["worker_id"] != worker_id:
@@ -162,52 +191,92 @@ class JobStore:
                     f"job {job_id} is held by {record['worker_id']} for {remaining:.0f}s more",
                     retry_in_s=int(remaining) + 1,
                 )
-        taken = Claim(job_id, worker_id, expires_at, "", False, generation, message_id, attempt)
+        taken = Claim(
+            job_id, worker_id, expires_at, "", False, generation, message_id, attempt, now.isoformat(), None, cancel
+        )
         etag = self._put(job_id, self._inprogress(taken), IfMatch=current_etag)
         if etag is None:
             raise JobInProgressElsewhere(f"job {job_id} was just taken over by another worker", retry_in_s=5)
+        self._note(job_id, JobStatus.INPROGRESS)
         return replace(taken, etag=etag)
 
-    def renew(self, claim: Claim, ttl_s: float) -> Claim:
-        """Extend our claim. Raises `LeaseLost` if another worker took the job over."""
-        renewed = replace(claim, expires_at=self._clock() + timedelta(seconds=ttl_s))
-        etag = self._put(claim.job_id, self._inprogress(renewed), IfMatch=claim.etag)
-        if etag is None:
-            raise LeaseLost(f"claim on {claim.job_id} was taken over")
-        return replace(renewed, etag=etag)
+    def renew(self, claim: Claim, ttl_s: float, progress: dict[str, Any] | None = None) -> Claim:
+        """Extend our claim (and record the latest progress). Raises `LeaseLost` if another worker took the job
+        over. The returned claim's `cancel` is set once someone asked to cancel the job."""
+        renewed = replace(claim, expires_at=self._clock() + timedelta(seconds=ttl_s), progress=progress)
+        return self._rewrite(renewed, self._inprogress)
+
+    def report_progress(self, claim: Claim, progress: dict[str, Any]) -> Claim:
+        """Record progress without extending the claim (its expiry stays tied to the message's visibility)."""
+        return self._rewrite(replace(claim, progress=progress), self._inprogress)
 
     def complete(self, claim: Claim, event: SynthesisCompleted, webhook_url: str | None = None) -> None:
-        """Record the completion (final). Raises `LeaseLost` if another worker took the job over meanwhile
-        (it will find the uploaded audio and finish the job)."""
-        record = self._terminal_record(claim, JobStatus.COMPLETED, event, webhook_url)
-        if self._put(claim.job_id, record, IfMatch=claim.etag) is None:
-            raise LeaseLost(f"claim on {claim.job_id} was taken over before completion")
+        """Record the completion (final; a cancel that came too late is ignored). Raises `LeaseLost` if another
+        worker took the job over meanwhile (it will find the uploaded audio and finish the job)."""
+        self._rewrite(
+            claim,
+            lambda c: self._terminal_record(c, JobStatus.COMPLETED, event, webhook_url),
+            "was taken over before completion",
+        )
+        self._note(claim.job_id, JobStatus.COMPLETED)
 
     def fail(
         self, claim: Claim, event: SynthesisFailed, webhook_url: str | None = None, *, redrivable: bool = False
     ) -> None:
         """Record a failure with our claim. `redrivable`: the message goes to the DLQ (retries ran out), so its
         next delivery can only be a redrive. Raises `LeaseLost` if the job is no longer ours."""
-        record = self._terminal_record(claim, JobStatus.FAILED, event, webhook_url, redrivable=redrivable)
-        if self._put(claim.job_id, record, IfMatch=claim.etag) is None:
-            raise LeaseLost(f"claim on {claim.job_id} was taken over before the failure was recorded")
+        self._rewrite(
+            claim,
+            lambda c: self._terminal_record(c, JobStatus.FAILED, event, webhook_url, redrivable=redrivable),
+            "was taken over before the failure was recorded",
+        )
+        self._note(claim.job_id, JobStatus.FAILED, event.error_code.value)
+
+    def request_cancel(self, job_id: str, by: str, reason: str = "") -> CancelResult:
+        """Ask for the job to be cancelled (a field on its record, written with If-Match/If-None-Match)."""
+        cancel = {"by": by, "reason": reason, "at": self._clock().isoformat()}
+        for _ in range(8):
+            record, etag = self.read(job_id)
+            if record is None:
+                body = {"status": JobStatus.RELEASED.value, "job_id": job_id, "generation": 1, "cancel": cancel}
+                if self._put(job_id, json.dumps(body).encode(), IfNoneMatch="*") is not None:
+                    return CancelResult.QUEUED  # indexed when a worker receives it
+                continue
+            if record["status"] in TERMINAL:
+                return CancelResult.FINISHED
+            record["cancel"] = record.get("cancel") or cancel
+            if self._put(job_id, json.dumps(record).encode(), IfMatch=etag) is not None:
+                running = record["status"] == JobStatus.INPROGRESS and (
+                    datetime.fromisoformat(record["expires_at"]) > self._clock()
+                )
+                return CancelResult.RUNNING if running else CancelResult.QUEUED
+        raise StorageError(f"record of {job_id} kept changing while requesting its cancellation")
 
     def release(self, claim: Claim, reason: str, error_code: ErrorCode | None = None) -> None:
-        """Give the job up at once (retry, shutdown) so the next attempt need not wait (no-op if not ours)."""
-        record = {
-            "status": JobStatus.RELEASED.value,
-            "job_id": claim.job_id,
-            "generation": claim.generation,
-            "released": {
-                "reason": reason,
-                "error_code": error_code.value if error_code else None,
-                "by": claim.worker_id,
-                "message_id": claim.message_id,
-                "attempt": claim.attempt,
-                "at": self._clock().isoformat(),
-            },
-        }
-        self._put(claim.job_id, json.dumps(record).encode(), IfMatch=claim.etag)
+        """Give the job up at once (retry, shutdown) so the next attempt need not wait (no-op if not ours). A
+        cancel request stays on the record: the next attempt records the cancellation."""
+        released_at = self._clock().isoformat()
+
+        def body(c: Claim) -> bytes:
+            record: dict[str, Any] = {
+                "status": JobStatus.RELEASED.value,
+                "job_id": c.job_id,
+                "generation": c.generation,
+                "released": {
+                    "reason": reason,
+                    "error_code": error_code.value if error_code else None,
+                    "by": c.worker_id,
+                    "message_id": c.message_id,
+                    "attempt": c.attempt,
+                    "at": released_at,
+                },
+            }
+            if c.cancel:
+                record["cancel"] = c.cancel
+            return json.dumps(record).encode()
+
+        with contextlib.suppress(LeaseLost):  # not ours any more: nothing to release
+            self._rewrite(claim, body)
 
     def record_delivery(self, job_id: str, entry: dict[str, Any], state: DeliveryState | None = None) -> bool:
         """Append a webhook delivery attempt (and optionally a new state) to a finished job's record, with
@@ -234,9 +303,40 @@ class JobStore:
             "worker_id": claim.worker_id,
             "message_id": claim.message_id,
             "attempt": claim.attempt,
+            "started_at": claim.started_at,
             "expires_at": claim.expires_at.isoformat(),
+            "progress": claim.progress,
         }
+        if claim.cancel:
+            record["cancel"] = claim.cancel
         return json.dumps(record).encode()
+
+    def _rewrite(self, claim: Claim, body: Callable[[Claim], bytes], lost: str = "was taken over") -> Claim:
+        """PUT `body(claim)` If-Match our ETag. When that fails because someone only added a cancel request to
+        our record (same owner and generation), adopt the cancel and write again; otherwise raise `LeaseLost`."""
+        etag = self._put(claim.job_id, body(claim), IfMatch=claim.etag)
+        if etag is not None:
+            return replace(claim, etag=etag)
+        record, current = self.read(claim.job_id)
+        ours = (
+            record is not None
+            and record["status"] == JobStatus.INPROGRESS
+            and record.get("worker_id") == claim.worker_id
+            and int(record.get("generation", 1)) == claim.generation
+            and record.get("cancel")
+        )
+        if not ours:
+            raise LeaseLost(f"claim on {claim.job_id} {lost}")
+        assert record is not None
+        cancelled = replace(claim, etag=current, cancel=record["cancel"])
+        etag = self._put(claim.job_id, body(cancelled), IfMatch=current)
+        if etag is None:
+            raise LeaseLost(f"claim on {claim.job_id} {lost}")
+        return replace(cancelled, etag=etag)
+
+    def _note(self, job_id: str, status: JobStatus, error_code: str | None = None) -> None:
+        if self.index is not None:
+            self.index.note(job_id, status.value, self._clock(), error_code)
 
     def _terminal_record(
         self,
@@ -253,6 +353,7 @@ class JobStore:
             "job_id": claim.job_id,
             "generation": claim.generation,
             "worker_id": claim.worker_id,
+            "started_at": claim.started_at,
             "finished_at": now,
             "event": json.loads(event.model_dump_json()),
             "webhook_url": webhook_url,

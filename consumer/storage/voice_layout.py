@@ -4,6 +4,7 @@ One definition, read by the worker's voice resolver and written by the producers
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 REFERENCE_OBJECT = "reference.wav"
 MANIFEST_OBJECT = "manifest.json"
@@ -24,3 +25,16 @@ class VoiceLayout:
 
     def is_manifest_key(self, key: str) -> bool:
         return key.startswith(f"{self.prefix}/") and key.endswith(f"/{MANIFEST_OBJECT}")
+
+
+def voice_version(response: dict[str, Any], sha256: str | None = None) -> str:
+    """Which version of a reference clip this is, from a PUT or HEAD response: the S3 `VersionId` where the
+    bucket is versioned, else `sha256:` + 16 hex digits of the clip (the library stores the digest as object
+    metadata), else `etag:` + its ETag (a clip the library did not write)."""
+    version_id = response.get("VersionId")
+    if version_id and version_id != "null":
+        return str(version_id)
+    digest = sha256 or response.get("Metadata", {}).get("sha256")
+    if digest:
+        return f"sha256:{digest[:16]}"
+    return f"etag:{str(response.get('ETag', '')).strip(chr(34))}"

@@ -4,6 +4,9 @@ Each beat is awaited before the next is scheduled. The total visibility never pa
 from receipt. A transient failure is retried soon, for as long as the current visibility has not run out; a
 definitive one (the receipt is gone, the claim was taken over) or running out of time marks the job lost, so
 nothing is written late: another worker may already own it.
+
+Between beats an optional `tick` runs every `tick_s` on the same thread (the job writes its progress there, so
+neither the engine nor the job thread ever waits on S3 for it).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class Heartbeat:
         on_lost: Callable[[BaseException | None], None] | None = None,
         is_definitive: Callable[[BaseException], bool] = lambda exc: True,
         retry_after_s: float = 0.5,
+        tick: Callable[[], None] | None = None,
+        tick_s: float = 5.0,
     ) -> None:
         self._extend = extend
         self.interval_s = interval_s
@@ -40,6 +45,8 @@ class Heartbeat:
         self._on_lost = on_lost
         self._is_definitive = is_definitive
         self.retry_after_s = min(retry_after_s, interval_s)
+        self._tick = tick
+        self.tick_s = tick_s
         self._deadline = received_at + visibility_s  # when the current visibility runs out
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -74,6 +81,12 @@ class Heartbeat:
         self.extensions += 1
         return True
 
+    def mark_lost(self, reason: str) -> None:
+        """Someone else found the job lost (a progress write met another owner): stop beating."""
+        if not self.lost.is_set():
+            self._mark_lost(reason, None)
+        self._stop.set()
+
     def _mark_lost(self, reason: str, exc: BaseException | None) -> None:
         self.lost_reason = reason
         self.lost.set()
@@ -81,7 +94,13 @@ class Heartbeat:
             self._on_lost(exc)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.retry_after_s if self._failing else self.interval_s):
+        while True:
+            beat_at = time.monotonic() + (self.retry_after_s if self._failing else self.interval_s)
+            while (left := beat_at - time.monotonic()) > 0:
+                if self._stop.wait(min(left, self.tick_s) if self._tick else left):
+                    return
+                if self._tick is not None and beat_at - time.monotonic() > 0 and not self.lost.is_set():
+                    self._tick()
             if not self.beat():
                 return
 

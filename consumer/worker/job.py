@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -33,6 +33,7 @@ from consumer.core.errors import (
     InvalidRequest,
     JobAlreadyCompleted,
     JobAlreadyFailed,
+    JobCancelled,
     JobInProgressElsewhere,
     JobTimeout,
     LeaseLost,
@@ -51,12 +52,15 @@ from consumer.core.settings import Settings
 from consumer.engine import Engine
 from consumer.storage.audio import AudioStore, OutputLocation, StoredAudio, output_location
 from consumer.storage.jobs import Claim, JobStore
+from consumer.storage.workers import WorkerRegistry
 from consumer.worker.delivery import Deliveries
 from consumer.worker.heartbeat import Heartbeat
 from consumer.worker.lease import Lease
 from consumer.worker.message import ReceivedMessage
 from consumer.worker.notify import Notifier
+from consumer.worker.progress import Progress, RealTimeFactor
 from consumer.worker.synthesize import synthesize
+from consumer.worker.texts import TextResolver
 from consumer.worker.validate import job_id_hint, usable_job_id, validate, webhook_hint
 from consumer.worker.voices import VoiceResolver
 from consumer.worker.webhook import resolve_target
@@ -90,7 +94,10 @@ class Services:
     notifier: Notifier
     deliveries: Deliveries
     metrics: Metrics
+    texts: TextResolver
     max_receive_count: int | None = None
+    rtf: RealTimeFactor = field(default_factory=RealTimeFactor)  # this worker's measured speed, for ETAs
+    workers: WorkerRegistry | None = None  # this worker's liveness record (`f5-worker status`)
 
 
 def retry_delay_s(attempt: int, settings: Settings) -> int:
@@ -118,6 +125,8 @@ class JobRun:
         self.generation = 1
         self.webhook_url: str | None = None  # where this job's outcome is delivered
         self._webhook_refused = False  # the request's webhook broke the address rules: never POST to it
+        self.progress = Progress(services.rtf)
+        self.cancelled = threading.Event()  # someone asked to cancel the job (seen on a claim write)
         # The claim owner is this attempt, not the process: a duplicate delivered to the same worker while
         # the job runs must be deferred like any other, not take the claim over.
         self.owner = f"{self.settings.worker_id}/{uuid.uuid4().hex[:8]}"
@@ -127,6 +136,8 @@ class JobRun:
             visibility_s=self.settings.visibility_timeout_s,
             received_at=message.received_monotonic,
             is_definitive=_extension_is_definitive,
+            tick=self._write_progress,
+            tick_s=self.settings.progress_interval_s,
         )
 
     # --- the whole life, one branch per exit -------------------------------------------------------------
@@ -166,15 +177,17 @@ class JobRun:
                 request, self.settings.bucket, self.settings.output_prefix, self.settings.allowed_output_buckets
             )
             self._check_webhook(request)
+            text = self.s.texts.resolve(request)
+            self._allow_for(text)
             log.info(
                 "job_started",
                 generation=self.generation,
-                text_chars=len(request.text),
+                text_chars=len(text),
                 voice=request.voice.voice_id or "clip",
                 output=location.uri,
             )
             # 3. The work, then the outcome: recorded first, announced after.
-            event = self._produce(request, location)
+            event = self._produce(request, text, location)
             self._record(lambda claim: self.s.jobs.complete(claim, event, self.webhook_url), "the completion")
             return self._announce(event, Outcome.DONE, recorded=True)
         except (JobAlreadyCompleted, JobAlreadyFailed) as done:
@@ -211,31 +224,49 @@ class JobRun:
             self.claim = claim
         self.lease.claimed(started, ttl)
         self.generation = claim.generation
+        if claim.cancel:
+            raise JobCancelled(_cancel_message(claim.cancel, "before it started"))
 
-    def _produce(self, request: SynthesisRequest, location: OutputLocation) -> SynthesisCompleted:
+    def _allow_for(self, text: str) -> None:
+        """A long text gets more time: `job_timeout_s` plus `job_timeout_per_1k_chars_s` per 1,000 characters."""
+        extra = self.settings.job_timeout_per_1k_chars_s * len(text) / 1000
+        self.deadline = self.msg.received_monotonic + self.settings.job_timeout_s + extra
+
+    def _produce(self, request: SynthesisRequest, text: str, location: OutputLocation) -> SynthesisCompleted:
         """Synthesize and upload, unless an earlier attempt already uploaded the audio."""
         assert self.claim is not None
         stored = None if self.claim.fresh else self.s.audio.find(location)
         if stored is not None:
             log.info("audio_already_uploaded", uri=location.uri, consequence="no second synthesis")
         else:
-            stored = self._synthesize_and_upload(request, location)
-        return self._completed_event(request, stored)
+            stored = self._synthesize_and_upload(request, text, location)
+        return self._completed_event(request, text, stored)
 
-    def _synthesize_and_upload(self, request: SynthesisRequest, location: OutputLocation) -> StoredAudio:
-        result = synthesize(request, self.s.voices, self.s.engine, self._should_abort)
-        encoded, synthesis_s = result.encoded, result.synthesis_s
-        self._ensure_owned("the audio")
-        stored = self.s.audio.put(  # write-once: a stale attempt's upload cannot replace it
-            location,
-            encoded.data,
-            job_id=request.job_id,
-            sample_rate=encoded.sample_rate,
-            duration_s=encoded.duration_s,
-            seed=result.seed,
-            model_id=self.s.engine.model_id,
-            synthesis_s=synthesis_s,
-        )
+    def _synthesize_and_upload(self, request: SynthesisRequest, text: str, location: OutputLocation) -> StoredAudio:
+        with synthesize(
+            request,
+            text,
+            self.s.voices,
+            self.s.engine,
+            self._should_abort,
+            self.progress,
+            longform_above_chars=self.settings.longform_above_chars,
+            scratch_dir=self.settings.scratch_dir,
+        ) as result:
+            encoded, synthesis_s = result.encoded, result.synthesis_s
+            self.s.rtf.observe(synthesis_s, encoded.duration_s)
+            self._ensure_owned("the audio")
+            stored = self.s.audio.put(  # write-once: a stale attempt's upload cannot replace it
+                location,
+                result.data,
+                job_id=request.job_id,
+                sample_rate=encoded.sample_rate,
+                duration_s=encoded.duration_s,
+                seed=result.seed,
+                model_id=self.s.engine.model_id,
+                synthesis_s=synthesis_s,
+                voice_version=result.voice_version,
+            )
         self.s.metrics.synthesis_seconds.observe(synthesis_s)
         if encoded.duration_s > 0:
             self.s.metrics.real_time_factor.observe(synthesis_s / encoded.duration_s)
@@ -244,11 +275,11 @@ class JobRun:
             uri=location.uri,
             duration_s=round(encoded.duration_s, 3),
             synthesis_s=round(synthesis_s, 3),
-            bytes=len(encoded.data),
+            bytes=stored.output.bytes,
         )
         return stored
 
-    def _completed_event(self, request: SynthesisRequest, stored: StoredAudio) -> SynthesisCompleted:
+    def _completed_event(self, request: SynthesisRequest, text: str, stored: StoredAudio) -> SynthesisCompleted:
         total_s = time.monotonic() - self.msg.received_monotonic
         duration = stored.output.duration_s
         self.s.metrics.queue_wait_seconds.observe(self.msg.queue_wait_s)
@@ -268,8 +299,9 @@ class JobRun:
                 real_time_factor=stored.synthesis_s / duration if duration > 0 else 0.0,
             ),
             model_id=stored.model_id,
+            voice_version=stored.voice_version or None,
             seed=stored.seed,
-            text_chars=len(request.text),
+            text_chars=len(text),
         )
 
     # --- outcomes: recorded first, then announced ------------------------------------------------------------
@@ -361,6 +393,9 @@ class JobRun:
     # --- other exits -----------------------------------------------------------------------------------------
     def _aborted(self) -> Outcome:
         self._settle()
+        if self.cancelled.is_set() and not self.heartbeat.lost.is_set():
+            assert self.claim is not None and self.claim.cancel is not None
+            return self._fail_permanently(JobCancelled(_cancel_message(self.claim.cancel, "while synthesizing")))
         if self.heartbeat.lost.is_set():
             return self._abandon(self.heartbeat.lost_reason)
         if self.lease.remaining_s() <= 0:
@@ -394,6 +429,7 @@ class JobRun:
     def _should_abort(self) -> bool:
         return (
             self.shutdown.is_set()
+            or self.cancelled.is_set()
             or self.heartbeat.lost.is_set()
             or self.lease.remaining_s() <= 0
             or time.monotonic() > self.deadline
@@ -411,8 +447,33 @@ class JobRun:
         self.lease.extended(started, seconds)
         with self._claim_lock:
             if self.claim is not None:
-                self.claim = self.s.jobs.renew(self.claim, seconds)
+                self.claim = self.s.jobs.renew(self.claim, seconds, self.progress.snapshot())
                 self.lease.claimed(started, seconds)
+                self._notice_cancel()
+
+    def _write_progress(self) -> None:
+        """Between beats (heartbeat thread): write the latest chunk boundary to the record if it changed. A
+        failed write is skipped (the next beat carries the progress); another owner means the job is lost."""
+        snapshot = self.progress.take()
+        if snapshot is None:
+            return
+        with self._claim_lock:
+            if self.claim is None:
+                return
+            try:
+                self.claim = self.s.jobs.report_progress(self.claim, snapshot)
+            except LeaseLost as exc:
+                self.heartbeat.mark_lost(str(exc))
+                return
+            except (StorageError, ClientError, BotoCoreError) as exc:
+                log.debug("progress_not_written", error=str(exc), consequence="the next beat carries it")
+                return
+            self._notice_cancel()
+
+    def _notice_cancel(self) -> None:
+        if self.claim is not None and self.claim.cancel and not self.cancelled.is_set():
+            log.info("job_cancel_requested", by=self.claim.cancel.get("by"), consequence="stops at the next step")
+            self.cancelled.set()
 
     def _release_claim(self, reason: str, code: ErrorCode | None) -> None:
         """Mark the record RELEASED at once (called after `_settle`: no renewal can race it)."""
@@ -454,6 +515,11 @@ class JobRun:
             error_message=message[:2000],
             retryable=retryable,
         )
+
+
+def _cancel_message(cancel: dict, when: str) -> str:
+    reason = f": {cancel['reason']}" if cancel.get("reason") else ""
+    return f"cancelled {when} by {cancel.get('by', 'someone')} at {cancel.get('at', '?')}{reason}"
 
 
 def _extension_is_definitive(exc: BaseException) -> bool:

@@ -74,6 +74,7 @@ class Worker:
                 wait(self._task_futures, timeout=0.5, return_when=FIRST_COMPLETED)
                 continue
             if pending_poll is None:
+                self._seen("polling")
                 pending_poll = self._poller.submit(self._receive, free)
             done, _ = wait({pending_poll}, timeout=0.2)
             if not done:
@@ -181,4 +182,17 @@ class Worker:
         self._tasks.shutdown(wait=True)
         self.s.deliveries.close()
         self._poller.shutdown(wait=True)
+        self._seen("stopped", force=True)
         log.info("worker_stopped", outcomes=self.outcomes, tasks=self.task_outcomes)
+
+    def _seen(self, state: str, *, force: bool = False) -> None:
+        """This worker's liveness record (at most a write a minute; `f5-worker status` lists it)."""
+        if self.s.workers is None:
+            return
+        info = {
+            "model_id": self.s.engine.model_id,
+            "device": self.s.engine.device,
+            "in_flight": len(self._in_flight),
+            "outcomes": dict(self.outcomes),
+        }
+        self.s.workers.seen(self.settings.worker_id, info, state=state, force=force)

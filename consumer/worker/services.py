@@ -12,10 +12,13 @@ from consumer.core.settings import Settings
 from consumer.engine import Engine
 from consumer.engine.asr import Transcriber
 from consumer.storage.audio import AudioStore
+from consumer.storage.job_index import JobIndex
 from consumer.storage.jobs import JobStore
+from consumer.storage.workers import WorkerRegistry
 from consumer.worker.delivery import Deliveries
 from consumer.worker.job import Services
 from consumer.worker.notify import Notifier
+from consumer.worker.texts import TextResolver
 from consumer.worker.voices import VoiceResolver
 
 log = get_logger(__name__)
@@ -51,7 +54,8 @@ def build_services(
     queue = Queue(clients.sqs, settings.queue_url)
     max_receive = settings.max_receive_count or queue.max_receive_count()
     metrics = metrics or Metrics()
-    jobs = JobStore(clients.s3, settings.bucket, settings.jobs_prefix)
+    index = JobIndex(clients.s3, settings.bucket, settings.jobs_index_prefix)
+    jobs = JobStore(clients.s3, settings.bucket, settings.jobs_prefix, index=index)
     notifier = Notifier(clients.sns, settings.topic_arn, attempts=settings.notify_attempts)
     return Services(
         settings=settings,
@@ -71,5 +75,7 @@ def build_services(
         notifier=notifier,
         deliveries=Deliveries(settings, queue, jobs, notifier, metrics),
         metrics=metrics,
+        texts=TextResolver(clients.s3, settings.bucket, settings.allowed_reference_buckets),
         max_receive_count=max_receive,
+        workers=WorkerRegistry(clients.s3, settings.bucket, settings.workers_prefix),
     )

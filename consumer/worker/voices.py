@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -21,7 +21,7 @@ from consumer.core.errors import BadReferenceAudio, ForbiddenLocation, InvalidRe
 from consumer.core.logs import get_logger
 from consumer.engine import Reference
 from consumer.engine.asr import Transcriber, recognised_text
-from consumer.storage.voice_layout import VoiceLayout
+from consumer.storage.voice_layout import VoiceLayout, voice_version
 from contracts.requests import VoiceRef
 
 log = get_logger(__name__)
@@ -80,7 +80,7 @@ class VoiceResolver:
                 cached = self._cache.get((source, checked[0]))
                 if cached is not None:
                     return cached
-        etag, size = self._head(source, voice)
+        etag, size, version = self._head(source, voice)
         cache_key = (source, etag)
         with self._lock:
             self._checked[(source.bucket, source.key)] = (etag, self._clock())
@@ -96,6 +96,7 @@ class VoiceResolver:
             reference = decode_reference(data, transcript, sample_rate=self._sample_rate, cache_key=clip_key)
         else:
             reference = self._recognise(source, cache_key, clip_key)
+        reference = replace(reference, version=version)
         with self._lock:
             self._cache[cache_key] = reference
         return reference
@@ -139,7 +140,7 @@ class VoiceResolver:
                 self._cache[cache_key] = reference
             return reference
 
-    def _head(self, source: VoiceSource, voice: VoiceRef) -> tuple[str, int]:
+    def _head(self, source: VoiceSource, voice: VoiceRef) -> tuple[str, int, str]:
         with storage_errors(f"looking up s3://{source.bucket}/{source.key}"):
             try:
                 head = aws_retry(self._s3.head_object)(Bucket=source.bucket, Key=source.key)
@@ -150,7 +151,7 @@ class VoiceResolver:
                 if is_forbidden(exc):
                     raise UnknownVoice(f"access denied to s3://{source.bucket}/{source.key}") from exc
                 raise
-        return str(head["ETag"]), int(head["ContentLength"])
+        return str(head["ETag"]), int(head["ContentLength"]), voice_version(head)
 
     def _get(self, source: VoiceSource) -> bytes:
         with storage_errors(f"downloading s3://{source.bucket}/{source.key}"):

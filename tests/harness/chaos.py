@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 from consumer.audio.encoding import encode
-from consumer.audio.text import normalize_english
 from consumer.aws.clients import make_clients
 from consumer.aws.embedded import EmbeddedAws
 from consumer.aws.resources import ResourceSpec, bootstrap
@@ -37,9 +36,9 @@ from consumer.core.settings import Settings
 from consumer.engine import Reference, SynthesisJob
 from consumer.engine.fake import FakeEngine
 from consumer.producer.voice_library import VoiceLibrary
-from consumer.worker.synthesize import seed_for
+from consumer.worker.synthesize import seed_for, spoken_text
 from contracts.events import SynthesisCompleted, parse_event
-from contracts.requests import AudioFormat, SynthesisOptions
+from contracts.requests import AudioFormat, SynthesisOptions, SynthesisRequest, VoiceRef
 from tests.webhook_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,9 +85,9 @@ class ChaosReport:
 
 def expected_sha256(job_id: str, text: str, sample_rate: int = 24_000) -> str:
     """What the fake engine must have produced for this request (content matches the request): its text as
-    the worker speaks it (normalised, the request default) with the seed derived from its job id."""
+    the worker speaks it (the worker's own normalisation rule) with the seed derived from its job id."""
     reference = Reference(samples=np.zeros(24_000, dtype="float32"), sample_rate=24_000, transcript="x")
-    spoken = normalize_english(text)
+    spoken = spoken_text(SynthesisRequest(job_id=job_id, text=text, voice=VoiceRef(voice_id="basic-en")), text)
     audio = FakeEngine().synthesize(SynthesisJob(spoken, reference, SynthesisOptions(), seed_for(job_id)))
     return hashlib.sha256(
         encode(audio.samples, audio.sample_rate, AudioFormat.WAV, out_sample_rate=sample_rate).data

@@ -1,0 +1,195 @@
+"""How busy the device stays when every AWS call is a network round trip: the real worker on a moto server (in a
+child process), a device stand-in that does T ms of real work per job on one device, and a latency injected
+before every AWS call. Side by side in one run: the default settings and `max_in_flight` 1..16.
+
+    .venv/bin/python benchmarks/pipeline.py                       # T = 200 ms, 50 ms per call, 60 messages
+    .venv/bin/python benchmarks/pipeline.py --device-ms 50 --messages 100
+
+Per setting: device duty cycle = N·T / wall (not lock-held time, which a slower pipeline could inflate),
+messages/s against the ideal 1/T, p50/p95 job latency (enqueue → outcome recorded), and AWS requests per
+completed job by operation with their cost per million jobs at list prices (us-east-1, checked 2026-12-02:
+SQS $0.40 per million requests, S3 PUT/POST $5.00 and GET/HEAD $0.40 per million, SNS publish $0.50 per million).
+Last line: `pipeline: duty_default=D duty_best=B requests_per_job=R latency_ms=L`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._moto import moto_server
+from consumer.aws.clients import make_clients
+from consumer.aws.resources import ResourceSpec, bootstrap
+from consumer.core.logs import configure
+from consumer.core.settings import Settings
+from consumer.engine import SynthesisJob, SynthesizedAudio
+from consumer.producer.voice_library import VoiceLibrary
+
+PRICE_PER_MILLION = {  # USD, us-east-1 list prices, 2026-12-02
+    "sqs": 0.40,
+    "s3:PutObject": 5.00,
+    "s3:GetObject": 0.40,
+    "s3:HeadObject": 0.40,
+    "s3:ListObjectsV2": 5.00,
+    "sns": 0.50,
+}
+
+
+class DeviceStandIn:
+    """T ms of real work per job on one device: a torch matmul loop (it releases the GIL, as the real engine's
+    kernels do, so encoding and I/O in this process compete as they would), under one lock."""
+
+    model_id = "device-stand-in"
+    device = "cpu"
+    sample_rate = 24_000
+
+    def __init__(self, device_ms: float) -> None:
+        import torch
+
+        self._torch = torch
+        self.device_ms = device_ms
+        self._lock = threading.Lock()
+        self._a = torch.randn(256, 256)
+        self._per_iteration_ms = self._calibrate()
+
+    def _calibrate(self) -> float:
+        started = time.perf_counter()
+        for _ in range(50):
+            self._a @ self._a
+        return (time.perf_counter() - started) * 1000 / 50
+
+    def load(self) -> None: ...
+    def warm_up(self) -> None: ...
+    def close(self) -> None: ...
+
+    def synthesize(self, job: SynthesisJob) -> SynthesizedAudio:
+        with self._lock:
+            deadline = time.perf_counter() + self.device_ms / 1000
+            while time.perf_counter() < deadline:
+                self._a @ self._a
+        return SynthesizedAudio(np.zeros(12_000, dtype=np.float32), self.sample_rate, job.seed)
+
+    def synthesize_stream(self, job: SynthesisJob):
+        yield self.synthesize(job).samples
+
+
+def count_and_delay(clients, ms: float, calls: Counter) -> None:
+    """Every AWS call waits `ms` before it is sent (a round trip) and is counted by service:operation."""
+
+    def before_send(model, **_):
+        calls[f"{model.service_model.service_name}:{model.name}"] += 1
+        if ms > 0:
+            time.sleep(ms / 1000)
+
+    for client in (clients.sqs, clients.s3, clients.sns):
+        client.meta.events.register("before-call", lambda model, **kw: before_send(model))
+
+
+def run(endpoint: str, n: int, in_flight: int | None, device_ms: float, latency_ms: float, tag: str) -> dict:
+    from consumer.storage.jobs import JobStore
+    from consumer.worker.loop import Worker
+    from consumer.worker.services import build_services
+
+    admin = make_clients(Settings(aws_endpoint_url=endpoint))
+    res = bootstrap(admin, ResourceSpec(name=f"pipe-{tag}", bucket=f"pipe-{tag}-audio", events_queue=False))
+    VoiceLibrary(admin.s3, res.bucket).add_example("basic-en")
+    sent_at = {}
+    for start in range(0, n, 10):
+        entries = []
+        for i in range(start, min(n, start + 10)):
+            body = {"job_id": f"{tag}-{i}", "text": "Benchmark text.", "voice": {"voice_id": "basic-en"}}
+            entries.append({"Id": str(i - start), "MessageBody": json.dumps(body)})
+            sent_at[f"{tag}-{i}"] = time.time()
+        admin.sqs.send_message_batch(QueueUrl=res.queue_url, Entries=entries)
+    fields = {"aws_endpoint_url": endpoint, **res.settings_fields(), "burst": True, "log_level": "WARNING"}
+    if in_flight is not None:
+        fields["max_in_flight"] = in_flight
+    settings = Settings(**fields)
+    clients = make_clients(settings, max_pool_connections=32)
+    calls: Counter = Counter()
+    count_and_delay(clients, latency_ms, calls)
+    services = build_services(settings, DeviceStandIn(device_ms), clients=clients)
+    calls.clear()  # setup calls (queue attributes) are not per job
+    started = time.perf_counter()
+    Worker(services).run()
+    wall = time.perf_counter() - started - settings.wait_time_s  # burst mode ends with one empty long poll
+    done = services.metrics.count("done")
+    jobs = JobStore(admin.s3, res.bucket, "jobs")
+    latencies = []
+    for job_id, at in sent_at.items():
+        record, _ = jobs.read(job_id)
+        if record and record.get("finished_at"):
+            latencies.append((datetime.fromisoformat(record["finished_at"]).timestamp() - at) * 1000)
+    per_job = {op: c / max(done, 1) for op, c in sorted(calls.items())}
+    cost = sum(
+        count * PRICE_PER_MILLION.get(op, PRICE_PER_MILLION.get(op.split(":")[0], 0.0)) for op, count in per_job.items()
+    )
+    return {
+        "in_flight": settings.max_in_flight,
+        "done": done,
+        "wall_s": wall,
+        "duty": n * device_ms / 1000 / wall,
+        "msg_per_s": done / wall,
+        "p50_ms": statistics.median(latencies) if latencies else float("nan"),
+        "p95_ms": statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 20 else float("nan"),
+        "requests_per_job": sum(per_job.values()),
+        "per_op": per_job,
+        "usd_per_million_jobs": cost,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=60)
+    parser.add_argument("--device-ms", type=float, default=200.0, help="T: device work per job")
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="round trip added to every AWS call")
+    parser.add_argument("--in-flight", type=int, nargs="+", default=[1, 2, 4, 8, 10])
+    args = parser.parse_args()
+    configure("WARNING", json_lines=False)
+    import os
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    print(
+        f"{args.messages} messages, device {args.device_ms:g} ms/job (ideal {1000 / args.device_ms:.1f} msg/s), "
+        f"{args.latency_ms:g} ms per AWS call"
+    )
+    rows = []
+    with moto_server() as endpoint:
+        rows.append(("default", run(endpoint, args.messages, None, args.device_ms, args.latency_ms, "default")))
+        for k in args.in_flight:
+            rows.append(
+                (f"max_in_flight={k}", run(endpoint, args.messages, k, args.device_ms, args.latency_ms, f"k{k}"))
+            )
+    for name, r in rows:
+        ops = ", ".join(f"{op} {c:.2f}" for op, c in r["per_op"].items())
+        print(
+            f"  {name:18s} (in flight {r['in_flight']:2d}): duty {r['duty']:.2f}, {r['msg_per_s']:.2f} msg/s, "
+            f"p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms, {r['requests_per_job']:.1f} requests/job "
+            f"(${r['usd_per_million_jobs']:.2f} per million jobs): {ops}"
+        )
+    default = rows[0][1]
+    best = max((r for _, r in rows[1:]), key=lambda r: r["duty"])
+    print(
+        f"best: max_in_flight={best['in_flight']} (duty {best['duty']:.2f}) vs the default "
+        f"{default['in_flight']} (duty {default['duty']:.2f})"
+    )
+    print(
+        f"pipeline: duty_default={default['duty']:.2f} duty_best={best['duty']:.2f} "
+        f"requests_per_job={default['requests_per_job']:.1f} latency_ms={default['p50_ms']:.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
