@@ -121,16 +121,18 @@ def run(endpoint: str, n: int, in_flight: int | None, device_ms: float, latency_
     count_and_delay(clients, latency_ms, calls)
     services = build_services(settings, DeviceStandIn(device_ms), clients=clients)
     calls.clear()  # setup calls (queue attributes) are not per job
-    started = time.perf_counter()
+    started = time.time()
     Worker(services).run()
-    wall = time.perf_counter() - started - settings.wait_time_s  # burst mode ends with one empty long poll
     done = services.metrics.count("done")
     jobs = JobStore(admin.s3, res.bucket, "jobs")
-    latencies = []
+    latencies, finished = [], []
     for job_id, at in sent_at.items():
         record, _ = jobs.read(job_id)
         if record and record.get("finished_at"):
-            latencies.append((datetime.fromisoformat(record["finished_at"]).timestamp() - at) * 1000)
+            finished.append(datetime.fromisoformat(record["finished_at"]).timestamp())
+            latencies.append((finished[-1] - at) * 1000)
+    # start of the run → the last outcome recorded (burst mode's final empty long poll is not work)
+    wall = max(finished) - started if finished else float("nan")
     per_job = {op: c / max(done, 1) for op, c in sorted(calls.items())}
     cost = sum(
         count * PRICE_PER_MILLION.get(op, PRICE_PER_MILLION.get(op.split(":")[0], 0.0)) for op, count in per_job.items()

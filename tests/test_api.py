@@ -22,6 +22,7 @@ import uvicorn
 from consumer.api.app import create_app
 from consumer.api.auth import create_key
 from consumer.engine.fake import FakeEngine
+from consumer.storage.jobs import JobStore
 
 KEY, KEY_ENTRY = create_key("team-a")
 OTHER_KEY, OTHER_ENTRY = create_key("team-b")
@@ -379,3 +380,28 @@ def test_with_its_own_events_queue_a_waiting_request_wakes_on_its_event(stack, a
     assert response.status_code == 200 and response.content[:4] == b"RIFF"
     assert elapsed < 4, elapsed  # not a 5 s index fallback round
     assert 'f5_api_aws_requests_total{operation="ReceiveMessage"}' in metrics
+
+
+def test_each_key_has_its_own_rate_limit(stack, api_settings):
+    limited = api_settings.model_copy(update={"api_rate_per_minute": 6.0})
+    with serving(limited) as url, _http(url) as http, _http(url, OTHER_KEY) as other:
+        answers = [http.get("/v1/models") for _ in range(6)]
+        assert [a.status_code for a in answers[:5]] == [200] * 5  # a burst of 5
+        assert answers[5].status_code == 429 and answers[5].json()["error"]["code"] == "rate_limited"
+        assert int(answers[5].headers["Retry-After"]) >= 1
+        assert other.get("/v1/models").status_code == 200  # the other key's bucket is full
+
+
+def test_a_client_that_hangs_up_cancels_its_job_only_when_it_asked_to(stack, api):
+    body = {"model": "tts-1", "input": "Nobody waits for me.", "voice": "basic-en"}
+    for header in ({"x-f5-cancel-on-disconnect": "true"}, {}):  # no worker: the jobs stay queued
+        with _http(api) as http, pytest.raises(httpx.ReadTimeout):  # leaving the block closes the connection
+            http.post("/v1/audio/speech", json=body, headers=header, timeout=1.5)
+    markers = {json.loads(stack.get(k))["created_at"]: k for k in stack.objects("api-jobs/")}
+    asked, not_asked = (k.removeprefix("api-jobs/").removesuffix(".json") for _, k in sorted(markers.items()))
+    jobs = JobStore(stack.clients.s3, stack.resources.bucket, "jobs")
+    deadline = time.monotonic() + 10
+    while (jobs.read(asked)[0] or {}).get("cancel") is None:
+        assert time.monotonic() < deadline, "the hang-up did not cancel the job"
+        time.sleep(0.2)
+    assert jobs.read(not_asked)[0] is None  # still queued, untouched: it will run

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consumer.api.auth import ApiKeys, RateLimiter
-from consumer.api.errors import api_error, http_error, validation_error
+from consumer.api.errors import api_error, error_body, http_error, validation_error
 from consumer.api.gateway import Gateway
 from consumer.api.speech import MODEL_NAMES, SpeechRequest
 from consumer.api.waiter import Waiter
@@ -83,20 +83,9 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
             CORSMiddleware, allow_origins=list(settings.api_cors_origins), allow_methods=["*"], allow_headers=["*"]
         )
 
-    @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        limit = (
-            settings.api_max_upload_bytes + 65_536 if request.url.path == "/v1/voices" else settings.api_max_body_bytes
-        )
-        if length is not None and length.isdigit() and int(length) > limit:
-            return await api_error(request, ApiError(413, f"request body over {limit:,} bytes", code="too_large"))
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        requests_total.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
-        return response
+    app.add_middleware(LimitsAndMetrics, settings=settings, requests_total=requests_total)
 
-    def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    def caller(authorization: Annotated[str | None, Header()] = None) -> str:
         key = keys.identify(authorization)
         if key is None:
             raise ApiError(401, "missing or wrong API key: send Authorization: Bearer <key>", code="invalid_api_key")
@@ -112,7 +101,11 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
     # --- OpenAI-compatible ----------------------------------------------------------------------------------
     @app.post("/v1/audio/speech", response_class=Response)
     async def speech(
-        body: SpeechRequest, key: Caller, idempotency_key: Annotated[str | None, Header()] = None
+        request: Request,
+        body: SpeechRequest,
+        key: Caller,
+        idempotency_key: Annotated[str | None, Header()] = None,
+        cancel_on_disconnect: Annotated[bool, Header(alias="x-f5-cancel-on-disconnect")] = False,
     ) -> Response:
         started = time.monotonic()
         problem = body.problem()
@@ -120,7 +113,10 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
             raise ApiError(400, problem[1], param=problem[0], code="unsupported")
         await _require_voice(body.voice_id, status=400, cached=True)
         submitted = await run_in_threadpool(_submit, key, body.synthesis_body(), idempotency_key)
-        event = await waiter.wait(submitted.job_id, settings.api_speech_wait_s)
+        if cancel_on_disconnect:
+            event = await _wait_while_connected(request, key, submitted)
+        else:  # the job goes on whatever the client does
+            event = await waiter.wait(submitted.job_id, settings.api_speech_wait_s)
         if event is None:
             raise ApiError(
                 504,
@@ -251,6 +247,19 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
         return HTMLResponse(files("consumer.api").joinpath("console.html").read_text(encoding="utf-8"))
 
     # --- helpers ----------------------------------------------------------------------------------------------
+    async def _wait_while_connected(request: Request, key: str, submitted: Any) -> Any:
+        """Wait in one-second steps; a client gone away cancels its job (`x-f5-cancel-on-disconnect: true`)."""
+        deadline = time.monotonic() + settings.api_speech_wait_s
+        while (left := deadline - time.monotonic()) > 0:
+            event = await waiter.wait(submitted.job_id, min(1.0, left))
+            if event is not None:
+                return event
+            if await request.is_disconnected():
+                await run_in_threadpool(gateway.cancel, key, submitted.client_id)
+                log.info("api_client_disconnected", job_id=submitted.job_id, consequence="job cancelled")
+                return None
+        return None
+
     def _submit(key: str, body: dict[str, Any], idempotency_key: str | None):
         try:
             return gateway.submit(key, body, idempotency_key)
@@ -277,6 +286,37 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
         return manifest
 
     return app
+
+
+class LimitsAndMetrics:
+    """Refuses bodies over the limits before reading them (413) and counts requests by route and status. Plain
+    ASGI, not `BaseHTTPMiddleware`, which would hide a client's disconnect from the routes."""
+
+    def __init__(self, app: Any, settings: Settings, requests_total: Counter) -> None:
+        self.app, self.settings, self.requests_total = app, settings, requests_total
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length", b"")
+        upload = scope["path"] == "/v1/voices"
+        limit = self.settings.api_max_upload_bytes + 65_536 if upload else self.settings.api_max_body_bytes
+        if length.isdigit() and int(length) > limit:
+            body = error_body(413, f"request body over {limit:,} bytes", "too_large")
+            await JSONResponse(body, 413)(scope, receive, send)
+            self.requests_total.labels("refused", "413").inc()
+            return
+        status = {"code": 500}
+
+        async def remember_status(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, remember_status)
+        route = getattr(scope.get("route"), "path", "unmatched")
+        self.requests_total.labels(route, str(status["code"])).inc()
 
 
 def _cloudwatch(settings: Settings) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,12 +37,6 @@ class Submitted:
     job_id: str  # the full id (`{key}.{client id}`)
     client_id: str
     created: bool  # False: an idempotent retry of an earlier submission
-
-
-def client_id_of(job_id: str, key: str) -> str | None:
-    """The client's id inside a full job id, if the job belongs to `key`."""
-    prefix = f"{key}."
-    return job_id[len(prefix) :] if job_id.startswith(prefix) else None
 
 
 class Gateway:
@@ -150,22 +145,13 @@ class Gateway:
         return out
 
     def recent(self, key: str, status: str | None, limit: int) -> list[dict[str, Any]]:
+        """This key's jobs of the last day, newest first (its prefix is matched on the index listing)."""
         since = datetime.now(UTC) - timedelta(days=1)
         rows = []
-        for entry in self.client.recent(since, status=status, limit=None):
-            client_id = client_id_of(entry.job_id, key)
-            if client_id is None:
-                continue
-            rows.append(
-                {
-                    "id": client_id,
-                    "status": entry.status.lower(),
-                    "at": entry.at.isoformat(),
-                    "error_code": entry.error_code,
-                }
-            )
-            if len(rows) >= limit:
-                break
+        for entry in self.client.recent(since, status=status, limit=limit, job_prefix=f"{key}."):
+            at = entry.at.isoformat()
+            client_id = entry.job_id[len(key) + 1 :]
+            rows.append({"id": client_id, "status": entry.status.lower(), "at": at, "error_code": entry.error_code})
         return rows
 
     def cancel(self, key: str, client_id: str) -> CancelResult:
@@ -180,6 +166,4 @@ class Gateway:
 
 
 def _valid(job_id: str) -> bool:
-    import re
-
     return bool(re.match(JOB_ID_PATTERN, job_id)) and ".." not in job_id

@@ -2,12 +2,58 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160, 320, 640)
 _RTF_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
+
+
+class DeviceMeter:
+    """The device's busy time: wall time during which at least one engine call runs (calls waiting for the engine
+    lock overlap one that holds it, so the union is what the device spends). `duty(window)` is the busy share of
+    the last `window_s` seconds."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, keep_s: float = 600.0) -> None:
+        self._clock = clock
+        self._keep_s = keep_s
+        self._lock = threading.Lock()
+        self._active = 0
+        self._since = 0.0
+        self._spans: deque[tuple[float, float]] = deque()  # finished busy spans, oldest first
+        self.busy_s = 0.0
+
+    @contextmanager
+    def busy(self) -> Iterator[None]:
+        with self._lock:
+            if self._active == 0:
+                self._since = self._clock()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    now = self._clock()
+                    self._spans.append((self._since, now))
+                    self.busy_s += now - self._since
+                    while self._spans and self._spans[0][1] < now - self._keep_s:
+                        self._spans.popleft()
+
+    def duty(self, window_s: float = 60.0) -> float:
+        with self._lock:
+            now = self._clock()
+            start = now - window_s
+            busy = sum(max(0.0, end - max(begin, start)) for begin, end in self._spans if end > start)
+            if self._active:
+                busy += now - max(self._since, start)
+        return min(1.0, busy / window_s)
 
 
 class Metrics:
@@ -48,6 +94,16 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("f5_worker_ready", "1 when the model is loaded and AWS answered", registry=r)
+        self.device = DeviceMeter()
+        duty = Gauge(
+            "f5_worker_device_duty_ratio", "Share of the last 60 s the engine was working on a job", registry=r
+        )
+        duty.set_function(self.device.duty)
+        busy = Gauge("f5_worker_device_busy_seconds", "Seconds the engine has worked on jobs since start", registry=r)
+        busy.set_function(lambda: self.device.busy_s)
+        self.aws_requests = Counter(
+            "f5_worker_aws_requests", "AWS API calls made by this process, by operation", ["operation"], registry=r
+        )
         self.last_poll_monotonic: float | None = None
 
     def poll_succeeded(self) -> None:

@@ -111,9 +111,11 @@ class Client:
         running one at its next sampling step once its worker sees the request (within `progress_interval_s`)."""
         return self._jobs.request_cancel(job_id, by, reason)
 
-    def recent(self, since: datetime, *, status: str | None = None, limit: int | None = None) -> list[IndexEntry]:
+    def recent(
+        self, since: datetime, *, status: str | None = None, limit: int | None = None, job_prefix: str = ""
+    ) -> list[IndexEntry]:
         """Jobs claimed or finished since `since`, newest first, from the hourly index."""
-        return self.index.entries(since, status=status, limit=limit)
+        return self.index.entries(since, status=status, limit=limit, job_prefix=job_prefix)
 
     def wait(
         self,

@@ -74,14 +74,23 @@ class JobIndex:
                     yield item["Key"], item["LastModified"], str(item.get("ETag", ""))
 
     def entries(
-        self, since: datetime, until: datetime | None = None, *, status: str | None = None, limit: int | None = None
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        job_prefix: str = "",
     ) -> list[IndexEntry]:
         """The newest index entry of each job touched in [since, until], newest first, optionally only those in
-        `status`, at most `limit`: one GET per entry read, newest first, stopping at `limit`."""
+        `status` and whose id starts with `job_prefix`, at most `limit`: one GET per entry read, newest first,
+        stopping at `limit` (the prefix is matched on the listing, before any GET)."""
         until = until or datetime.now(UTC)
         newest: dict[str, tuple[str, datetime]] = {}
         for key, modified, _ in self.keys(since, until):
             job_id = key.rsplit("/", 1)[-1]
+            if not job_id.startswith(job_prefix):
+                continue
             if job_id not in newest or modified >= newest[job_id][1]:
                 newest[job_id] = (key, modified)
         out: list[IndexEntry] = []

@@ -252,6 +252,7 @@ class JobRun:
             self.progress,
             longform_above_chars=self.settings.longform_above_chars,
             scratch_dir=self.settings.scratch_dir,
+            device=self.s.metrics.device,
         ) as result:
             encoded, synthesis_s = result.encoded, result.synthesis_s
             self.s.rtf.observe(synthesis_s, encoded.duration_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from consumer.aws.clients import AwsClients, make_clients
 from consumer.aws.queue import Queue
@@ -51,9 +52,10 @@ def build_services(
     if not settings.queue_url or not settings.bucket:
         raise ValueError("F5_WORKER_QUEUE_URL and F5_WORKER_BUCKET are required")
     clients = clients or make_clients(settings)
+    metrics = metrics or Metrics()
+    _count_aws_requests(clients, metrics)
     queue = Queue(clients.sqs, settings.queue_url)
     max_receive = settings.max_receive_count or queue.max_receive_count()
-    metrics = metrics or Metrics()
     index = JobIndex(clients.s3, settings.bucket, settings.jobs_index_prefix)
     jobs = JobStore(clients.s3, settings.bucket, settings.jobs_prefix, index=index)
     notifier = Notifier(clients.sns, settings.topic_arn, attempts=settings.notify_attempts)
@@ -79,3 +81,14 @@ def build_services(
         max_receive_count=max_receive,
         workers=WorkerRegistry(clients.s3, settings.bucket, settings.workers_prefix),
     )
+
+
+def _count_aws_requests(clients: AwsClients, metrics: Metrics) -> None:
+    """Every AWS call of this worker counted by operation (`f5_worker_aws_requests_total`). Once per client: a
+    second worker on the same clients (`local --serve`) shares the first one's metrics."""
+
+    def count(model: Any, **_: Any) -> None:
+        metrics.aws_requests.labels(model.name).inc()
+
+    for client in (clients.sqs, clients.s3, clients.sns):
+        client.meta.events.register("provide-client-params", count, unique_id="f5-worker-aws-requests")

@@ -10,15 +10,18 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from consumer.audio.encoding import EncodedAudio, encode
 from consumer.audio.language import is_english
 from consumer.audio.longform import EncodedFile, LongformWriter
 from consumer.audio.text import normalize_english
 from consumer.core.errors import EngineError, SynthesisAborted, WorkerError
+from consumer.core.metrics import DeviceMeter
 from consumer.engine import Engine, SynthesisJob
 from consumer.worker.progress import Progress
 from consumer.worker.voices import VoiceResolver
@@ -60,6 +63,7 @@ def synthesize(
     *,
     longform_above_chars: int | None = None,
     scratch_dir: Path | None = None,
+    device: DeviceMeter | None = None,
 ) -> Iterator[Synthesized]:
     """A context: a long-form result's file lives until the block ends. Raises the voice resolver's errors,
     `SynthesisAborted`, the engine's `WorkerError`s, and `EngineError` (with its cause) for anything else."""
@@ -70,9 +74,10 @@ def synthesize(
     if progress is not None:
         progress.start(job.expected_audio_s)
     long = longform_above_chars is not None and len(text) > longform_above_chars
+    busy = device.busy if device is not None else nullcontext
     t0 = time.monotonic()
     if not long:
-        with _engine_errors():
+        with busy(), _engine_errors():
             audio = engine.synthesize(job)
         synthesis_s = time.monotonic() - t0
         out = request.output
@@ -86,10 +91,22 @@ def synthesize(
         scratch_dir, engine.sample_rate, out.format, out_sample_rate=out.sample_rate, target_lufs=out.target_lufs
     ) as writer:
         with _engine_errors():
-            for block in engine.synthesize_stream(job):
+            for block in _timed_blocks(engine.synthesize_stream(job), busy):
                 writer.write(block)
         synthesis_s = time.monotonic() - t0
         yield Synthesized(writer.finish(), seed, synthesis_s, reference.version)
+
+
+def _timed_blocks(
+    blocks: Iterator[np.ndarray], busy: Callable[[], AbstractContextManager[None]]
+) -> Iterator[np.ndarray]:
+    """The engine's blocks, its time making each counted as device time (writing them to disk is not)."""
+    while True:
+        with busy():
+            block = next(blocks, None)
+        if block is None:
+            return
+        yield block
 
 
 @contextmanager
