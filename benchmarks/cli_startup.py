@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+if not __package__:  # run as a script: the repository root, for `benchmarks._moto`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._moto import moto_server
 
 COMMANDS = {
     "python -c pass (floor)": [sys.executable, "-c", "pass"],
@@ -24,23 +29,9 @@ COMMANDS = {
 }
 
 
-def _wrong_queue_env() -> tuple[dict[str, str], subprocess.Popen]:
-    """A live moto server, and settings naming a queue that does not exist there."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
-    env = dict(
+def _wrong_queue_env(endpoint: str) -> dict[str, str]:
+    """Settings naming a queue that does not exist on the live server at `endpoint`."""
+    return dict(
         os.environ,
         AWS_ACCESS_KEY_ID="test",
         AWS_SECRET_ACCESS_KEY="test",
@@ -49,19 +40,22 @@ def _wrong_queue_env() -> tuple[dict[str, str], subprocess.Popen]:
         F5_WORKER_BUCKET="no-such-bucket",
         F5_WORKER_MODEL_DIR="/never/loaded",
     )
-    return env, server
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    env, aws = _wrong_queue_env()
+    with moto_server() as endpoint:
+        measure(_wrong_queue_env(endpoint), args.runs)
+
+
+def measure(env: dict[str, str], runs: int) -> None:
     commands = {**COMMANDS, "f5-worker run, wrong queue (exit 2)": [sys.executable, "-m", "consumer", "run"]}
     floor = None
     for name, cmd in commands.items():
         times = []
-        for _ in range(args.runs):
+        for _ in range(runs):
             started = time.perf_counter()
             result = subprocess.run(cmd, capture_output=True, env=env)
             times.append(time.perf_counter() - started)
@@ -70,7 +64,6 @@ def main() -> None:
         median = statistics.median(times)
         floor = floor or median
         print(f"{name:36s} median {median * 1000:7.0f} ms  ({median / floor:4.1f}x the bare interpreter)")
-    aws.terminate()
 
 
 if __name__ == "__main__":

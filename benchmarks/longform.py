@@ -40,6 +40,7 @@ SENTENCES = [
 
 
 def chapter(chars: int) -> str:
+    """`chars` characters of plain English prose (whole words, ending in a full stop), the same every time."""
     words: list[str] = []
     i = 0
     while sum(map(len, words)) + len(words) < chars:

@@ -13,6 +13,7 @@ import pyloudnorm
 import pytest
 import soundfile as sf
 
+from benchmarks.longform import chapter
 from consumer.audio.encoding import encode
 from consumer.audio.longform import LongformWriter
 from consumer.audio.loudness import LoudnessMeter
@@ -23,22 +24,6 @@ from consumer.storage.jobs import JobStore
 from contracts.events import ErrorCode, SynthesisCompleted, SynthesisFailed
 from contracts.limits import MAX_TEXT_URI_CHARS
 from contracts.requests import SynthesisOptions, VoiceRef
-
-SENTENCES = [
-    "The river ran quietly past the old mill, and nobody on the bridge looked down.",
-    "She kept the letters in a tin box under the stairs for many years.",
-    "When the train finally arrived, the platform was almost empty.",
-    "He wrote slowly, crossing out every other word, until the page was full.",
-    "Outside, the rain had stopped and the street lamps were coming on one by one.",
-]
-
-
-def chapter(chars: int) -> str:
-    out, i = [], 0
-    while sum(map(len, out)) + len(out) < chars:
-        out.append(SENTENCES[i % len(SENTENCES)])
-        i += 1
-    return " ".join(out)[:chars].rsplit(" ", 1)[0] + "."
 
 
 # --- building blocks ---------------------------------------------------------------------------------------------
