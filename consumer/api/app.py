@@ -25,7 +25,7 @@ from consumer.api.gateway import Gateway
 from consumer.api.speech import MODEL_NAMES, SpeechRequest
 from consumer.api.waiter import Waiter
 from consumer.audio.encoding import CONTENT_TYPES
-from consumer.aws.clients import AwsClients, make_clients
+from consumer.aws.clients import AwsClients, make_clients, make_cloudwatch
 from consumer.core.errors import ApiError, BadReferenceAudio, InvalidRequest, JobConflict, UnknownJob, VoiceExists
 from consumer.core.logs import get_logger
 from consumer.core.settings import Settings
@@ -50,6 +50,7 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
     )
     limiter = RateLimiter(settings.api_rate_per_minute)
     voices = VoiceLibrary(clients.s3, settings.bucket, settings.voices_prefix)
+    cloudwatch = make_cloudwatch(settings)
     registry = CollectorRegistry()
     requests_total = Counter("f5_api_requests", "API requests", ["route", "status"], registry=registry)
     speech_seconds = Histogram("f5_api_speech_seconds", "Speech request latency", registry=registry)
@@ -221,7 +222,7 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
     async def status(_key: Caller) -> dict[str, Any]:
         workers = WorkerRegistry(clients.s3, settings.bucket, settings.workers_prefix)
         return await run_in_threadpool(
-            overview, clients.sqs, _cloudwatch(settings), settings.queue_url, gateway.client.index, workers
+            overview, clients.sqs, cloudwatch, settings.queue_url, gateway.client.index, workers
         )
 
     @app.get("/healthz", include_in_schema=False)
@@ -317,11 +318,3 @@ class LimitsAndMetrics:
         await self.app(scope, receive, remember_status)
         route = getattr(scope.get("route"), "path", "unmatched")
         self.requests_total.labels(route, str(status["code"])).inc()
-
-
-def _cloudwatch(settings: Settings) -> Any:
-    import boto3
-
-    return boto3.session.Session(region_name=settings.aws_region).client(
-        "cloudwatch", endpoint_url=settings.aws_endpoint_url
-    )

@@ -20,7 +20,7 @@ from typing import Any
 
 from consumer.core.logs import get_logger
 from consumer.storage.job_index import JobIndex, hour_prefixes
-from consumer.storage.jobs import TERMINAL, JobStore
+from consumer.storage.jobs import JobStore
 from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
 
 log = get_logger(__name__)
@@ -156,10 +156,10 @@ class Waiter:
         for job_id in to_read:
             with self._lock:
                 self._read_at[job_id] = now
-            record, _ = self._jobs.read(job_id)
+            done = self._jobs.terminal(job_id)
             self.requests += 1
-            if record is not None and record["status"] in TERMINAL:
-                self._resolve(job_id, parse_event(_json(record["event"])))
+            if done is not None:
+                self._resolve(job_id, done.event)
 
     def _resolve(self, job_id: str, event: Event) -> None:
         with self._lock:
@@ -171,9 +171,3 @@ class Waiter:
 def _set(future: asyncio.Future[Event], event: Event) -> None:
     if not future.done():
         future.set_result(event)
-
-
-def _json(value: object) -> str:
-    import json
-
-    return json.dumps(value)

@@ -115,12 +115,15 @@ class LongformWriter:
         stream = soxr.ResampleStream(self.sample_rate, self.out_rate, 1, dtype="float32", quality="HQ")
         resampled = self._root / "resampled.f32"
         with resampled.open("wb") as out:
-            blocks = list(self._blocks(self._raw, self.sample_rate)) or [np.zeros(0, np.float32)]
-            for i, x in enumerate(blocks):
-                y = stream.resample_chunk(x, last=i == len(blocks) - 1)
+            blocks = self._blocks(self._raw, self.sample_rate)
+            block: np.ndarray | None = next(blocks, np.zeros(0, np.float32))
+            while block is not None:  # one block ahead, to tell the resampler which one is last
+                following = next(blocks, None)
+                y = stream.resample_chunk(block, last=following is None)
                 y.astype(np.float32, copy=False).tofile(out)
                 if meter is not None:
                     meter.add(y)
+                block = following
         return resampled, meter
 
     def _gain(self, meter: LoudnessMeter | None) -> float:

@@ -19,6 +19,12 @@ class AwsClients:
     sns: Any
 
 
+def make_cloudwatch(settings: Settings) -> Any:
+    """A CloudWatch client (`status`'s oldest-message age), with the same endpoint and region as the others."""
+    session = boto3.session.Session(region_name=settings.aws_region)
+    return session.client("cloudwatch", endpoint_url=settings.aws_endpoint_url, config=Config(connect_timeout=5))
+
+
 def make_clients(settings: Settings, max_pool_connections: int = 10) -> AwsClients:
     """`max_pool_connections`: HTTP connections kept per client (the API, with many requests at once, wants more)."""
     session = boto3.session.Session(region_name=settings.aws_region)

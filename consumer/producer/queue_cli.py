@@ -60,15 +60,14 @@ def status(
 ) -> None:
     """Queue depth, in flight, delayed, DLQ depth, oldest message; jobs completed and failed in the last hour
     with the top error codes (from the jobs index); workers seen in the last 5 minutes."""
-    import boto3
-
+    from consumer.aws.clients import make_cloudwatch
     from consumer.producer.overview import overview
     from consumer.storage.job_index import JobIndex
     from consumer.storage.workers import WorkerRegistry
 
     clients, s = _aws()
     queue_url, bucket = require(s.queue_url, "queue_url"), require(s.bucket, "bucket")
-    cloudwatch = boto3.session.Session(region_name=s.aws_region).client("cloudwatch", endpoint_url=s.aws_endpoint_url)
+    cloudwatch = make_cloudwatch(s)
     index = JobIndex(clients.s3, bucket, s.jobs_index_prefix)
     workers = WorkerRegistry(clients.s3, bucket, s.workers_prefix)
     while True:
