@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/engine.py --memory             # + 200 consecutive syntheses, RSS growth
     .venv/bin/python benchmarks/engine.py --profile            # where one synthesis spends its time, by op
     .venv/bin/python benchmarks/engine.py --compile            # engine side with torch.compile'd DiT (experiment)
+    .venv/bin/python benchmarks/engine.py --rounds 7           # more alternating rounds for the median ratios
 
 The upstream path per message, as `F5TTS.infer` + `infer_process` do it: write the reference bytes to a file
 (an API worker gets them from S3), `seed_everything`, `preprocess_ref_audio_text(path, text)` (md5-cached
@@ -13,6 +14,11 @@ after the first call), load the processed clip, size chunks, `infer_batch_proces
 `torchaudio.load` fails (torchcodec built for another CUDA, no FFmpeg), the load is done with soundfile and
 the output says so. The engine path per message: `decode_reference(bytes)` (not cached here, to be
 conservative: the worker caches it per S3 ETag) + `F5Engine.synthesize`.
+
+After the per-message table (which also warms every message's shapes), `--rounds N` alternating rounds run
+all messages through one path, then through the other, the first path alternating from round to round; each
+round's ratio is upstream's total wall time over the engine's, for all messages and for the two-chunk ones.
+The last line gives the median of those ratios: `engine: ratio_all=X ratio_two_chunk=Y rounds=N`.
 """
 
 from __future__ import annotations
@@ -215,8 +221,42 @@ def compare(args: argparse.Namespace, model_dir: Path) -> None:
         f"fixed per-call cost (nfe 1, {args.overhead_calls} calls each, median): upstream {u_med * 1000:.1f} ms, "
         f"engine {e_med * 1000:.1f} ms (saves {(u_med - e_med) * 1000:.1f} ms per message)"
     )
+    if args.rounds > 0:
+        chunk_counts = [
+            len(engine.chunks(TEXTS[i % len(TEXTS)], reference, options.speed)) for i in range(args.messages)
+        ]
+        paths = {
+            "upstream": [
+                partial(upstream, ref_bytes, REF_TEXT, TEXTS[i % len(TEXTS)], 1000 + i, options)
+                for i in range(args.messages)
+            ],
+            "engine": [partial(run_engine, TEXTS[i % len(TEXTS)], 1000 + i) for i in range(args.messages)],
+        }
+        alternating_rounds(paths, chunk_counts, args.rounds)
     job_thread.shutdown()
     engine.close()
+
+
+def alternating_rounds(paths: dict[str, list[Callable[[], np.ndarray]]], chunk_counts: list[int], rounds: int) -> None:
+    """Per round: every message through one path, then through the other (the first path alternates); the
+    ratio is upstream's total wall time over the engine's. Prints each round and the medians."""
+    two = [i for i, n in enumerate(chunk_counts) if n == 2]
+    print(f"\n{rounds} alternating rounds of {len(chunk_counts)} messages ({len(two)} with two chunks):")
+    all_ratios, two_ratios = [], []
+    for r in range(rounds):
+        order = ["upstream", "engine"] if r % 2 == 0 else ["engine", "upstream"]
+        walls = {name: [timed(call)[1] for call in paths[name]] for name in order}
+        u, e = walls["upstream"], walls["engine"]
+        all_ratios.append(sum(u) / sum(e))
+        two_ratios.append(sum(u[i] for i in two) / sum(e[i] for i in two) if two else float("nan"))
+        print(
+            f"round {r}: {order[0]} first, upstream {sum(u):.2f} s, engine {sum(e):.2f} s, "
+            f"ratio_all {all_ratios[-1]:.2f}, ratio_two_chunk {two_ratios[-1]:.2f}"
+        )
+    print(
+        f"engine: ratio_all={statistics.median(all_ratios):.2f} "
+        f"ratio_two_chunk={statistics.median(two_ratios):.2f} rounds={rounds}"
+    )
 
 
 def profile(fn: Callable[[], np.ndarray], top: int = 8) -> None:
@@ -282,6 +322,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=6)
     parser.add_argument("--nfe", type=int, default=32)
     parser.add_argument("--overhead-calls", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating upstream/engine rounds (0: none)")
     parser.add_argument("--memory", action="store_true", help="also run the RSS check")
     parser.add_argument("--profile", action="store_true", help="print one synthesis's time by operator")
     parser.add_argument("--compile", action="store_true", help="torch.compile the engine's DiT (experiment)")

@@ -177,7 +177,7 @@ def main() -> None:
     for name, r in rows:
         ops = ", ".join(f"{op} {c:.2f}" for op, c in r["per_op"].items())
         print(
-            f"  {name:18s} (in flight {r['in_flight']:2d}): duty {r['duty']:.2f}, {r['msg_per_s']:.2f} msg/s, "
+            f"  {name:18s} (in flight {r['in_flight']!s:>4}): duty {r['duty']:.2f}, {r['msg_per_s']:.2f} msg/s, "
             f"p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms, {r['requests_per_job']:.1f} requests/job "
             f"(${r['usd_per_million_jobs']:.2f} per million jobs): {ops}"
         )

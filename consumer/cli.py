@@ -52,7 +52,7 @@ def run(
     queue_url: Annotated[str | None, typer.Option(help="F5_WORKER_QUEUE_URL")] = None,
     bucket: Annotated[str | None, typer.Option(help="F5_WORKER_BUCKET")] = None,
     model_dir: Annotated[Path | None, typer.Option(help="F5_WORKER_MODEL_DIR")] = None,
-    max_in_flight: Annotated[int | None, typer.Option(help="F5_WORKER_MAX_IN_FLIGHT")] = None,
+    max_in_flight: Annotated[str | None, typer.Option(help="F5_WORKER_MAX_IN_FLIGHT: auto or a number")] = None,
     burst: Annotated[bool | None, typer.Option("--burst/--no-burst", help="F5_WORKER_BURST")] = None,
     health_port: Annotated[int | None, typer.Option(help="F5_WORKER_HEALTH_PORT")] = None,
 ) -> None:

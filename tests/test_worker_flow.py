@@ -98,11 +98,11 @@ def test_redelivery_after_crash_between_upload_and_delete_does_not_synthesize_ag
     msg = receive_one(stack, visibility=30)
 
     # First attempt: everything up to the delete happens, then the process "dies" (delete never sent).
-    real_delete = services.queue.delete
-    services.queue.delete = lambda receipt: (_ for _ in ()).throw(SystemExit("killed before delete"))
+    real_delete = services.queue.delete_soon
+    services.queue.delete_soon = lambda receipt: (_ for _ in ()).throw(SystemExit("killed before delete"))
     with pytest.raises(SystemExit):
         process_message(msg, services, threading.Event())
-    services.queue.delete = real_delete
+    services.queue.delete_soon = real_delete
     first = stack.events()
     assert [e.type for e in first] == ["synthesis.completed.v1"] and engine.calls == 1
 
@@ -117,6 +117,7 @@ def test_redelivery_after_crash_between_upload_and_delete_does_not_synthesize_ag
     assert engine.calls == 1, "no second synthesis"
     assert second.event_id == first[0].event_id and second == first[0]
     assert stack.objects("outputs/") == ["outputs/crash-1.wav"]
+    services.queue.flush_deletes()
     assert stack.queue_counts() == (0, 0)
 
 

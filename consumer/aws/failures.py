@@ -26,7 +26,7 @@ _TRANSIENT = {
 }
 _CREDENTIALS_REJECTED = {"InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch", "ExpiredToken"}
 _NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
-_RECEIPT_GONE = {
+RECEIPT_GONE_CODES = {
     "ReceiptHandleIsInvalid",
     "InvalidParameterValue",
     "MessageNotInflight",
@@ -70,7 +70,7 @@ def is_transient(exc: BaseException) -> bool:
 
 def is_receipt_gone(exc: BaseException) -> bool:
     """The SQS receipt handle is no longer valid (the message was redelivered or deleted)."""
-    return isinstance(exc, ClientError) and error_code(exc) in _RECEIPT_GONE
+    return isinstance(exc, ClientError) and error_code(exc) in RECEIPT_GONE_CODES
 
 
 @contextmanager

@@ -1,14 +1,19 @@
-"""The worker's only door to SQS: receive, delete, change visibility, return for redelivery."""
+"""The worker's only door to SQS: receive, delete (at once, or soon in batches), change visibility (one message,
+or many in one batch call), return for redelivery."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections import deque
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.aws.failures import is_receipt_gone, storage_errors
+from consumer.aws.failures import RECEIPT_GONE_CODES, is_receipt_gone, storage_errors
 from consumer.aws.retry import aws_retry
+from consumer.core.errors import StorageError
 from consumer.core.logs import get_logger
 from contracts.tasks import KIND_ATTRIBUTE
 
@@ -17,10 +22,15 @@ log = get_logger(__name__)
 RECEIVE_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp", "ApproximateFirstReceiveTimestamp"]
 
 
+BATCH_MAX = 10  # SQS: entries per batch call
+
+
 class Queue:
-    def __init__(self, sqs: Any, queue_url: str) -> None:
+    def __init__(self, sqs: Any, queue_url: str, *, delete_window_s: float = 0.0) -> None:
+        """`delete_window_s`: `delete_soon` gathers deletes this long into batch calls (0: deletes at once)."""
         self.sqs = sqs
         self.url = queue_url
+        self._deletes = DeleteBatcher(self, delete_window_s) if delete_window_s > 0 else None
 
     def receive(self, max_messages: int, wait_s: int, visibility_s: int) -> list[dict[str, Any]]:
         """One long poll for up to `max_messages` (1-10). Errors propagate: the poll loop owns that retry."""
@@ -62,6 +72,35 @@ class Queue:
                 raise
         return True
 
+    def delete_soon(self, receipt_handle: str) -> None:
+        """Delete a finished message within `delete_window_s`, batched with others (its outcome is recorded: a
+        delete lost to a crash means one redelivery, which replays that outcome)."""
+        if self._deletes is None:
+            self.delete(receipt_handle)
+        else:
+            self._deletes.add(receipt_handle)
+
+    def flush_deletes(self, timeout_s: float = 30.0) -> None:
+        """Send the deletes still gathering (shutdown, burst exit) and stop the batcher's thread."""
+        if self._deletes is not None:
+            self._deletes.close(timeout_s)
+
+    def delete_batch(self, receipt_handles: list[str]) -> None:
+        """One DeleteMessageBatch (at most 10), checking its `Failed` entries: a gone receipt is logged (the
+        message was redelivered; that worker replays the outcome), any other failure is retried on its own."""
+        entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipt_handles)]
+        with storage_errors("deleting messages"):
+            response = aws_retry(self.sqs.delete_message_batch)(QueueUrl=self.url, Entries=entries)
+        for failed in response.get("Failed", []):
+            code = failed.get("Code", "")
+            if code in RECEIPT_GONE_CODES:
+                log.warning("delete_receipt_gone", code=code, message=failed.get("Message"))
+                continue
+            try:
+                self.delete(receipt_handles[int(failed["Id"])])
+            except StorageError as exc:
+                log.warning("delete_failed", error=str(exc), consequence="redelivered: replays its outcome")
+
     def change_visibility(self, receipt_handle: str, seconds: int) -> None:
         self.sqs.change_message_visibility(
             QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=int(seconds)
@@ -98,3 +137,56 @@ class Queue:
         attrs = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"])
         policy = attrs.get("Attributes", {}).get("RedrivePolicy")
         return int(json.loads(policy)["maxReceiveCount"]) if policy else None
+
+
+class DeleteBatcher:
+    """Deletes handed over by finished jobs, sent by one thread as batch calls: when 10 are waiting or the oldest
+    has waited `window_s`. A failed call is logged and dropped: those messages are redelivered after their
+    visibility and replay their recorded outcomes."""
+
+    def __init__(self, queue: Queue, window_s: float) -> None:
+        self._queue = queue
+        self.window_s = window_s
+        self._waiting: deque[tuple[str, float]] = deque()
+        self._changed = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def add(self, receipt_handle: str) -> None:
+        with self._changed:
+            if self._closing:  # after close: at once, on the caller's thread
+                self._queue.delete(receipt_handle)
+                return
+            self._waiting.append((receipt_handle, time.monotonic()))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="deletes", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def close(self, timeout_s: float) -> None:
+        with self._changed:
+            self._closing = True
+            self._changed.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._due():
+                    if self._closing and not self._waiting:
+                        return
+                    timeout = None if not self._waiting else self._waiting[0][1] + self.window_s - time.monotonic()
+                    self._changed.wait(timeout)
+                batch = [self._waiting.popleft()[0] for _ in range(min(BATCH_MAX, len(self._waiting)))]
+            try:
+                self._queue.delete_batch(batch)
+            except (StorageError, ClientError, BotoCoreError) as exc:
+                log.warning("delete_batch_failed", count=len(batch), error=str(exc), consequence="redelivered: replays")
+
+    def _due(self) -> bool:
+        if not self._waiting:
+            return False
+        full = len(self._waiting) >= BATCH_MAX
+        return full or self._closing or time.monotonic() - self._waiting[0][1] >= self.window_s

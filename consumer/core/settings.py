@@ -8,13 +8,15 @@ from __future__ import annotations
 import socket
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SQS_MAX_WAIT_S = 20
 SQS_MAX_VISIBILITY_S = 12 * 3600
+MAX_IN_FLIGHT = 64  # a fixed max_in_flight: at most this many slots
+AUTO_CAP = 32  # max_in_flight auto: at most this many messages in flight, whatever the measurements say
 
 
 def _default_worker_id() -> str:
@@ -75,7 +77,25 @@ class Settings(BaseSettings):
     scratch_dir: Path | None = Field(
         None, description="Where long-form jobs keep their temporary audio (default: the system's temp dir)."
     )
-    max_in_flight: int = Field(1, ge=1, le=10, description="Messages held at once (one receive never exceeds it).")
+    max_in_flight: int | Literal["auto"] = Field(
+        "auto",
+        description="Messages held at once. auto: as many as keep the device busy through AWS round trips, from "
+        f"measured device and round-trip times (at most {AUTO_CAP}); a number (1-{MAX_IN_FLIGHT}): fixed slots.",
+    )
+    device_queue_s: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="auto max_in_flight: device work (seconds) held ready beyond what covers the round trips, so "
+        "receives come in batches; a message waits behind others for about this long at most.",
+    )
+    delete_batch_window_s: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="Finished messages are deleted in batches (DeleteMessageBatch) gathered this long; 0: each "
+        "at once. Their outcomes are recorded first: a delete lost to a crash only replays an outcome.",
+    )
     retry_base_delay_s: int = Field(5, ge=0, le=900, description="Backoff of the first retry; doubles per attempt.")
     retry_max_delay_s: int = Field(900, ge=0, le=SQS_MAX_VISIBILITY_S, description="Backoff ceiling.")
     max_receive_count: int | None = Field(
@@ -203,7 +223,9 @@ class Settings(BaseSettings):
             raise ValueError("give model_dir or checkpoint, not both")
         if self.model_dir is not None and (self.vocab is not None or "architecture" in self.model_fields_set):
             raise ValueError("vocab and architecture go with checkpoint; a model_dir's model.json names its own")
-        if self.max_in_flight < self.batch_max_size:
+        if isinstance(self.max_in_flight, int) and not 1 <= self.max_in_flight <= MAX_IN_FLIGHT:
+            raise ValueError(f"max_in_flight must be auto or a number from 1 to {MAX_IN_FLIGHT}")
+        if isinstance(self.max_in_flight, int) and self.max_in_flight < self.batch_max_size:
             raise ValueError(
                 f"batch_max_size ({self.batch_max_size}) needs at least as many messages in flight: raise "
                 f"F5_WORKER_MAX_IN_FLIGHT (now {self.max_in_flight}) to {self.batch_max_size} or more"

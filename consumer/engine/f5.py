@@ -1,5 +1,5 @@
 """The F5-TTS engine: f5-tts's own loaders and `CFM.sample`, driven the way `infer_batch_process` drives
-them, minus its file I/O, global RNG seeding, thread pool and silent clipping.
+them, minus its file I/O, global RNG seeding and silent clipping.
 
 Per job, for each text chunk (upstream's `chunk_text`, sized from the reference's speaking rate as
 `infer_process` does), the steps are upstream's `_infer_basic` verbatim: the same prompt text, the same
@@ -8,18 +8,35 @@ duration estimate, the same `sample(...)` call and vocoder decode, so a single-c
 bit (tests/test_engine_f5.py proves it). What differs, on purpose:
 
 - the reference mel is computed once per `Reference.cache_key` and reused (bounded LRU);
-- chunks run one after another, chunk i seeded from (job seed, i) inside `torch.random.fork_rng`, so
-  multi-chunk output is reproducible and the process-wide RNG is never left seeded;
+- chunk i is seeded from (job seed, i) (`chunk_seed`), its noise drawn right after `torch.manual_seed` of
+  that seed inside one `torch.random.fork_rng` per call, so multi-chunk output is reproducible and the
+  process-wide RNG is never left seeded;
 - text the vocabulary cannot represent is refused (`TextNotRepresentable`) instead of spoken as silence;
 - a single sentence too long for one chunk is split at word boundaries instead of generated in one pass;
 - `job.should_abort()` is checked before every ODE step (a forward-pre-hook on the DiT);
-- CUDA out-of-memory becomes `EngineError` (retryable).
+- CUDA out-of-memory lowers the batch size instead of failing jobs (below), and fails a job with
+  `EngineError` (retryable) only when one chunk alone does not fit.
 
-`synthesize_batch` (used by `consumer.engine.batching.BatchingEngine`) runs the chunks of several jobs through
-shared `CFM.sample` calls: padded cond mels with per-item `lens`, `duration`, text and seeded noise, with the
-attention processors' `attn_mask_enabled` turned on at load (upstream passes a mask only for batches of more
-than one, so single runs are unchanged). Batched items equal their single runs within float32 reordering
-noise (tests/test_batched_equivalence.py).
+Chunks and jobs as batch items. `render` (one job) and `render_batch` (several, from
+`consumer.engine.batching.BatchingEngine`) run every chunk of every job as one item. Items with the same
+`sampler_key` are sorted by length and cut into `CFM.sample` calls of at most `batch_item_cap` items: padded
+cond mels with per-item `lens`, `duration`, text and seeded noise, with the attention processors'
+`attn_mask_enabled` turned on at load (upstream passes a mask only for batches of more than one, so a call of
+one item is exactly the single path). Batched items equal their single runs within float32 reordering noise
+(tests/test_batched_equivalence.py). Up to `concurrent_calls` calls run at once on a thread pool, as upstream
+runs a job's chunks in threads; each call's noise is drawn under one process-wide lock (`_SeedSequence`),
+so concurrency never mixes seeds. Defaults, measured with the tiny model on a 2-core CPU (a two-chunk job,
+32 steps): one call of both chunks took 1.8x the time of two sequential calls (SDPA turns the expanded
+padding mask into a float (batch, heads, n, n) tensor at every step; unmasked it would gain only 5%), two
+concurrent single-item calls 0.75x. So on CPU: 1 item per call, 2 calls at once; on CUDA, where batching is
+the point: up to 32 items per call, 1 call at a time.
+
+Out-of-memory backpressure. A call of several items that raises `torch.cuda.OutOfMemoryError` empties the
+CUDA cache and is retried in two halves (recursively, down to single items; a single item that still does
+not fit fails its job). The cap for later calls drops to the size of those halves (log `batch_out_of_memory`
+with the new cap), and doubles back towards `max_batch_items` after every `oom_cool_down_calls` successful
+calls without an out-of-memory (log `batch_item_cap_raised`): a GPU near its limit runs smaller batches for a
+while instead of failing jobs in a loop.
 
 Attention runs in upstream's processors with their `attn_backend`: flash-attn where it can run (CUDA,
 float16/bfloat16, package installed; `resolve_attention_backend`), torch SDPA otherwise. With flash-attn a
@@ -33,7 +50,9 @@ import gc
 import hashlib
 import importlib.util
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +84,11 @@ MAX_PROMPT_S = 22.0  # upstream sizes chunks so that reference + chunk stay with
 SHORT_TEXT_BYTES = 10  # upstream slows texts under 10 bytes to speed 0.3
 WARM_UP_TEXT = "Warming up."
 MAX_FRAMES = 65536  # CFM.sample's max_duration
+CUDA_BATCH_ITEMS = 32  # items per CFM.sample call on CUDA (lowered for a while after an out-of-memory)
+CPU_CONCURRENT_CALLS = 2  # CFM.sample calls at once on CPU (measured: see the module docstring)
+OOM_COOL_DOWN_CALLS = 16  # successful calls at a lowered cap before it doubles back
+
+_NOISE_LOCK = threading.Lock()  # torch's RNG is process-wide: one call draws its seeded noise at a time
 
 
 @dataclass(frozen=True)
@@ -157,7 +181,12 @@ class F5Engine:
         reference_cache_size: int = 32,
         hub_cache_dir: str | None = None,
         attention_backend: str = "auto",
+        max_batch_items: int | None = None,
+        concurrent_calls: int | None = None,
+        oom_cool_down_calls: int = OOM_COOL_DOWN_CALLS,
     ) -> None:
+        """`max_batch_items` (items per `CFM.sample` call) and `concurrent_calls` (calls at once) default to
+        what measured fastest for the device: 32 and 1 on CUDA, 1 and 2 on CPU (module docstring)."""
         self.spec = spec
         self.model_id = spec.model_id
         self.sample_rate = spec.sample_rate
@@ -171,7 +200,14 @@ class F5Engine:
         self._vocoder: Any = None
         self._vocab: dict[str, int] = {}
         self._prompts: LRUCache[tuple[str, int, int], _Prompt] = LRUCache(maxsize=reference_cache_size)
-        self._should_abort: Callable[[], bool] | None = None
+        cuda = self.device.startswith("cuda")
+        self.max_batch_items = max_batch_items or (CUDA_BATCH_ITEMS if cuda else 1)
+        self.concurrent_calls = concurrent_calls or (1 if cuda else CPU_CONCURRENT_CALLS)
+        if self.max_batch_items < 1 or self.concurrent_calls < 1 or oom_cool_down_calls < 1:
+            raise ValueError("max_batch_items, concurrent_calls and oom_cool_down_calls must be >= 1")
+        self._cap = _ItemCap(self.max_batch_items, oom_cool_down_calls)
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()  # per calling thread: should_abort, the seeds whose noise is drawing
         self._rng_devices: list[int] = []
 
     # --- lifecycle -------------------------------------------------------------------------------------
@@ -212,12 +248,16 @@ class F5Engine:
             _enable_attention_masks(self._model)
             if self.device.startswith("cuda"):
                 self._rng_devices = list(range(torch.cuda.device_count()))
+            if self.concurrent_calls > 1:
+                self._pool = ThreadPoolExecutor(self.concurrent_calls, thread_name_prefix="f5-call")
             log.info(
                 "engine_loaded",
                 model_id=self.model_id,
                 device=self.device,
                 dtype=str(self.dtype).removeprefix("torch."),
                 attention_backend=self.attention_backend,
+                max_batch_items=self.max_batch_items,
+                concurrent_calls=self.concurrent_calls,
                 checkpoint_sha256=self.checkpoint_sha256,
                 parameters=sum(p.numel() for p in self._model.parameters()),
             )
@@ -231,8 +271,16 @@ class F5Engine:
         job = SynthesisJob(WARM_UP_TEXT, reference, SynthesisOptions(nfe_steps=2), seed=0)
         self.synthesize(job)
 
+    @property
+    def batch_item_cap(self) -> int:
+        """Items per `CFM.sample` call now: `max_batch_items`, lower for a while after an out-of-memory."""
+        return self._cap.value
+
     def close(self) -> None:
         with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
             self._model = self._vocoder = None
             self._prompts.clear()
             gc.collect()
@@ -246,32 +294,12 @@ class F5Engine:
         return SynthesizedAudio(samples=samples, sample_rate=self.sample_rate, seed=job.seed)
 
     def render(self, job: SynthesisJob) -> Rendering:
-        """Synthesize and return the unclipped waveform with the generated mel (for tests and tools)."""
-        text = _check_texts(job)
-        with self._lock:
-            if self._model is None:
-                raise EngineError("the engine is not loaded (call load() first)")
-            chunks, seeds = self._plan(job, text)
-            waves, mels = [], []
-            self._should_abort = job.should_abort
-            try:
-                prompt = self._prompt(job.reference)
-                for i, (chunk, seed) in enumerate(zip(chunks, seeds, strict=True)):
-                    if job.should_abort():
-                        raise SynthesisAborted("synthesis aborted between chunks")
-                    job.on_progress(i, len(chunks))
-                    wave, mel = self._infer_chunk(prompt, job.reference.transcript, chunk, job.options, seed)
-                    waves.append(wave)
-                    mels.append(mel)
-                job.on_progress(len(chunks), len(chunks))
-            except torch.cuda.OutOfMemoryError as exc:
-                raise EngineError(f"CUDA out of memory while synthesizing {len(text)} characters") from exc
-            finally:
-                self._should_abort = None
-                self._model.transformer.clear_cache()  # an aborted sample() leaves its text cache behind
-                if self.device.startswith("cuda"):
-                    torch.cuda.empty_cache()
-        return self._finish(job, waves, mels, chunks, seeds)
+        """Synthesize and return the unclipped waveform with the generated mel (for tests and tools). The
+        job's chunks run as batch items (`render_batch`)."""
+        rendering = self.render_batch([job])[0]
+        if isinstance(rendering, BaseException):
+            raise rendering
+        return rendering
 
     def synthesize_stream(self, job: SynthesisJob) -> Iterator[np.ndarray]:
         """Chunk by chunk, each yielded as soon as it is made (minus the cross-fade's held-back end), no mel kept.
@@ -287,14 +315,15 @@ class F5Engine:
             if job.should_abort():
                 raise SynthesisAborted("synthesis aborted between chunks")
             job.on_progress(i, len(chunks))
-            with self._lock:
-                self._should_abort = job.should_abort
+            with self._lock, torch.random.fork_rng(devices=self._rng_devices):
+                self._local.should_abort = job.should_abort
                 try:
                     wave, _mel = self._infer_chunk(prompt, job.reference.transcript, chunk, job.options, seed)
                 except torch.cuda.OutOfMemoryError as exc:
+                    self._free_after_oom()
                     raise EngineError(f"CUDA out of memory in chunk {i + 1} of {len(chunks)}") from exc
                 finally:
-                    self._should_abort = None
+                    self._local.should_abort = None
                     self._model.transformer.clear_cache()
             yield self._finish_block(fader.push(wave), job)
         job.on_progress(len(chunks), len(chunks))
@@ -318,36 +347,23 @@ class F5Engine:
         return out
 
     def render_batch(self, jobs: Sequence[SynthesisJob]) -> list[Rendering | BaseException]:
-        """`render` for several jobs at once. Every chunk of every job is one batch item; items are sorted by
-        duration and run in `CFM.sample` calls of at most `len(jobs)` items (so a batch of one job runs
-        exactly the single path). Each item gets its own cond mel and `lens`, text, `duration` and initial
-        noise drawn right after `torch.manual_seed(chunk seed)`, as the single path draws it; attention masks
-        the padding. A job whose `should_abort()` fires gets `SynthesisAborted` while the others go on (a
-        `sample` call stops early only when all of its jobs aborted); a job that cannot be prepared (invalid
-        or unrepresentable text) gets its own exception."""
+        """`render` for several jobs at once: every chunk of every job is one batch item (module docstring).
+        Each item gets its own cond mel and `lens`, text, `duration` and initial noise drawn right after
+        `torch.manual_seed(chunk seed)`, as the single path draws it; attention masks the padding. A job
+        whose `should_abort()` fires gets `SynthesisAborted` while the others go on (a `sample` call stops
+        early only when all of its jobs aborted); a job that cannot be prepared (invalid or unrepresentable
+        text) gets its own exception. `on_progress` reports (0, n) first, the chunks done after each call,
+        and (n, n) at the end."""
         results: dict[int, Rendering | BaseException] = {}
         plans: dict[int, tuple[list[str], tuple[int, ...]]] = {}
-        items: list[_Item] = []
         with self._lock:
             if self._model is None:
                 raise EngineError("the engine is not loaded (call load() first)")
-            for j, job in enumerate(jobs):
-                try:
-                    plans[j] = self._plan(job, _check_texts(job))
-                    prompt = self._prompt(job.reference)
-                except Exception as exc:  # noqa: BLE001 - handed to that job alone
-                    results[j] = exc
-                    plans.pop(j, None)
-                    continue
-                for i, (chunk, seed) in enumerate(zip(*plans[j], strict=True)):
-                    items.append(self._item(j, i, prompt, job.reference.transcript, chunk, job.options, seed))
-                job.on_progress(0, len(plans[j][0]))  # chunks of a batch run together: start and end only
-            outputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+            items = self._plan_items(jobs, plans, results)
             try:
-                for group in _groups(items, max(1, len(jobs))):
-                    self._run_group([it for it in group if it.job not in results], jobs, results, outputs)
+                with torch.random.fork_rng(devices=self._rng_devices):
+                    outputs = self._run_items(items, jobs, results)
             finally:
-                self._should_abort = None
                 self._model.transformer.clear_cache()
                 if self.device.startswith("cuda"):
                     torch.cuda.empty_cache()
@@ -358,60 +374,150 @@ class F5Engine:
                 jobs[j].on_progress(len(chunks), len(chunks))
         return [results[j] for j in range(len(jobs))]
 
-    def _run_group(
+    def _plan_items(
         self,
-        group: list[_Item],
         jobs: Sequence[SynthesisJob],
-        results: dict[int, Rendering | BaseException],
-        outputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
-    ) -> None:
-        """One `CFM.sample` call over `group`; fills `outputs`, or `results` with per-job failures."""
-        owners = sorted({it.job for it in group})
+        plans: dict[int, tuple[list[str], tuple[int, ...]]],
+        failed: dict[int, Rendering | BaseException],
+    ) -> list[_Item]:
+        """Every chunk of every job as an item (plans filled per job; a job that cannot be planned fails)."""
+        items: list[_Item] = []
+        for j, job in enumerate(jobs):
+            try:
+                plans[j] = self._plan(job, _check_texts(job))
+                prompt = self._prompt(job.reference)
+            except Exception as exc:  # noqa: BLE001 - handed to that job alone
+                failed[j] = exc
+                plans.pop(j, None)
+                continue
+            for i, (chunk, seed) in enumerate(zip(*plans[j], strict=True)):
+                items.append(self._item(j, i, prompt, job.reference.transcript, chunk, job.options, seed))
+            job.on_progress(0, len(plans[j][0]))
+        return items
+
+    def _run_items(
+        self, items: list[_Item], jobs: Sequence[SynthesisJob], failed: dict[int, Rendering | BaseException]
+    ) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+        """Runs the calls of `_calls(items)`, up to `concurrent_calls` at once; (job, chunk) -> (wave, mel)."""
+        outputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        chunks = Counter(it.job for it in items)
+        done: Counter[int] = Counter()
+
+        def finished(group: list[_Item], made: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]) -> None:
+            outputs.update(made)
+            done.update(it.job for it in group)
+            for j in dict.fromkeys(it.job for it in group):
+                if j not in failed and done[j] < chunks[j]:
+                    jobs[j].on_progress(done[j], chunks[j])
+
+        if self._pool is None or len(items) < 2:
+            for group in self._calls(items):
+                finished(group, self._run_group(group, jobs, failed))
+            return outputs
+        running: dict[Future[dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]], list[_Item]] = {}
+        try:
+            for group in self._calls(items):
+                while len(running) >= self.concurrent_calls:
+                    for future in wait(running, return_when=FIRST_COMPLETED).done:
+                        finished(running.pop(future), future.result())
+                running[self._pool.submit(self._run_group, group, jobs, failed)] = group
+            for future in list(running):
+                finished(running.pop(future), future.result())
+        finally:
+            wait(running)  # nothing runs on the model once the lock is given back
+        return outputs
+
+    def _calls(self, items: list[_Item]) -> Iterator[list[_Item]]:
+        """Items that can share one `CFM.sample` call (same `sampler_key`), by length so that padding stays
+        small, at most `batch_item_cap` per call (read as each call is cut: a lowered cap applies at once)."""
+        by_options: dict[SamplerKey, list[_Item]] = {}
+        for it in items:
+            by_options.setdefault(sampler_key(it.options), []).append(it)
+        for same in by_options.values():
+            same.sort(key=lambda it: it.frames)
+            start = 0
+            while start < len(same):
+                size = self._cap.value
+                yield same[start : start + size]
+                start += size
+
+    def _run_group(
+        self, group: list[_Item], jobs: Sequence[SynthesisJob], failed: dict[int, Rendering | BaseException]
+    ) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+        """One `CFM.sample` call over `group`'s live items; per-job failures go to `failed` (shared by
+        concurrent calls: `setdefault` keeps a job's first failure). On CUDA out-of-memory the cap is lowered
+        and the items are retried in halves; a single item that still does not fit fails its job."""
+        owners = list(dict.fromkeys(it.job for it in group))
 
         def poll_aborts() -> bool:
-            """Marks jobs whose abort check fires; true when every job of this call has aborted."""
+            """Marks jobs whose abort check fires; true when every job of this call has stopped."""
             for j in owners:
-                if j not in results and jobs[j].should_abort():
-                    results[j] = SynthesisAborted("synthesis aborted")
-            return all(j in results for j in owners)
+                if j not in failed and jobs[j].should_abort():
+                    failed.setdefault(j, SynthesisAborted("synthesis aborted"))
+            return all(j in failed for j in owners)
 
         if not group or poll_aborts():
-            return
-        group = [it for it in group if it.job not in results]  # jobs aborted by now are left out
-        self._should_abort = poll_aborts
+            return {}
+        live = [it for it in group if it.job not in failed]  # jobs aborted or failed by now are left out
         try:
-            if len(group) == 1:  # exactly the single path
-                it = group[0]
-                outputs[(it.job, it.chunk)] = self._infer_chunk(it.prompt, it.transcript, it.text, it.options, it.seed)
-                return
-            generated = self._sample_items(group)
+            made = self._attempt(live, owners, failed, poll_aborts)
+        except torch.cuda.OutOfMemoryError as exc:
+            self._free_after_oom()
+            if len(live) == 1:
+                self._cap.lowered(1)
+                log.warning("chunk_out_of_memory", frames=live[0].frames, error=str(exc))
+                failed.setdefault(live[0].job, EngineError(f"CUDA out of memory in a chunk of {live[0].frames} frames"))
+                return {}
+            cap = self._cap.lowered(len(live))
+            log.warning("batch_out_of_memory", items=len(live), cap=cap, error=str(exc))
+            half = len(live) // 2
+            return {**self._run_group(live[:half], jobs, failed), **self._run_group(live[half:], jobs, failed)}
+        if (raised := self._cap.succeeded()) is not None:
+            log.info("batch_item_cap_raised", cap=raised)
+        return made
+
+    def _attempt(
+        self,
+        live: list[_Item],
+        owners: list[int],
+        failed: dict[int, Rendering | BaseException],
+        poll_aborts: Callable[[], bool],
+    ) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+        """`_run_group`'s call itself; raises only `torch.cuda.OutOfMemoryError`."""
+        made: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._local.should_abort = poll_aborts
+        try:
+            if len(live) == 1:  # exactly the single path
+                it = live[0]
+                made[(it.job, it.chunk)] = self._infer_chunk(it.prompt, it.transcript, it.text, it.options, it.seed)
+                return made
+            generated = self._sample_items(live)
             poll_aborts()
-            for i, it in enumerate(group):
-                if it.job not in results:  # vocode each item's own frames, without the padding
+            for i, it in enumerate(live):
+                if it.job not in failed:  # vocode each item's own frames, without the padding
                     mel = generated[i : i + 1, it.ref_audio_len : it.frames, :].permute(0, 2, 1)
-                    outputs[(it.job, it.chunk)] = self._decode(it.prompt, mel)
+                    made[(it.job, it.chunk)] = self._decode(it.prompt, mel)
+        except torch.cuda.OutOfMemoryError:
+            raise
         except SynthesisAborted:
             for j in owners:
-                results.setdefault(j, SynthesisAborted("synthesis aborted"))
-        except torch.cuda.OutOfMemoryError as exc:
-            for j in owners:
-                results.setdefault(j, EngineError(f"CUDA out of memory in a batch of {len(group)} chunks"))
-            log.warning("batch_out_of_memory", items=len(group), error=str(exc))
+                failed.setdefault(j, SynthesisAborted("synthesis aborted"))
         except Exception as exc:  # noqa: BLE001 - the call failed: each of its jobs gets the error
             for j in owners:
-                results.setdefault(j, exc)
+                failed.setdefault(j, exc)
         finally:
-            self._should_abort = None
+            self._local.should_abort = None
+            self._model.transformer.clear_cache()  # a sample() that raised leaves this thread's text cache behind
+        return made
 
     def _sample_items(self, group: list[_Item]) -> torch.Tensor:
         """One `CFM.sample` call for several items: (batch, max duration, n_mels) float32. The options are
-        the first item's (callers batch only jobs with the same `sampler_key`)."""
+        the first item's (callers batch only jobs with the same `sampler_key`); the caller forks the RNG."""
         options = group[0].options
         cond = pad_sequence([it.prompt.mel[0] for it in group], batch_first=True)
         lens = torch.tensor([it.prompt.mel.shape[1] for it in group], device=self.device, dtype=torch.long)
         duration = torch.tensor([it.duration for it in group], device=self.device, dtype=torch.long)
-        seeds = _SeedSequence([it.seed for it in group])
-        with torch.inference_mode(), torch.random.fork_rng(devices=self._rng_devices):
+        with torch.inference_mode(), self._drawing([it.seed for it in group]) as seeds:
             generated, trajectory = self._model.sample(
                 cond=cond,
                 text=[it.final_text for it in group],
@@ -424,7 +530,6 @@ class F5Engine:
                 seed=seeds,
             )
             del trajectory
-        seeds.check_consumed()
         return generated.to(torch.float32)
 
     def _item(
@@ -473,8 +578,12 @@ class F5Engine:
 
     # --- internals --------------------------------------------------------------------------------------
     def _before_ode_step(self, _module: torch.nn.Module, _args: tuple[Any, ...]) -> None:
-        """Forward-pre-hook on the DiT: `CFM.sample` calls it once per ODE step (cond+uncond packed)."""
-        should_abort = self._should_abort
+        """Forward-pre-hook on the DiT: `CFM.sample` calls it once per ODE step (cond+uncond packed), in the
+        calling thread. By the first step the call's noise is drawn: the noise lock is given back."""
+        seeds: _SeedSequence | None = getattr(self._local, "seeds", None)
+        if seeds is not None:
+            seeds.release()
+        should_abort: Callable[[], bool] | None = getattr(self._local, "should_abort", None)
         if should_abort is not None and should_abort():
             raise SynthesisAborted("synthesis aborted between ODE steps")
 
@@ -527,9 +636,10 @@ class F5Engine:
     def _infer_chunk(
         self, prompt: _Prompt, transcript: str, gen_text: str, options: SynthesisOptions, seed: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """upstream's `_infer_basic` for one chunk."""
+        """upstream's `_infer_basic` for one chunk (the caller forks the RNG)."""
         final_text, duration, ref_audio_len = self._chunk_inputs(prompt, transcript, gen_text, options)
-        with torch.inference_mode(), self._seeded(seed):
+        # upstream seeds right before sample(), whose first random draw is the noise: the same draw
+        with torch.inference_mode(), self._drawing([seed]) as seeds:
             generated, trajectory = self._model.sample(
                 cond=prompt.mel,
                 text=[final_text],
@@ -538,10 +648,12 @@ class F5Engine:
                 cfg_strength=options.cfg_strength,
                 sway_sampling_coef=options.sway_sampling_coef,
                 use_epss=options.epss,
+                seed=seeds,
             )
             del trajectory
             generated = generated.to(torch.float32)[:, ref_audio_len:, :].permute(0, 2, 1)
-            if self._should_abort is not None and self._should_abort():
+            should_abort = getattr(self._local, "should_abort", None)
+            if should_abort is not None and should_abort():
                 raise SynthesisAborted("synthesis aborted before vocoding")
         return self._decode(prompt, generated)
 
@@ -554,11 +666,22 @@ class F5Engine:
             return wave.squeeze().cpu().numpy(), generated[0].cpu().numpy()
 
     @contextlib.contextmanager
-    def _seeded(self, seed: int) -> Iterator[None]:
-        """`torch.manual_seed(seed)` (what upstream's seed_everything does for torch) for this block only."""
-        with torch.random.fork_rng(devices=self._rng_devices):
-            torch.manual_seed(seed)
-            yield
+    def _drawing(self, seeds: list[int]) -> Iterator[_SeedSequence]:
+        """Per-item seeds for one `CFM.sample(seed=...)` call in this thread; checks that each was used."""
+        sequence = _SeedSequence(seeds)
+        self._local.seeds = sequence
+        try:
+            yield sequence
+        finally:
+            self._local.seeds = None
+            sequence.release()
+        sequence.check_consumed()
+
+    def _free_after_oom(self) -> None:
+        """What an out-of-memory left allocated goes back to the device before anything is retried."""
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
 
     def _check_representable(self, text: str, what: str) -> None:
         from f5_tts.model.utils import convert_char_to_pinyin
@@ -625,32 +748,62 @@ def _check_texts(job: SynthesisJob) -> str:
     return text
 
 
-def _groups(items: list[_Item], size: int) -> Iterator[list[_Item]]:
-    """Items that can share one `CFM.sample` call (same `sampler_key`), by length so that padding stays
-    small, at most `size` per call."""
-    by_options: dict[SamplerKey, list[_Item]] = {}
-    for it in items:
-        by_options.setdefault(sampler_key(it.options), []).append(it)
-    for same in by_options.values():
-        same.sort(key=lambda it: it.frames)
-        for start in range(0, len(same), size):
-            yield same[start : start + size]
+class _ItemCap:
+    """Items per `CFM.sample` call: `limit`, cut to the halves' size when a call runs out of memory, doubled
+    back (up to `limit`) after `cool_down` successful calls without one. Thread-safe."""
+
+    def __init__(self, limit: int, cool_down: int) -> None:
+        self.limit = limit
+        self.value = limit
+        self._cool_down = cool_down
+        self._successes = 0
+        self._lock = threading.Lock()
+
+    def lowered(self, items: int) -> int:
+        """A call of `items` ran out of memory (its halves are retried): the new cap."""
+        with self._lock:
+            self.value = max(1, min(self.value, (items + 1) // 2))
+            self._successes = 0
+            return self.value
+
+    def succeeded(self) -> int | None:
+        """A call went through: the raised cap when this ends a cool-down, else None."""
+        with self._lock:
+            if self.value >= self.limit:
+                return None
+            self._successes += 1
+            if self._successes < self._cool_down:
+                return None
+            self.value = min(self.limit, 2 * self.value)
+            self._successes = 0
+            return self.value
 
 
 class _SeedSequence:
     """Per-item seeds through `CFM.sample(seed=...)`: upstream calls `torch.manual_seed(seed)` (which does
     `int(seed)`) right before drawing each item's initial noise, in batch order, so each `int()` here yields
-    the next item's seed and item i's noise is drawn exactly as the single path draws it."""
+    the next item's seed and item i's noise is drawn exactly as the single path draws it. The first `int()`
+    takes the process-wide noise lock, so that concurrent calls never seed between another call's seeding and
+    its draw; the engine gives it back (`release`) at the first ODE step or when the call ends."""
 
     def __init__(self, seeds: list[int]) -> None:
         self._seeds = seeds
         self._used = 0
+        self._holding = False
 
     def __int__(self) -> int:
         if self._used >= len(self._seeds):
             raise RuntimeError("CFM.sample drew more noise tensors than there are batch items")
+        if not self._holding and self._used == 0:
+            _NOISE_LOCK.acquire()
+            self._holding = True
         self._used += 1
         return self._seeds[self._used - 1]
+
+    def release(self) -> None:
+        if self._holding:
+            self._holding = False
+            _NOISE_LOCK.release()
 
     def check_consumed(self) -> None:
         if self._used != len(self._seeds):

@@ -19,7 +19,8 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -53,6 +54,7 @@ from consumer.engine import Engine
 from consumer.storage.audio import AudioStore, OutputLocation, StoredAudio, output_location
 from consumer.storage.jobs import Claim, JobStore
 from consumer.storage.workers import WorkerRegistry
+from consumer.worker.admission import Admission
 from consumer.worker.delivery import Deliveries
 from consumer.worker.heartbeat import Heartbeat
 from consumer.worker.lease import Lease
@@ -98,6 +100,7 @@ class Services:
     max_receive_count: int | None = None
     rtf: RealTimeFactor = field(default_factory=RealTimeFactor)  # this worker's measured speed, for ETAs
     workers: WorkerRegistry | None = None  # this worker's liveness record (`f5-worker status`)
+    admission: Admission = field(default_factory=lambda: Admission(1))  # jobs' phases, for the poll loop
 
 
 def retry_delay_s(attempt: int, settings: Settings) -> int:
@@ -148,7 +151,8 @@ class JobRun:
         started = time.monotonic()
         self.heartbeat.start()
         try:
-            outcome = self._run()
+            with self.s.admission.preparing():
+                outcome = self._run()
         finally:
             self.heartbeat.stop()
             self.s.metrics.heartbeats.inc(self.heartbeat.extensions)
@@ -252,7 +256,7 @@ class JobRun:
             self.progress,
             longform_above_chars=self.settings.longform_above_chars,
             scratch_dir=self.settings.scratch_dir,
-            device=self.s.metrics.device,
+            device_span=self._on_device,
         ) as result:
             encoded, synthesis_s = result.encoded, result.synthesis_s
             self.s.rtf.observe(synthesis_s, encoded.duration_s)
@@ -304,6 +308,12 @@ class JobRun:
             seed=stored.seed,
             text_chars=len(text),
         )
+
+    @contextmanager
+    def _on_device(self) -> Iterator[None]:
+        """An engine call: device time for the metrics and for the poll loop's admission."""
+        with self.s.admission.at_device(), self.s.metrics.device.busy():
+            yield
 
     # --- outcomes: recorded first, then announced ------------------------------------------------------------
     def _record(self, write: Callable[[Claim], None], what: str) -> None:
@@ -415,7 +425,7 @@ class JobRun:
 
     def _delete(self, outcome: Outcome) -> Outcome:
         self._settle()
-        self.s.queue.delete(self.msg.receipt_handle)
+        self.s.queue.delete_soon(self.msg.receipt_handle)
         return outcome
 
     def _settle(self) -> None:

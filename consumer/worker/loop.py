@@ -1,5 +1,7 @@
-"""The poll loop: long-poll for at most as many messages as there are free slots (no prefetch buffer that
-could strand messages), run each in its own thread with its own heartbeat, and stop cleanly.
+"""The poll loop: long-poll for as many messages as the admission allows (fixed slots, or `auto`: enough to keep
+the device busy through AWS round trips, see `consumer.worker.admission`), never more than the jobs it can hold
+(no prefetch buffer that could strand messages), run each in its own thread with its own heartbeat, and stop
+cleanly.
 
 Shutdown order (SIGTERM/SIGINT): stop polling at once — the open long poll is left to a poller thread,
 which hands anything it still receives straight back (visibility 0) — then give in-flight jobs
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import FrameType
 
@@ -33,7 +36,8 @@ class Worker:
         self.settings = services.settings
         self.stopping = threading.Event()  # no new messages
         self.aborting = threading.Event()  # in-flight jobs give up and return their messages
-        self._jobs = ThreadPoolExecutor(self.settings.max_in_flight, thread_name_prefix="job")
+        self.admission = services.admission
+        self._jobs = ThreadPoolExecutor(self.admission.cap, thread_name_prefix="job")
         self._poller = ThreadPoolExecutor(1, thread_name_prefix="poll")
         # Queued tasks (webhook deliveries) run beside the jobs, never in a job's slot.
         self._tasks = ThreadPoolExecutor(self.settings.webhook_senders, thread_name_prefix="task")
@@ -60,22 +64,30 @@ class Worker:
             "worker_started",
             queue_url=self.settings.queue_url,
             max_in_flight=self.settings.max_in_flight,
+            cap=self.admission.cap,
             worker_id=self.settings.worker_id,
             model_id=self.s.engine.model_id,
         )
         pending_poll: Future[list[ReceivedMessage]] | None = None
+        poll_started_idle = False
         while not self.stopping.is_set():
             self._reap()
-            free = self.settings.max_in_flight - len(self._in_flight)
-            if free == 0:
-                wait(self._in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
+            wanted = self.admission.wanted(len(self._in_flight))
+            if wanted == 0 and pending_poll is None:
+                if len(self._in_flight) >= self.admission.cap:
+                    wait(self._in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
+                else:  # enough jobs ahead of the device: wait until one moves on
+                    self.admission.wait(0.2)
                 continue
             if len(self._task_futures) >= 2 * self.settings.webhook_senders:  # tasks queue up: receive no more
                 wait(self._task_futures, timeout=0.5, return_when=FIRST_COMPLETED)
                 continue
             if pending_poll is None:
                 self._seen("polling")
-                pending_poll = self._poller.submit(self._receive, free)
+                # Burst mode trusts an empty poll only if nothing was in flight when it started: a job may
+                # still hand its message back (retry) while the poll runs.
+                poll_started_idle = not self._in_flight and not self._task_futures
+                pending_poll = self._poller.submit(self._receive, wanted)
             done, _ = wait({pending_poll}, timeout=0.2)
             if not done:
                 continue
@@ -86,7 +98,8 @@ class Worker:
                 messages = []
                 self.stopping.wait(1.0)
             pending_poll = None
-            if not messages and self.settings.burst and not self._in_flight and not self._task_futures:
+            idle = poll_started_idle and not self._in_flight and not self._task_futures
+            if not messages and self.settings.burst and idle:
                 log.info("queue_empty", consequence="burst mode: exiting")
                 break
             for message in messages:
@@ -142,9 +155,11 @@ class Worker:
             with attempt:
                 if self.stopping.is_set():
                     return []
+                started = time.monotonic()
                 received = self.s.queue.receive(
                     max_messages, self.settings.wait_time_s, self.settings.visibility_timeout_s
                 )
+        self.admission.received(time.monotonic() - started, len(received))
         self.s.metrics.poll_succeeded()
         messages = [ReceivedMessage.from_sqs(raw) for raw in received]
         if messages and self.stopping.is_set():
@@ -180,6 +195,7 @@ class Worker:
             pending_poll.result()
         self._jobs.shutdown(wait=True)
         self._tasks.shutdown(wait=True)
+        self.s.queue.flush_deletes()
         self.s.deliveries.close()
         self._poller.shutdown(wait=True)
         self._seen("stopped", force=True)

@@ -16,6 +16,7 @@ from consumer.storage.audio import AudioStore
 from consumer.storage.job_index import JobIndex
 from consumer.storage.jobs import JobStore
 from consumer.storage.workers import WorkerRegistry
+from consumer.worker.admission import Admission
 from consumer.worker.delivery import Deliveries
 from consumer.worker.job import Services
 from consumer.worker.notify import Notifier
@@ -54,7 +55,7 @@ def build_services(
     clients = clients or make_clients(settings)
     metrics = metrics or Metrics()
     _count_aws_requests(clients, metrics)
-    queue = Queue(clients.sqs, settings.queue_url)
+    queue = Queue(clients.sqs, settings.queue_url, delete_window_s=settings.delete_batch_window_s)
     max_receive = settings.max_receive_count or queue.max_receive_count()
     index = JobIndex(clients.s3, settings.bucket, settings.jobs_index_prefix)
     jobs = JobStore(clients.s3, settings.bucket, settings.jobs_prefix, index=index)
@@ -80,7 +81,14 @@ def build_services(
         texts=TextResolver(clients.s3, settings.bucket, settings.allowed_reference_buckets),
         max_receive_count=max_receive,
         workers=WorkerRegistry(clients.s3, settings.bucket, settings.workers_prefix),
+        admission=admission_for(settings),
     )
+
+
+def admission_for(settings: Settings) -> Admission:
+    fixed = None if settings.max_in_flight == "auto" else settings.max_in_flight
+    min_ahead = settings.batch_max_size if settings.engine == "f5" else 1
+    return Admission(fixed, device_queue_s=settings.device_queue_s, min_ahead=min_ahead)
 
 
 def _count_aws_requests(clients: AwsClients, metrics: Metrics) -> None:

@@ -21,7 +21,6 @@ from consumer.audio.language import is_english
 from consumer.audio.longform import EncodedFile, LongformWriter
 from consumer.audio.text import normalize_english
 from consumer.core.errors import EngineError, SynthesisAborted, WorkerError
-from consumer.core.metrics import DeviceMeter
 from consumer.engine import Engine, SynthesisJob
 from consumer.worker.progress import Progress
 from consumer.worker.voices import VoiceResolver
@@ -63,10 +62,11 @@ def synthesize(
     *,
     longform_above_chars: int | None = None,
     scratch_dir: Path | None = None,
-    device: DeviceMeter | None = None,
+    device_span: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> Iterator[Synthesized]:
-    """A context: a long-form result's file lives until the block ends. Raises the voice resolver's errors,
-    `SynthesisAborted`, the engine's `WorkerError`s, and `EngineError` (with its cause) for anything else."""
+    """A context: a long-form result's file lives until the block ends. `device_span` wraps every engine call
+    (device time: metrics, admission). Raises the voice resolver's errors, `SynthesisAborted`, the engine's
+    `WorkerError`s, and `EngineError` (with its cause) for anything else."""
     reference = voices.resolve(request.voice)
     seed = request.options.seed if request.options.seed is not None else seed_for(request.job_id)
     on_progress = progress.update if progress is not None else (lambda i, n: None)
@@ -74,10 +74,9 @@ def synthesize(
     if progress is not None:
         progress.start(job.expected_audio_s)
     long = longform_above_chars is not None and len(text) > longform_above_chars
-    busy = device.busy if device is not None else nullcontext
     t0 = time.monotonic()
     if not long:
-        with busy(), _engine_errors():
+        with device_span(), _engine_errors():
             audio = engine.synthesize(job)
         synthesis_s = time.monotonic() - t0
         out = request.output
@@ -91,7 +90,7 @@ def synthesize(
         scratch_dir, engine.sample_rate, out.format, out_sample_rate=out.sample_rate, target_lufs=out.target_lufs
     ) as writer:
         with _engine_errors():
-            for block in _timed_blocks(engine.synthesize_stream(job), busy):
+            for block in _timed_blocks(engine.synthesize_stream(job), device_span):
                 writer.write(block)
         synthesis_s = time.monotonic() - t0
         yield Synthesized(writer.finish(), seed, synthesis_s, reference.version)
