@@ -1,5 +1,6 @@
-"""Batched synthesis equals single synthesis: `F5Engine.render_batch` against `F5Engine.render` (itself equal
-to upstream's `infer_batch_process`) on the tiny random checkpoint, and a worker that batches messages.
+"""Batched synthesis equals single synthesis: `F5Engine.render_batch` with up to 4 items per `CFM.sample` call
+against `F5Engine.render` (itself equal to upstream's `infer_batch_process`) on the tiny random checkpoint, and a
+worker that batches messages.
 
 Tolerance: atol 1e-4 on the generated mel (log-mel values, magnitude up to ~11.5) and on the waveform
 (|x| up to ~0.5). Both paths run the same upstream ops on the same inputs and the same per-item noise; only
@@ -23,7 +24,9 @@ from consumer.core.errors import SynthesisAborted
 from consumer.core.settings import Settings
 from consumer.engine import SynthesisJob, SynthesizedAudio
 from consumer.engine.batching import BatchingEngine
+from consumer.engine.f5 import F5Engine
 from consumer.engine.factory import build_engine
+from consumer.engine.model_spec import load_model_dir
 from contracts.events import SynthesisCompleted
 from contracts.requests import SynthesisOptions
 
@@ -47,17 +50,27 @@ def singles(tiny_engine, jobs) -> list[Any]:
     return [tiny_engine.render(job) for job in jobs]
 
 
+@pytest.fixture(scope="module")
+def batched_engine(tiny_model_path: Path) -> Iterator[F5Engine]:
+    """Up to 4 items per `CFM.sample` call, one call at a time: the CUDA way (on CPU the engine defaults to one
+    item per call, two calls at once)."""
+    engine = F5Engine(load_model_dir(tiny_model_path), device="cpu", max_batch_items=4, concurrent_calls=1)
+    engine.load()
+    yield engine
+    engine.close()
+
+
 @pytest.fixture
-def sample_calls(tiny_engine, monkeypatch) -> list[list[tuple[int, int]]]:
+def sample_calls(batched_engine, monkeypatch) -> list[list[tuple[int, int]]]:
     """(job, chunk) of the items of each batched `CFM.sample` call."""
     calls: list[list[tuple[int, int]]] = []
-    original = tiny_engine._sample_items
+    original = batched_engine._sample_items
 
     def spy(group):
         calls.append([(it.job, it.chunk) for it in group])
         return original(group)
 
-    monkeypatch.setattr(tiny_engine, "_sample_items", spy)
+    monkeypatch.setattr(batched_engine, "_sample_items", spy)
     return calls
 
 
@@ -68,9 +81,9 @@ def assert_same(batched: Any, single: Any) -> None:
     np.testing.assert_allclose(batched.samples, single.samples, rtol=0, atol=ATOL)
 
 
-def test_batched_items_equal_their_single_runs(tiny_engine, jobs, singles, sample_calls):
+def test_batched_items_equal_their_single_runs(batched_engine, jobs, singles, sample_calls):
     assert len(singles[2].chunks) >= 2 and len({len(s.samples) for s in singles}) == 4
-    batched = tiny_engine.render_batch(jobs)
+    batched = batched_engine.render_batch(jobs)
     # 5 items (the long job has 2 chunks), at most 4 per call, sorted by length: one call of 4 items
     # mixing messages, including a chunk of the multi-chunk job; the longest item runs alone.
     assert [len(c) for c in sample_calls] == [4] and any(job == 2 for job, _ in sample_calls[0])
@@ -78,26 +91,26 @@ def test_batched_items_equal_their_single_runs(tiny_engine, jobs, singles, sampl
         assert_same(b, s)
 
 
-def test_one_bad_or_aborted_job_leaves_the_others_alone(tiny_engine, jobs, singles, en_reference):
+def test_one_bad_or_aborted_job_leaves_the_others_alone(batched_engine, jobs, singles, en_reference):
     from consumer.core.errors import InvalidRequest
 
     aborted = SynthesisJob("Stop me, please.", en_reference, OPTIONS, seed=5, should_abort=lambda: True)
     blank = SynthesisJob("   ", en_reference, OPTIONS, seed=6)
-    out = tiny_engine.synthesize_batch([jobs[0], aborted, blank, jobs[1]])
+    out = batched_engine.synthesize_batch([jobs[0], aborted, blank, jobs[1]])
     assert isinstance(out[1], SynthesisAborted) and isinstance(out[2], InvalidRequest)
     for result, job, single in ((out[0], jobs[0], singles[0]), (out[3], jobs[1], singles[1])):
         assert isinstance(result, SynthesizedAudio) and result.seed == job.seed
         np.testing.assert_allclose(result.samples, np.clip(single.samples, -1, 1), rtol=0, atol=ATOL)
 
 
-def test_padding_leaks_into_shorter_items_without_the_attention_mask(tiny_engine, jobs, singles, monkeypatch):
+def test_padding_leaks_into_shorter_items_without_the_attention_mask(batched_engine, jobs, singles, monkeypatch):
     """Proves the tolerance can fail: upstream's default (attention ignores the mask) misses it by far."""
     from f5_tts.model.modules import AttnProcessor
 
-    for module in tiny_engine._model.modules():
+    for module in batched_engine._model.modules():
         if isinstance(getattr(module, "processor", None), AttnProcessor):
             monkeypatch.setattr(module.processor, "attn_mask_enabled", False)
-    shortest = tiny_engine.render_batch([jobs[0], jobs[3]])[0]
+    shortest = batched_engine.render_batch([jobs[0], jobs[3]])[0]
     assert np.abs(shortest.mel - singles[0].mel).max() > 20 * ATOL  # measured: ~7e-3
 
 

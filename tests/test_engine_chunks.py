@@ -31,7 +31,7 @@ LONG = (
     "rise and fall. But always remember, I am mighty and enduring. Respect me and I'll nurture you; ignore "
     "me and you shall face the consequences."
 )
-THREE = " ".join([LONG] * 3)
+MANY = " ".join([LONG] * 2)  # 3 chunks: more than the two calls that run at once
 SHORT = ["Hi there.", "I don't really care what you call me.", "The quick brown fox jumps over the dog.", "One two."]
 
 
@@ -111,14 +111,14 @@ def test_single_chunk_job_is_the_single_path_bit_for_bit(engines, name, en_refer
 
 def test_concurrent_chunks_report_progress_and_leave_the_global_rng_alone(engines, en_reference):
     seen: list[tuple[int, int]] = []
-    job = SynthesisJob(THREE, en_reference, OPTIONS, seed=4, on_progress=lambda i, n: seen.append((i, n)))
+    job = SynthesisJob(MANY, en_reference, OPTIONS, seed=4, on_progress=lambda i, n: seen.append((i, n)))
     before = torch.random.get_rng_state()
     out = engines["concurrent"].render(job)
     n = len(out.chunks)
     assert n == 3 and torch.equal(before, torch.random.get_rng_state())
     assert seen[0] == (0, n) and seen[-1] == (n, n) and all(total == n for _, total in seen)
-    assert [i for i, _ in seen] == sorted(i for i, _ in seen) and len(seen) >= 3  # a step per call finished
-    assert_close(out, engines["sequential"].render(SynthesisJob(THREE, en_reference, OPTIONS, seed=4)))
+    assert [i for i, _ in seen] == sorted(i for i, _ in seen) and len(seen) == n + 1  # one per call finished
+    assert_close(out, engines["sequential"].render(SynthesisJob(MANY, en_reference, OPTIONS, seed=4)))
 
 
 def test_abort_stops_concurrent_chunks_and_leaves_the_engine_usable(engines, long_job, chunk_by_chunk):
@@ -211,3 +211,14 @@ def test_a_chunk_that_does_not_fit_alone_fails_its_job_only(oom_engine, short_jo
         if i != longest:
             assert isinstance(result, Rendering)
             assert_close(result, single)
+
+
+def test_a_lone_chunk_out_of_memory_fails_its_job_and_keeps_the_cap(oom_engine, short_jobs, short_singles):
+    handle = out_of_memory_when(oom_engine, lambda x: True)
+    try:
+        with pytest.raises(EngineError, match="out of memory"):
+            oom_engine.render(short_jobs[0])
+    finally:
+        handle.remove()
+    assert oom_engine.batch_item_cap == 4  # one item that does not fit says nothing about batch sizes
+    assert_close(oom_engine.render(short_jobs[0]), short_singles[0])

@@ -33,10 +33,10 @@ the point: up to 32 items per call, 1 call at a time.
 
 Out-of-memory backpressure. A call of several items that raises `torch.cuda.OutOfMemoryError` empties the
 CUDA cache and is retried in two halves (recursively, down to single items; a single item that still does
-not fit fails its job). The cap for later calls drops to the size of those halves (log `batch_out_of_memory`
-with the new cap), and doubles back towards `max_batch_items` after every `oom_cool_down_calls` successful
-calls without an out-of-memory (log `batch_item_cap_raised`): a GPU near its limit runs smaller batches for a
-while instead of failing jobs in a loop.
+not fit fails its job: `chunk_out_of_memory`). The cap for later calls drops to the size of those halves (log
+`batch_out_of_memory` with the new cap), and doubles back towards `max_batch_items` after every
+`oom_cool_down_calls` successful calls in a row (log `batch_item_cap_raised`; any out-of-memory restarts the
+count): a GPU near its limit runs smaller batches for a while instead of failing jobs in a loop.
 
 Attention runs in upstream's processors with their `attn_backend`: flash-attn where it can run (CUDA,
 float16/bfloat16, package installed; `resolve_attention_backend`), torch SDPA otherwise. With flash-attn a
@@ -462,19 +462,21 @@ class F5Engine:
         try:
             made = self._attempt(live, owners, failed, poll_aborts)
         except torch.cuda.OutOfMemoryError as exc:
-            self._free_after_oom()
-            if len(live) == 1:
-                self._cap.lowered(1)
-                log.warning("chunk_out_of_memory", frames=live[0].frames, error=str(exc))
-                failed.setdefault(live[0].job, EngineError(f"CUDA out of memory in a chunk of {live[0].frames} frames"))
-                return {}
-            cap = self._cap.lowered(len(live))
-            log.warning("batch_out_of_memory", items=len(live), cap=cap, error=str(exc))
-            half = len(live) // 2
-            return {**self._run_group(live[:half], jobs, failed), **self._run_group(live[half:], jobs, failed)}
-        if (raised := self._cap.succeeded()) is not None:
-            log.info("batch_item_cap_raised", cap=raised)
-        return made
+            error = str(exc)
+        else:
+            if (raised := self._cap.succeeded()) is not None:
+                log.info("batch_item_cap_raised", cap=raised)
+            return made
+        # Out of the except block, the failed call's frames (and the activations they hold) are gone.
+        self._free_after_oom()
+        cap = self._cap.lowered(len(live))
+        if len(live) == 1:
+            log.warning("chunk_out_of_memory", frames=live[0].frames, cap=cap, error=error)
+            failed.setdefault(live[0].job, EngineError(f"CUDA out of memory in a chunk of {live[0].frames} frames"))
+            return {}
+        log.warning("batch_out_of_memory", items=len(live), cap=cap, error=error)
+        half = len(live) // 2
+        return {**self._run_group(live[:half], jobs, failed), **self._run_group(live[half:], jobs, failed)}
 
     def _attempt(
         self,
@@ -760,9 +762,11 @@ class _ItemCap:
         self._lock = threading.Lock()
 
     def lowered(self, items: int) -> int:
-        """A call of `items` ran out of memory (its halves are retried): the new cap."""
+        """A call of `items` ran out of memory: the new cap, the size of its halves (an item that does not fit
+        alone leaves the cap as it is). Either way the cool-down starts again."""
         with self._lock:
-            self.value = max(1, min(self.value, (items + 1) // 2))
+            if items > 1:
+                self.value = min(self.value, (items + 1) // 2)
             self._successes = 0
             return self.value
 

@@ -81,8 +81,9 @@ class Admission:
         if device is None or prepare is None:
             return self.min_ahead, max(2, self.min_ahead)  # nothing measured yet: stay small
         device = max(device, 1e-3)
-        low = max(self.min_ahead, 1 + math.ceil(((self.receive_s.value or 0.0) + prepare) / device))
-        extra = min(RECEIVE_MAX, int(self.device_queue_s / device))
+        cover = ((self.receive_s.value or 0.0) + prepare) / device
+        low = max(self.min_ahead, 1 + math.ceil(cover - 1e-6))  # (rounding noise must not add a job)
+        extra = min(RECEIVE_MAX, int(self.device_queue_s / device + 1e-6))
         return low, low + extra
 
     def wanted(self, in_flight: int) -> int:
