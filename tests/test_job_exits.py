@@ -45,20 +45,22 @@ class FailingEngine(FakeEngine):
 
 
 class VisibilityLog:
-    """Wraps the queue's change_visibility: records (start, end, seconds) of every call; extensions are slow."""
+    """Wraps the queue's visibility changes (heartbeat extensions, releases): records (start, end, seconds) of
+    every call; extensions are slow."""
 
     def __init__(self, queue, extension_s: int) -> None:
         self.calls: list[tuple[float, float, int]] = []
-        self._real = queue.change_visibility
+        self._real = {"extend": queue.extend_visibility, "change": queue.change_visibility}
         self._extension_s = extension_s
         self._lock = threading.Lock()
-        queue.change_visibility = self
+        queue.extend_visibility = lambda receipt, seconds: self._call("extend", receipt, seconds)
+        queue.change_visibility = lambda receipt, seconds: self._call("change", receipt, seconds)
 
-    def __call__(self, receipt_handle: str, seconds: int) -> None:
+    def _call(self, kind: str, receipt_handle: str, seconds: int) -> None:
         start = time.monotonic()
         if seconds == self._extension_s:
             time.sleep(EXTENSION_TAKES_S)
-        self._real(receipt_handle, seconds)
+        self._real[kind](receipt_handle, seconds)
         with self._lock:
             self.calls.append((start, time.monotonic(), seconds))
 

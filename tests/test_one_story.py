@@ -139,7 +139,7 @@ def test_a_paused_worker_cannot_store_a_second_audio_version(stack, make_worker)
     def frozen_beat(*_args, **_kwargs):  # the whole process is paused: its first beat never gets out
         time.sleep(8)
 
-    paused.queue.change_visibility = frozen_beat  # type: ignore[method-assign]
+    paused.queue.extend_visibility = frozen_beat  # type: ignore[method-assign]
     message = receive_one(stack, visibility=2)
     outcome: list[Outcome] = []
     thread = threading.Thread(target=lambda: outcome.append(process_message(message, paused, threading.Event())))

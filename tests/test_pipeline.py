@@ -4,15 +4,18 @@ calls, and the worker end to end at the default (auto) in-flight setting."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 
 import pytest
 
+from consumer.aws.failures import is_receipt_gone
 from consumer.aws.queue import Queue
 from consumer.core.settings import AUTO_CAP, Settings
 from consumer.engine.fake import FakeEngine
 from consumer.worker.admission import Admission
+from consumer.worker.heartbeat import next_grid_point
 
 
 class Clock:
@@ -178,3 +181,61 @@ def test_max_in_flight_reads_auto_or_a_number():
     for bad in ("0", "65", "many"):
         with pytest.raises(ValueError):
             Settings(max_in_flight=bad)
+
+
+class FakeVisibilitySqs:
+    def __init__(self, gone: set[str] = frozenset()) -> None:
+        self.gone = gone
+        self.calls: list[list[str]] = []
+
+    def change_message_visibility_batch(self, QueueUrl: str, Entries: list[dict]) -> dict:
+        self.calls.append([e["ReceiptHandle"] for e in Entries])
+        failed = [{"Id": e["Id"], "Code": "ReceiptHandleIsInvalid"} for e in Entries if e["ReceiptHandle"] in self.gone]
+        return {"Failed": failed}
+
+
+def test_heartbeats_beating_together_share_one_batch_call_and_each_sees_its_own_failure():
+    sqs = FakeVisibilitySqs(gone={"r3"})
+    queue = Queue(sqs, "https://sqs/q")
+    errors: dict[str, BaseException] = {}
+    start = threading.Barrier(6)
+
+    def beat(receipt: str) -> None:
+        start.wait()
+        try:
+            queue.extend_visibility(receipt, 60)
+        except Exception as exc:
+            errors[receipt] = exc
+
+    threads = [threading.Thread(target=beat, args=(f"r{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(sqs.calls) == 1 and sorted(sqs.calls[0]) == [f"r{i}" for i in range(6)]
+    assert list(errors) == ["r3"] and is_receipt_gone(errors["r3"])
+
+
+def test_beats_fall_on_a_grid_shared_by_every_heartbeat():
+    assert next_grid_point(100.2, 30.0) == 120.0
+    assert next_grid_point(119.9, 30.0) == 120.0 and next_grid_point(120.0, 30.0) == 150.0
+
+
+def test_a_long_job_renews_its_claim_only_once_half_of_it_is_spent(stack, make_worker):
+    stack.send(json.dumps({"job_id": "long-1", "text": "Hello there.", "voice": {"voice_id": "basic-en"}}))
+    worker, services = make_worker(FakeEngine(work_s=4.5), visibility_timeout_s=4, heartbeat_interval_s=1)
+    record_writes: list[str] = []
+    services.jobs._s3.meta.events.register(
+        "before-parameter-build.s3.PutObject",
+        lambda params, **_: record_writes.append(params["Key"]) if params["Key"] == "jobs/long-1.json" else None,
+    )
+    calls: Counter = Counter()
+    services.queue.sqs.meta.events.register(
+        "provide-client-params.sqs.*", lambda model, **_: calls.update([model.name])
+    )
+    worker.run()
+    assert worker.outcomes == {"done": 1}
+    beats = calls["ChangeMessageVisibilityBatch"]
+    renewals = len(record_writes) - 2  # minus the claim and the completion
+    assert beats >= 4 and calls["ChangeMessageVisibility"] == 0
+    assert 1 <= renewals <= beats // 2 + 1, (beats, renewals)

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,6 +24,7 @@ RECEIVE_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp", "ApproximateFi
 
 
 BATCH_MAX = 10  # SQS: entries per batch call
+EXTEND_WINDOW_S = 0.05  # heartbeats beat on a shared grid: extensions this close together go in one call
 
 
 class Queue:
@@ -31,6 +33,7 @@ class Queue:
         self.sqs = sqs
         self.url = queue_url
         self._deletes = DeleteBatcher(self, delete_window_s) if delete_window_s > 0 else None
+        self._extensions = CallBatcher(self._change_visibility_batch, EXTEND_WINDOW_S)
 
     def receive(self, max_messages: int, wait_s: int, visibility_s: int) -> list[dict[str, Any]]:
         """One long poll for up to `max_messages` (1-10). Errors propagate: the poll loop owns that retry."""
@@ -105,6 +108,17 @@ class Queue:
         self.sqs.change_message_visibility(
             QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=int(seconds)
         )
+
+    def extend_visibility(self, receipt_handle: str, seconds: int) -> None:
+        """`change_visibility` gathered with the other heartbeats' extensions of this moment into one
+        ChangeMessageVisibilityBatch; a failed entry raises its own `ClientError` (e.g. ReceiptHandleIsInvalid)."""
+        failed = self._extensions.call({"ReceiptHandle": receipt_handle, "VisibilityTimeout": int(seconds)})
+        if failed is not None:
+            error = {"Code": failed.get("Code", "InternalError"), "Message": failed.get("Message", "")}
+            raise ClientError({"Error": error}, "ChangeMessageVisibilityBatch")
+
+    def _change_visibility_batch(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        return dict(self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries))
 
     def release(self, receipt_handle: str, delay_s: int = 0) -> bool:
         """Hand a message back for redelivery after `delay_s` (0: at once). Best effort with retries."""
@@ -190,3 +204,52 @@ class DeleteBatcher:
             return False
         full = len(self._waiting) >= BATCH_MAX
         return full or self._closing or time.monotonic() - self._waiting[0][1] >= self.window_s
+
+
+class CallBatcher:
+    """Single-entry calls from many threads that arrive within `window_s` of the first go out as one batch call
+    of at most 10 entries, sent by the first caller; every caller gets its own entry's outcome: None, or its
+    `Failed` entry. An error of the whole call is raised in every caller."""
+
+    def __init__(self, send: Callable[[list[dict[str, Any]]], dict[str, Any]], window_s: float) -> None:
+        self._send = send
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self._open: _Batch | None = None
+
+    def call(self, entry: dict[str, Any]) -> dict[str, Any] | None:
+        with self._lock:
+            batch, leader = self._open, self._open is None
+            if batch is None:
+                batch = self._open = _Batch()
+            entry_id = str(len(batch.entries))
+            batch.entries.append({**entry, "Id": entry_id})
+            if len(batch.entries) >= BATCH_MAX:
+                self._open = None
+                batch.full.set()
+        if leader:
+            batch.full.wait(self.window_s)
+            with self._lock:
+                if self._open is batch:
+                    self._open = None
+            try:
+                response = self._send(batch.entries)
+                batch.failed = {f["Id"]: f for f in response.get("Failed", [])}
+            except Exception as exc:  # noqa: BLE001 - every caller of this batch sees it
+                batch.error = exc
+            finally:
+                batch.done.set()
+        else:
+            batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+        return batch.failed.get(entry_id)
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self.full = threading.Event()
+        self.done = threading.Event()
+        self.failed: dict[str, dict[str, Any]] = {}
+        self.error: BaseException | None = None

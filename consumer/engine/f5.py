@@ -117,6 +117,9 @@ class _Item:
     ref_audio_len: int  # frames of the reference to cut from the output
 
 
+_Outputs = dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]  # (job, chunk) -> (waveform, mel)
+
+
 @dataclass(frozen=True)
 class Rendering:
     """Everything a synthesis produced, before clipping to [-1, 1]."""
@@ -397,13 +400,13 @@ class F5Engine:
 
     def _run_items(
         self, items: list[_Item], jobs: Sequence[SynthesisJob], failed: dict[int, Rendering | BaseException]
-    ) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    ) -> _Outputs:
         """Runs the calls of `_calls(items)`, up to `concurrent_calls` at once; (job, chunk) -> (wave, mel)."""
-        outputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        outputs: _Outputs = {}
         chunks = Counter(it.job for it in items)
         done: Counter[int] = Counter()
 
-        def finished(group: list[_Item], made: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]) -> None:
+        def finished(group: list[_Item], made: _Outputs) -> None:
             outputs.update(made)
             done.update(it.job for it in group)
             for j in dict.fromkeys(it.job for it in group):
@@ -414,7 +417,7 @@ class F5Engine:
             for group in self._calls(items):
                 finished(group, self._run_group(group, jobs, failed))
             return outputs
-        running: dict[Future[dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]], list[_Item]] = {}
+        running: dict[Future[_Outputs], list[_Item]] = {}
         try:
             for group in self._calls(items):
                 while len(running) >= self.concurrent_calls:
@@ -443,7 +446,7 @@ class F5Engine:
 
     def _run_group(
         self, group: list[_Item], jobs: Sequence[SynthesisJob], failed: dict[int, Rendering | BaseException]
-    ) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    ) -> _Outputs:
         """One `CFM.sample` call over `group`'s live items; per-job failures go to `failed` (shared by
         concurrent calls: `setdefault` keeps a job's first failure). On CUDA out-of-memory the cap is lowered
         and the items are retried in halves; a single item that still does not fit fails its job."""
@@ -484,9 +487,9 @@ class F5Engine:
         owners: list[int],
         failed: dict[int, Rendering | BaseException],
         poll_aborts: Callable[[], bool],
-    ) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    ) -> _Outputs:
         """`_run_group`'s call itself; raises only `torch.cuda.OutOfMemoryError`."""
-        made: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        made: _Outputs = {}
         self._local.should_abort = poll_aborts
         try:
             if len(live) == 1:  # exactly the single path

@@ -1,9 +1,11 @@
 """One heartbeat per in-flight message: keeps it invisible (and its claim alive) while the job runs.
 
-Each beat is awaited before the next is scheduled. The total visibility never passes SQS's 12 h cap counted
-from receipt. A transient failure is retried soon, for as long as the current visibility has not run out; a
-definitive one (the receipt is gone, the claim was taken over) or running out of time marks the job lost, so
-nothing is written late: another worker may already own it.
+Beats fall on a grid of `interval_s` shared by every heartbeat of the process (multiples of it on the monotonic
+clock), so the extensions of all messages in flight go out together, in one ChangeMessageVisibilityBatch (see
+`Queue.extend_visibility`). Each beat is awaited before the next is scheduled. The total visibility never passes
+SQS's 12 h cap counted from receipt. A transient failure is retried soon, for as long as the current visibility
+has not run out; a definitive one (the receipt is gone, the claim was taken over) or running out of time marks
+the job lost, so nothing is written late: another worker may already own it.
 
 Between beats an optional `tick` runs every `tick_s` on the same thread (the job writes its progress there, so
 neither the engine nor the job thread ever waits on S3 for it).
@@ -11,6 +13,7 @@ neither the engine nor the job thread ever waits on S3 for it).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +21,11 @@ from collections.abc import Callable
 from consumer.core.settings import SQS_MAX_VISIBILITY_S
 
 Extend = Callable[[int], None]  # extend(seconds): push the deadline `seconds` from now; raise on failure
+
+
+def next_grid_point(now: float, interval_s: float) -> float:
+    """The first multiple of `interval_s` after `now`: at most one interval away, the same for every heartbeat."""
+    return (math.floor(now / interval_s) + 1) * interval_s
 
 
 class Heartbeat:
@@ -95,7 +103,8 @@ class Heartbeat:
 
     def _run(self) -> None:
         while True:
-            beat_at = time.monotonic() + (self.retry_after_s if self._failing else self.interval_s)
+            now = time.monotonic()
+            beat_at = now + self.retry_after_s if self._failing else next_grid_point(now, self.interval_s)
             while (left := beat_at - time.monotonic()) > 0:
                 if self._stop.wait(min(left, self.tick_s) if self._tick else left):
                     return

@@ -453,11 +453,14 @@ class JobRun:
         self.lease.check(what)
 
     def _extend(self, seconds: int) -> None:
+        """A beat: the message's visibility (batched with the other messages in flight), then the claim, only
+        once half of it is spent (one conditional write per job that cannot be batched: no more than needed)."""
         started = time.monotonic()
-        self.s.queue.change_visibility(self.msg.receipt_handle, seconds)
+        self.s.queue.extend_visibility(self.msg.receipt_handle, seconds)
         self.lease.extended(started, seconds)
         with self._claim_lock:
-            if self.claim is not None:
+            claim_left = self.lease.claim_remaining_s()
+            if self.claim is not None and claim_left is not None and claim_left <= seconds / 2:
                 self.claim = self.s.jobs.renew(self.claim, seconds, self.progress.snapshot())
                 self.lease.claimed(started, seconds)
                 self._notice_cancel()

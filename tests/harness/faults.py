@@ -34,7 +34,9 @@ DEFAULT_TARGETS = (
     "s3.HeadObject",
     "sns.Publish",
     "sqs.DeleteMessage",
+    "sqs.DeleteMessageBatch",
     "sqs.ChangeMessageVisibility",
+    "sqs.ChangeMessageVisibilityBatch",
 )
 
 
