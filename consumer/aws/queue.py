@@ -114,8 +114,8 @@ class Queue:
         ChangeMessageVisibilityBatch; a failed entry raises its own `ClientError` (e.g. ReceiptHandleIsInvalid)."""
         failed = self._extensions.call({"ReceiptHandle": receipt_handle, "VisibilityTimeout": int(seconds)})
         if failed is not None:
-            error = {"Code": failed.get("Code", "InternalError"), "Message": failed.get("Message", "")}
-            raise ClientError({"Error": error}, "ChangeMessageVisibilityBatch")
+            code, message = failed.get("Code", "InternalError"), failed.get("Message", "")
+            raise ClientError({"Error": {"Code": code, "Message": message}}, "ChangeMessageVisibilityBatch")
 
     def _change_visibility_batch(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
         return dict(self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries))

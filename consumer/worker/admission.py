@@ -25,11 +25,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from consumer.core.settings import AUTO_CAP
 
 RECEIVE_MAX = 10  # SQS: at most 10 messages per receive
 _SMOOTHING = 0.2  # weight of the newest sample in the moving averages
+
+
+@dataclass
+class _JobPhase:
+    started: float
+    ahead: bool = True  # preparing, not yet at the device
 
 
 class _Average:
@@ -44,7 +51,7 @@ class _Average:
 class Admission:
     """Shared by the poll loop (`wanted`, `wait`) and the job threads (`preparing`, `at_device`)."""
 
-    _job_started = threading.local()  # per job thread: (started, {"ahead": bool}) while `preparing` is open
+    _current = threading.local()  # per job thread: its `_JobPhase` while `preparing` is open
 
     def __init__(
         self,
@@ -111,28 +118,26 @@ class Admission:
     # --- the jobs' side ---------------------------------------------------------------------------------------
     @contextmanager
     def preparing(self) -> Iterator[None]:
-        """Around a job's whole run: it counts as ahead until it enters and leaves the device (if ever)."""
-        started = self._clock()
-        state = {"ahead": True}
+        """Around a job's whole run: it counts as ahead until it first enters the device (if ever)."""
+        phase = _JobPhase(self._clock())
         self._move(preparing=+1)
-        self._job_started.value = (started, state)
+        self._current.phase = phase
         try:
             yield
         finally:
-            self._job_started.value = None
-            if state["ahead"]:  # never reached the device (failed, replayed, deferred...)
+            self._current.phase = None
+            if phase.ahead:  # never reached the device (failed, replayed, deferred...)
                 self._move(preparing=-1)
 
     @contextmanager
     def at_device(self) -> Iterator[None]:
-        """Around the engine call. Nested in `preparing` on the same thread; a second engine call of the same
-        job (none today) is counted as device time only."""
+        """Around an engine call, inside `preparing` on the same thread. The later engine calls of one job (the
+        blocks of a long-form text) count as device time only."""
         entered = self._clock()
-        current = getattr(self._job_started, "value", None)
-        moved = current is not None and current[1]["ahead"]
-        if moved:
-            self.prepare_s.add(entered - current[0])
-            current[1]["ahead"] = False
+        phase: _JobPhase | None = getattr(self._current, "phase", None)
+        if phase is not None and phase.ahead:
+            self.prepare_s.add(entered - phase.started)
+            phase.ahead = False
             self._move(preparing=-1, at_device=+1)
         else:
             self._move(at_device=+1)
