@@ -4,6 +4,7 @@ before every AWS call. Side by side in one run: the default settings and `max_in
 
     .venv/bin/python benchmarks/pipeline.py                  # T = 200 ms, 50 ms per call, 75 messages
     .venv/bin/python benchmarks/pipeline.py --device-ms 50   # short texts on a fast GPU: 300 messages
+    .venv/bin/python benchmarks/pipeline.py --real base --device cuda --messages 100 --in-flight 1 4 8  # a GPU
 
 Per setting: device duty cycle = N·T / wall from the worker's start to the last outcome recorded (not lock-held
 time, which a slower pipeline could inflate), the device's busy share between its first and last job (the steady
@@ -90,6 +91,7 @@ class DeviceStandIn:
         yield self.synthesize(job).samples
 
 
+REAL_ENGINE: dict = {"engine": None}  # --real: the F5 engine, loaded once, instead of the stand-in
 EXTRA_WRITES = ("jobs-index/", "workers/")  # listings and liveness: stated apart from the per-job budget
 
 
@@ -128,7 +130,8 @@ def worker_services(endpoint, res, in_flight, device_ms, latency_ms, calls: Coun
     settings = Settings(**fields)
     clients = make_clients(settings, max_pool_connections=64)
     count_and_delay(clients, latency_ms, calls)
-    services = build_services(settings, DeviceStandIn(device_ms), clients=clients)
+    engine = REAL_ENGINE["engine"] or DeviceStandIn(device_ms)
+    services = build_services(settings, engine, clients=clients)
     calls.clear()  # setup calls (queue attributes) are not per job
     return settings, services
 
@@ -171,7 +174,9 @@ def run(endpoint: str, n: int, in_flight: int | None, device_ms: float, latency_
         "in_flight": settings.max_in_flight,
         "done": done,
         "wall_s": wall,
-        "duty": n * device_ms / 1000 / wall,
+        # with the real engine T is what the device meter measured, not a given
+        "duty": (services.metrics.device.busy_s if REAL_ENGINE["engine"] else n * device_ms / 1000) / wall,
+        "device_ms": services.metrics.device.busy_s / max(done, 1) * 1000,
         # the device's busy share from its first to its last job: the steady state, without start-up and tail
         "busy_share": services.metrics.device.busy_s / (spans[-1][1] - spans[0][0]) if spans else float("nan"),
         "msg_per_s": done / wall,
@@ -217,6 +222,23 @@ def low_load(endpoint: str, n: int, in_flight: int | None, device_ms: float, lat
     }
 
 
+def load_real_engine(size: str, device: str | None):
+    """The F5 engine on the F5TTS_v1_Base architecture (or the tiny test variant) with random weights: real
+    device work per job, the same as trained weights of that size."""
+    import contextlib
+    import io
+
+    from consumer.engine.f5 import F5Engine
+    from consumer.engine.model_spec import load_model_dir
+    from consumer.engine.random_model import ensure_random_model
+
+    engine = F5Engine(load_model_dir(ensure_random_model(Path.home() / ".cache" / "f5-worker", size)), device=device)
+    with contextlib.redirect_stderr(io.StringIO()):
+        engine.load()
+    engine.warm_up()
+    return engine
+
+
 def price(op: str) -> float:
     op = op.split(" (")[0]
     return PRICE_PER_MILLION.get(op, PRICE_PER_MILLION.get(op.split(":")[0], 0.0))
@@ -231,17 +253,22 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50.0, help="round trip added to every AWS call")
     parser.add_argument("--in-flight", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--low-load", type=int, default=20, help="messages sent one at a time (0: skip)")
+    parser.add_argument("--real", choices=["tiny", "base"], help="the F5 engine (random weights) instead")
+    parser.add_argument("--device", default=None, help="with --real: cuda or cpu (default: cuda if available)")
     args = parser.parse_args()
+    if args.real:
+        REAL_ENGINE["engine"] = load_real_engine(args.real, args.device)
     n = args.messages or min(400, max(60, round(15_000 / args.device_ms)))
     configure("WARNING", json_lines=False)
     import os
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-    print(
-        f"{n} messages, device {args.device_ms:g} ms/job (ideal {1000 / args.device_ms:.1f} msg/s), "
-        f"{args.latency_ms:g} ms per AWS call"
-    )
+    if args.real:
+        what = f"the F5 engine ({args.real} random weights, {REAL_ENGINE['engine'].device}): T as measured"
+    else:
+        what = f"device stand-in {args.device_ms:g} ms/job (ideal {1000 / args.device_ms:.1f} msg/s)"
+    print(f"{n} messages, {what}, {args.latency_ms:g} ms per AWS call")
     rows = []
     lows = []
     with moto_server() as endpoint:
@@ -255,7 +282,8 @@ def main() -> None:
     for name, r in rows:
         ops = ", ".join(f"{op} {c:.2f}" for op, c in r["per_op"].items())
         print(
-            f"  {name:18s} (in flight {r['in_flight']!s:>4}): duty {r['duty']:.2f} (busy {r['busy_share']:.2f} "
+            f"  {name:18s} (in flight {r['in_flight']!s:>4}, device {r['device_ms']:.0f} ms/job): duty "
+            f"{r['duty']:.2f} (busy {r['busy_share']:.2f} "
             f"between first and last job), {r['msg_per_s']:.2f} msg/s, p50 {r['p50_ms']:.0f} ms, "
             f"p95 {r['p95_ms']:.0f} ms, {r['requests_per_job']:.2f} requests/job + {r['extra_per_job']:.2f} "
             f"index/registry writes (${r['usd_per_million_jobs']:.2f} per million jobs): {ops}"

@@ -16,6 +16,7 @@ from consumer.core.settings import AUTO_CAP, Settings
 from consumer.engine.fake import FakeEngine
 from consumer.worker.admission import Admission
 from consumer.worker.heartbeat import next_grid_point
+from contracts.requests import VoiceRef
 
 
 class Clock:
@@ -239,3 +240,24 @@ def test_a_long_job_renews_its_claim_only_once_half_of_it_is_spent(stack, make_w
     renewals = len(record_writes) - 2  # minus the claim and the completion
     assert beats >= 4 and calls["ChangeMessageVisibility"] == 0
     assert 1 <= renewals <= beats // 2 + 1, (beats, renewals)
+
+
+def test_jobs_arriving_together_with_one_voice_look_it_up_once(stack, make_worker):
+    _, services = make_worker()
+    calls: Counter = Counter()
+    s3 = services.voices._s3
+    s3.meta.events.register("provide-client-params.s3.*", lambda model, **_: calls.update([model.name]))
+    start = threading.Barrier(6)
+    refs = []
+
+    def resolve() -> None:
+        start.wait()
+        refs.append(services.voices.resolve(VoiceRef(voice_id="basic-en")))
+
+    threads = [threading.Thread(target=resolve) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(refs) == 6 and all(ref is refs[0] for ref in refs)
+    assert calls["HeadObject"] == 1 and calls["GetObject"] == 2  # the clip and its manifest, once

@@ -71,15 +71,29 @@ class VoiceResolver:
         self._transcriber = transcriber
         self._lock = threading.Lock()
         self._asr_lock = threading.Lock()
+        self._loading_lock = threading.Lock()
+        self._loading: LRUCache[tuple[str, str], threading.Lock] = LRUCache(maxsize=cache_size)
 
     def resolve(self, voice: VoiceRef) -> Reference:
         source = self._source(voice)
+        cached = self._fresh(source)
+        if cached is not None:
+            return cached
+        with self._loading_lock:
+            loading = self._loading.setdefault((source.bucket, source.key), threading.Lock())
+        with loading:  # jobs arriving together with one voice: the first looks it up, the others wait for it
+            cached = self._fresh(source)
+            return cached if cached is not None else self._look_up(source, voice)
+
+    def _fresh(self, source: VoiceSource) -> Reference | None:
+        """The cached reference if its ETag was checked within `revalidate_after_s`."""
         with self._lock:
             checked = self._checked.get((source.bucket, source.key))
             if checked is not None and self._clock() - checked[1] < self._revalidate_after_s:
-                cached = self._cache.get((source, checked[0]))
-                if cached is not None:
-                    return cached
+                return self._cache.get((source, checked[0]))
+        return None
+
+    def _look_up(self, source: VoiceSource, voice: VoiceRef) -> Reference:
         etag, size, version = self._head(source, voice)
         cache_key = (source, etag)
         with self._lock:
