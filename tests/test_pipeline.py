@@ -53,13 +53,13 @@ def test_auto_covers_the_round_trips_and_batches_receives_within_the_device_queu
     admission = Admission(None, device_queue_s=2.0, clock=clock)
     admission.received(0.05, 1)
     run_job(admission, clock, prepare_s=0.15, device_s=0.2)
-    # low = 1 + ceil((0.05 + 0.15) / 0.2) = 2; extra = 2.0 s / 0.2 s = 10 → high = 12
-    assert admission.watermarks() == (2, 12)
+    # low = 1 + ceil(1.5 × (0.05 + 0.15) / 0.2) = 3; extra = 2.0 s / 0.2 s = 10 → high = 13
+    assert admission.watermarks() == (3, 13)
     assert admission.wanted(0) == 10  # one receive holds at most 10
-    with admission.preparing(), admission.preparing():
-        assert admission.ahead == 2 and admission.wanted(2) == 10
-        with admission.preparing():  # three ahead: above the low mark, no receive
-            assert admission.wanted(3) == 0
+    with admission.preparing(), admission.preparing(), admission.preparing():
+        assert admission.ahead == 3 and admission.wanted(3) == 10
+        with admission.preparing():  # four ahead: above the low mark, no receive
+            assert admission.wanted(4) == 0
     assert admission.wanted(AUTO_CAP - 1) == 1  # the cap holds whatever the measurements say
 
 

@@ -241,7 +241,7 @@ def render_settings_doc() -> str:
         "Environment variables (prefix `F5_WORKER_`), read once at start by `consumer/core/settings.py`.",
         "Cross-field rules: `heartbeat_interval_s < visibility_timeout_s`; `retry_base_delay_s <= retry_max_delay_s`;",
         "`model_dir` and `checkpoint` are exclusive (`vocab`, `architecture` go with `checkpoint`); "
-        "`max_in_flight >= batch_max_size`.",
+        "`max_in_flight >= batch_max_size` when `max_in_flight` is a number.",
         "Invalid settings stop `f5-worker run` with exit code 2.",
         "Regenerate with `python -m consumer.core.settings`.",
         "",

@@ -6,8 +6,9 @@ trips again). Only the device is scarce. With `max_in_flight` a number, the loop
 flight (fixed slots). With `auto` (the default) it keeps the device fed instead:
 
 - *ahead* = jobs preparing or at the device. When a job leaves the device, the next one must be ready, so ahead
-  must cover the time from receive to device: `low = 1 + ceil((receive + prepare) / device)`, from moving
-  averages of the measured receive round trip, preparation time and device time per job.
+  must cover the time from receive to device: `low = 1 + ceil(1.5 × (receive + prepare) / device)`, from moving
+  averages of the measured receive round trip, preparation time and device time per job (1.5: round trips
+  vary).
 - The loop receives only when ahead has fallen to `low`, and then up to `high = low + extra`, where `extra`
   jobs' worth of device work fits in `device_queue_s` (at most a receive's 10). So receives come in batches
   (fewer requests per job) and no message waits behind others for more than about `device_queue_s` plus the
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from consumer.core.settings import AUTO_CAP
 
 RECEIVE_MAX = 10  # SQS: at most 10 messages per receive
+COVER_MARGIN = 1.5  # round trips vary (and share the CPU): cover one and a half times their average
 _SMOOTHING = 0.2  # weight of the newest sample in the moving averages
 
 
@@ -88,7 +90,7 @@ class Admission:
         if device is None or prepare is None:
             return self.min_ahead, max(2, self.min_ahead)  # nothing measured yet: stay small
         device = max(device, 1e-3)
-        cover = ((self.receive_s.value or 0.0) + prepare) / device
+        cover = COVER_MARGIN * ((self.receive_s.value or 0.0) + prepare) / device
         low = max(self.min_ahead, 1 + math.ceil(cover - 1e-6))  # (rounding noise must not add a job)
         extra = min(RECEIVE_MAX, int(self.device_queue_s / device + 1e-6))
         return low, low + extra
