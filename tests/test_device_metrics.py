@@ -41,10 +41,11 @@ def test_overlapping_engine_calls_count_once_and_the_window_slides():
 def test_metrics_show_the_duty_cycle_and_requests_by_operation(stack, make_worker):
     for n in range(3):
         stack.send(json.dumps({"job_id": f"m-{n}", "text": "Hello.", "voice": {"voice_id": "basic-en"}}))
-    worker, services = make_worker(FakeEngine(work_s=0.3))
+    worker, services = make_worker(FakeEngine(work_s=0.3), max_in_flight=1)  # the fake engine has no lock
     worker.run()
     text = services.metrics.render().decode()
-    assert 'f5_worker_aws_requests_total{operation="DeleteMessage"} 3.0' in text
+    assert 'f5_worker_aws_requests_total{operation="DeleteMessageBatch"}' in text  # three deletes, batched
+    assert 'operation="DeleteMessage"}' not in text
     assert 'f5_worker_aws_requests_total{operation="ReceiveMessage"}' in text
     assert services.metrics.device.busy_s >= 0.9  # three jobs of 0.3 s of engine work
     assert "f5_worker_device_duty_ratio" in text and "f5_worker_device_busy_seconds" in text

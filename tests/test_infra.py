@@ -357,7 +357,7 @@ def test_stack_runs_a_job_within_its_policies(aws_endpoint: str, cfn: Any) -> No
 
     # and every call each of them made is allowed by the IAM policy the stack created for it.
     worker_ops = {op for _, op, _ in worker_log.calls}
-    assert {"ReceiveMessage", "PutObject", "Publish", "DeleteMessage", "SendMessage"} <= worker_ops
+    assert {"ReceiveMessage", "PutObject", "Publish", "DeleteMessageBatch", "SendMessage"} <= worker_ops
     client = Client(producer, outputs["QueueUrl"], outputs["BucketName"])
     assert client.result("cfn-1") == event  # jobs/ readable
     since = datetime.now(UTC) - timedelta(minutes=5)

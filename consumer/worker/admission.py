@@ -6,7 +6,7 @@ trips again). Only the device is scarce. With `max_in_flight` a number, the loop
 flight (fixed slots). With `auto` (the default) it keeps the device fed instead:
 
 - *ahead* = jobs preparing or at the device. When a job leaves the device, the next one must be ready, so ahead
-  must cover the time from receive to device: `low = 1 + ceil(1.5 × (receive + prepare) / device)`, from moving
+  must cover the time from receive to device: `low = 1 + ceil(1.5 * (receive + prepare) / device)`, from moving
   averages of the measured receive round trip, preparation time and device time per job (1.5: round trips
   vary).
 - The loop receives only when ahead has fallen to `low`, and then up to `high = low + extra`, where `extra`

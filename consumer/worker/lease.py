@@ -40,11 +40,6 @@ class Lease:
         with self._lock:
             self._claimed_until = started + seconds
 
-    def claim_remaining_s(self) -> float | None:
-        """Seconds left on our claim (None: no claim)."""
-        with self._lock:
-            return None if self._claimed_until is None else self._claimed_until - self._clock()
-
     def extended(self, started: float, seconds: float) -> None:
         """A visibility extension whose request started at `started` holds for `seconds`."""
         with self._lock:
