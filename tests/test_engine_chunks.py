@@ -23,8 +23,8 @@ from consumer.engine import SynthesisJob
 from consumer.engine.f5 import F5Engine, Rendering, chunk_seed
 from consumer.engine.model_spec import load_model_dir
 from contracts.requests import SynthesisOptions
+from tests.test_batched_equivalence import assert_same
 
-ATOL = 1e-4
 OPTIONS = SynthesisOptions(nfe_steps=4)
 LONG = (
     "I don't really care what you call me. I've been a silent spectator, watching species evolve, empires "
@@ -76,13 +76,6 @@ def sample_sizes(engine: F5Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]
     return sizes
 
 
-def assert_close(out: Rendering, expected: Rendering) -> None:
-    assert out.chunks == expected.chunks and out.chunk_seeds == expected.chunk_seeds
-    assert out.samples.shape == expected.samples.shape and out.mel.shape == expected.mel.shape
-    np.testing.assert_allclose(out.mel, expected.mel, rtol=0, atol=ATOL)
-    np.testing.assert_allclose(out.samples, expected.samples, rtol=0, atol=ATOL)
-
-
 def test_defaults_follow_the_device(engines):
     assert (engines["concurrent"].max_batch_items, engines["concurrent"].concurrent_calls) == (1, 2)
     assert engines["batched"].batch_item_cap == 4
@@ -97,7 +90,7 @@ def test_multi_chunk_job_equals_chunk_by_chunk_and_is_reproducible(
     second = engines[name].render(long_job)
     assert len(first.chunks) == 2 and first.chunk_seeds == (3, chunk_seed(3, 1))
     assert sizes == ([2, 2] if name == "batched" else [])  # the batched engine runs both chunks in one call
-    assert_close(first, chunk_by_chunk)
+    assert_same(first, chunk_by_chunk)
     assert np.array_equal(first.samples, second.samples) and np.array_equal(first.mel, second.mel)
 
 
@@ -118,7 +111,7 @@ def test_concurrent_chunks_report_progress_and_leave_the_global_rng_alone(engine
     assert n == 3 and torch.equal(before, torch.random.get_rng_state())
     assert seen[0] == (0, n) and seen[-1] == (n, n) and all(total == n for _, total in seen)
     assert [i for i, _ in seen] == sorted(i for i, _ in seen) and len(seen) == n + 1  # one per call finished
-    assert_close(out, engines["sequential"].render(SynthesisJob(MANY, en_reference, OPTIONS, seed=4)))
+    assert_same(out, engines["sequential"].render(SynthesisJob(MANY, en_reference, OPTIONS, seed=4)))
 
 
 def test_abort_stops_concurrent_chunks_and_leaves_the_engine_usable(engines, long_job, chunk_by_chunk):
@@ -132,7 +125,7 @@ def test_abort_stops_concurrent_chunks_and_leaves_the_engine_usable(engines, lon
     with pytest.raises(SynthesisAborted):
         engines["concurrent"].render(aborted)
     assert len(checks) < 2 * (OPTIONS.nfe_steps + 2)  # stopped before both chunks ran their steps
-    assert_close(engines["concurrent"].render(long_job), chunk_by_chunk)  # no noise lock or text cache left
+    assert_same(engines["concurrent"].render(long_job), chunk_by_chunk)  # no noise lock or text cache left
 
 
 # --- out-of-memory backpressure -------------------------------------------------------------------------------
@@ -182,7 +175,7 @@ def test_out_of_memory_halves_the_batch_lowers_the_cap_then_recovers(
     ]
     for result, single in zip(out, short_singles, strict=True):
         assert isinstance(result, Rendering)
-        assert_close(result, single)
+        assert_same(result, single)
 
     # Two more successful calls end the cool-down of 4: the cap doubles back to 4, and later calls use it.
     with capture_logs() as logs:
@@ -193,7 +186,7 @@ def test_out_of_memory_halves_the_batch_lowers_the_cap_then_recovers(
     assert sizes[5:] == [4]
     for result, single in zip(again, short_singles, strict=True):
         assert isinstance(result, Rendering)
-        assert_close(result, single)
+        assert_same(result, single)
 
 
 def test_a_chunk_that_does_not_fit_alone_fails_its_job_only(oom_engine, short_jobs, short_singles):
@@ -210,7 +203,7 @@ def test_a_chunk_that_does_not_fit_alone_fails_its_job_only(oom_engine, short_jo
     for i, (result, single) in enumerate(zip(out, short_singles, strict=True)):
         if i != longest:
             assert isinstance(result, Rendering)
-            assert_close(result, single)
+            assert_same(result, single)
 
 
 def test_a_lone_chunk_out_of_memory_fails_its_job_and_keeps_the_cap(oom_engine, short_jobs, short_singles):
@@ -221,4 +214,4 @@ def test_a_lone_chunk_out_of_memory_fails_its_job_and_keeps_the_cap(oom_engine, 
     finally:
         handle.remove()
     assert oom_engine.batch_item_cap == 4  # one item that does not fit says nothing about batch sizes
-    assert_close(oom_engine.render(short_jobs[0]), short_singles[0])
+    assert_same(oom_engine.render(short_jobs[0]), short_singles[0])

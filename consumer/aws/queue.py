@@ -168,14 +168,15 @@ class DeleteBatcher:
 
     def add(self, receipt_handle: str) -> None:
         with self._changed:
-            if self._closing:  # after close: at once, on the caller's thread
-                self._queue.delete(receipt_handle)
-                return
-            self._waiting.append((receipt_handle, time.monotonic()))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="deletes", daemon=True)
-                self._thread.start()
-            self._changed.notify()
+            closed = self._closing
+            if not closed:
+                self._waiting.append((receipt_handle, time.monotonic()))
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="deletes", daemon=True)
+                    self._thread.start()
+                self._changed.notify()
+        if closed:  # after close: at once, on the caller's thread (not holding the batcher's lock)
+            self._queue.delete(receipt_handle)
 
     def close(self, timeout_s: float) -> None:
         with self._changed:

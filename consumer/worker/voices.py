@@ -71,7 +71,6 @@ class VoiceResolver:
         self._transcriber = transcriber
         self._lock = threading.Lock()
         self._asr_lock = threading.Lock()
-        self._loading_lock = threading.Lock()
         self._loading: LRUCache[tuple[str, str], threading.Lock] = LRUCache(maxsize=cache_size)
 
     def resolve(self, voice: VoiceRef) -> Reference:
@@ -79,7 +78,7 @@ class VoiceResolver:
         cached = self._fresh(source)
         if cached is not None:
             return cached
-        with self._loading_lock:
+        with self._lock:
             loading = self._loading.setdefault((source.bucket, source.key), threading.Lock())
         with loading:  # jobs arriving together with one voice: the first looks it up, the others wait for it
             cached = self._fresh(source)
