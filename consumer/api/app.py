@@ -45,9 +45,6 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
     clients = clients or make_clients(settings, max_pool_connections=64)
     keys = ApiKeys.parse(settings.api_key_hashes)
     gateway = Gateway(settings, clients)
-    waiter = Waiter(
-        gateway.client.jobs, gateway.client.index, sqs=clients.sqs, events_queue_url=settings.api_events_queue_url
-    )
     limiter = RateLimiter(settings.api_rate_per_minute)
     voices = VoiceLibrary(clients.s3, settings.bucket, settings.voices_prefix)
     cloudwatch = make_cloudwatch(settings)
@@ -63,6 +60,10 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
 
     for client in (clients.sqs, clients.s3):
         client.meta.events.register("provide-client-params", count_aws_call)
+    # after the counter: the waiter's thread starts its first receive at once
+    waiter = Waiter(
+        gateway.client.jobs, gateway.client.index, sqs=clients.sqs, events_queue_url=settings.api_events_queue_url
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
