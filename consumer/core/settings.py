@@ -5,13 +5,14 @@ Torch-free and boto3-free, so the CLI and producers can read it cheaply.
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal, get_origin
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SQS_MAX_WAIT_S = 20
 SQS_MAX_VISIBILITY_S = 12 * 3600
@@ -23,8 +24,20 @@ def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
 
+def _split_list(value: str) -> list[object]:
+    """The one rule of every list setting: comma-separated, or a JSON array."""
+    text = value.strip()
+    if not text.startswith("["):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    parsed = json.loads(text)  # a JSONDecodeError is a ValueError: pydantic reports it on the field
+    if not isinstance(parsed, list):
+        raise ValueError("not a JSON array")
+    return parsed
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="F5_WORKER_", frozen=True, extra="ignore")
+    # No JSON decoding by the sources: list settings are parsed by `_lists` (comma-separated or a JSON array).
+    model_config = SettingsConfigDict(env_prefix="F5_WORKER_", frozen=True, extra="ignore", enable_decoding=False)
 
     # --- AWS -------------------------------------------------------------------------------------------
     aws_region: str = Field("us-east-1", description="AWS region of the queue, bucket and topic.")
@@ -175,7 +188,7 @@ class Settings(BaseSettings):
     # --- HTTP API (`f5-worker api`) ---------------------------------------------------------------------------
     api_host: str = Field("127.0.0.1", description="Address the API listens on (keyless only on loopback).")
     api_port: int = Field(8000, ge=0, le=65535, description="Port of the API.")
-    api_key_hashes: Annotated[tuple[str, ...], NoDecode] = Field(
+    api_key_hashes: tuple[str, ...] = Field(
         (),
         description="API keys as `name:sha256hex` (from `f5-worker api keys create NAME`), comma-separated. None: "
         "keyless, allowed on a loopback address only.",
@@ -205,10 +218,12 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR.")
     log_json: bool = Field(True, description="JSON lines (false: console format).")
 
-    @field_validator("api_key_hashes", mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+    def _lists(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str) and info.field_name and is_list_field(info.field_name):
+            return _split_list(value)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -233,6 +248,10 @@ class Settings(BaseSettings):
         return self
 
 
+def is_list_field(name: str) -> bool:
+    return get_origin(Settings.model_fields[name].annotation) is tuple
+
+
 def render_settings_doc() -> str:
     """docs/settings.md, generated from the fields above (a test keeps it in sync)."""
     rows = [
@@ -242,6 +261,8 @@ def render_settings_doc() -> str:
         "Cross-field rules: `heartbeat_interval_s < visibility_timeout_s`; `retry_base_delay_s <= retry_max_delay_s`;",
         "`model_dir` and `checkpoint` are exclusive (`vocab`, `architecture` go with `checkpoint`); "
         "`max_in_flight >= batch_max_size` when `max_in_flight` is a number.",
+        f"Lists ({', '.join(f'`{name}`' for name in Settings.model_fields if is_list_field(name))}) are "
+        'comma-separated (`a,b`); a JSON array (`["a","b"]`) works too.',
         "Invalid settings stop `f5-worker run` with exit code 2.",
         "Regenerate with `python -m consumer.core.settings`.",
         "",
@@ -252,6 +273,8 @@ def render_settings_doc() -> str:
         default = "(generated)" if field.default_factory is not None else field.default
         if name == "cache_dir":
             default = "~/.cache/f5-worker"
+        if is_list_field(name) and not default:
+            default = "(empty list)"
         rows.append(f"| `F5_WORKER_{name.upper()}` | `{default}` | {field.description or ''} |")
     return "\n".join(rows) + "\n"
 
