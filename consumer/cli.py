@@ -58,9 +58,7 @@ def run(
 ) -> None:
     """Run the worker: poll the queue until SIGTERM. Every setting is an F5_WORKER_* variable (all of them:
     docs/settings.md); the options override the ones people change most."""
-    from pydantic import ValidationError
-
-    from consumer.core.settings import Settings
+    from consumer.core.settings import load_settings
     from consumer.worker.preflight import preflight
 
     given: dict[str, Any] = {
@@ -71,11 +69,7 @@ def run(
         "burst": burst,
         "health_port": health_port,
     }
-    try:
-        settings = Settings(**{name: value for name, value in given.items() if value is not None})
-    except ValidationError as exc:
-        typer.echo(f"invalid settings:\n{exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings = load_settings(**{name: value for name, value in given.items() if value is not None})
     preflight(settings)  # seconds, before the engine's modules and the model are loaded
     from consumer.worker.process import run_worker
 

@@ -26,11 +26,10 @@ def serve(
         return
     from consumer.api.auth import is_loopback
     from consumer.core.errors import ConfigurationError, KeyConfigError
-    from consumer.producer.cli_common import settings as load_settings
+    from consumer.core.settings import load_settings
 
-    settings = load_settings()
     overrides = {k: v for k, v in {"api_host": host, "api_port": port}.items() if v is not None}
-    settings = settings.model_copy(update=overrides)
+    settings = load_settings(**overrides)  # flags checked like the variables: a bad one is exit 2, in one line
     if not settings.queue_url or not settings.bucket:
         raise ConfigurationError(
             "the API needs the workers' queue and bucket", "set F5_WORKER_QUEUE_URL and F5_WORKER_BUCKET"

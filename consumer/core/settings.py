@@ -6,18 +6,26 @@ Torch-free and boto3-free, so the CLI and producers can read it cheaply.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from consumer.core.errors import ConfigurationError
 
 SQS_MAX_WAIT_S = 20
 SQS_MAX_VISIBILITY_S = 12 * 3600
 MAX_IN_FLIGHT = 64  # a fixed max_in_flight: at most this many slots
 AUTO_CAP = 32  # max_in_flight auto: at most this many messages in flight, whatever the measurements say
+ENV_PREFIX = "F5_WORKER_"
+SECRET_SETTINGS = frozenset({"webhook_secret", "api_key_hashes"})  # named in messages, their values never shown
 
 
 def _default_worker_id() -> str:
@@ -35,9 +43,17 @@ def _split_list(value: str) -> list[object]:
     return parsed
 
 
+class SettingsConflict(ValueError):
+    """Settings that are valid one by one but not together: their values, the rule, the fix."""
+
+    def __init__(self, values: dict[str, object], rule: str, fix: str) -> None:
+        super().__init__(rule)
+        self.values, self.rule, self.fix = values, rule, fix
+
+
 class Settings(BaseSettings):
     # No JSON decoding by the sources: list settings are parsed by `_lists` (comma-separated or a JSON array).
-    model_config = SettingsConfigDict(env_prefix="F5_WORKER_", frozen=True, extra="ignore", enable_decoding=False)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", enable_decoding=False)
 
     # --- AWS -------------------------------------------------------------------------------------------
     aws_region: str = Field("us-east-1", description="AWS region of the queue, bucket and topic.")
@@ -71,7 +87,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(
         120, ge=2, le=SQS_MAX_VISIBILITY_S, description="Visibility per receive and per heartbeat extension."
     )
-    heartbeat_interval_s: float = Field(30.0, gt=0, description="Extend visibility this often while a job runs.")
+    heartbeat_interval_s: float = Field(
+        30.0, gt=0, description="Extend visibility this often while a job runs (below the visibility timeout)."
+    )
     progress_interval_s: float = Field(
         5.0, gt=0, description="Write a running job's progress (chunk i of n) to its record at most this often."
     )
@@ -90,7 +108,7 @@ class Settings(BaseSettings):
     scratch_dir: Path | None = Field(
         None, description="Where long-form jobs keep their temporary audio (default: the system's temp dir)."
     )
-    max_in_flight: int | Literal["auto"] = Field(
+    max_in_flight: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_IN_FLIGHT)] = Field(
         "auto",
         description="Messages held at once. auto: as many as keep the device busy through AWS round trips, from "
         f"measured device and round-trip times (at most {AUTO_CAP}); a number (1-{MAX_IN_FLIGHT}): fixed slots.",
@@ -227,33 +245,183 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        for name, (_, derive) in DERIVED_DEFAULTS.items():
+            if name not in self.model_fields_set:
+                self.__dict__[name] = derive(self)  # frozen model: set while it is being built
         if self.heartbeat_interval_s >= self.visibility_timeout_s:
-            raise ValueError(
-                f"heartbeat_interval_s ({self.heartbeat_interval_s}) must be below "
-                f"visibility_timeout_s ({self.visibility_timeout_s})"
+            raise self._conflict(
+                ("heartbeat_interval_s", "visibility_timeout_s"),
+                "the heartbeat must extend the visibility before it runs out",
+                "lower F5_WORKER_HEARTBEAT_INTERVAL_S below F5_WORKER_VISIBILITY_TIMEOUT_S, or unset it "
+                f"(default: {DERIVED_DEFAULTS['heartbeat_interval_s'][0]})",
             )
         if self.retry_base_delay_s > self.retry_max_delay_s:
-            raise ValueError("retry_base_delay_s must not exceed retry_max_delay_s")
+            raise self._conflict(
+                ("retry_base_delay_s", "retry_max_delay_s"),
+                "the first retry delay must not exceed the ceiling",
+                "lower F5_WORKER_RETRY_BASE_DELAY_S to F5_WORKER_RETRY_MAX_DELAY_S or less, or unset it",
+            )
         if self.model_dir is not None and self.checkpoint is not None:
-            raise ValueError("give model_dir or checkpoint, not both")
-        if self.model_dir is not None and (self.vocab is not None or "architecture" in self.model_fields_set):
-            raise ValueError("vocab and architecture go with checkpoint; a model_dir's model.json names its own")
-        if isinstance(self.max_in_flight, int) and not 1 <= self.max_in_flight <= MAX_IN_FLIGHT:
-            raise ValueError(f"max_in_flight must be auto or a number from 1 to {MAX_IN_FLIGHT}")
+            raise self._conflict(
+                ("model_dir", "checkpoint"), "give one model, not two", "unset one of the two variables"
+            )
+        extra = "vocab" if self.vocab is not None else "architecture"
+        if self.model_dir is not None and extra in self.model_fields_set:
+            raise self._conflict(
+                ("model_dir", extra),
+                f"{extra} goes with a checkpoint; a model directory's model.json names its own",
+                f"unset F5_WORKER_{extra.upper()}",
+            )
         if isinstance(self.max_in_flight, int) and self.max_in_flight < self.batch_max_size:
-            raise ValueError(
-                f"batch_max_size ({self.batch_max_size}) needs at least as many messages in flight: raise "
-                f"F5_WORKER_MAX_IN_FLIGHT (now {self.max_in_flight}) to {self.batch_max_size} or more"
+            raise self._conflict(
+                ("batch_max_size", "max_in_flight"),
+                "a batch needs at least as many messages in flight",
+                f"raise F5_WORKER_MAX_IN_FLIGHT to {self.batch_max_size} or more (or auto), or lower "
+                "F5_WORKER_BATCH_MAX_SIZE",
             )
         return self
+
+    def _conflict(self, names: tuple[str, ...], rule: str, fix: str) -> SettingsConflict:
+        return SettingsConflict({name: getattr(self, name) for name in names}, rule, fix)
+
+
+# Defaults computed from another setting when not given: (what docs/settings.md shows, the formula).
+DERIVED_DEFAULTS: dict[str, tuple[str, Callable[[Settings], Any]]] = {
+    "heartbeat_interval_s": (
+        "min(30, visibility_timeout_s / 4)",
+        lambda s: min(30.0, s.visibility_timeout_s / 4),
+    ),
+    "retry_base_delay_s": ("min(5, retry_max_delay_s)", lambda s: min(5, s.retry_max_delay_s)),
+}
 
 
 def is_list_field(name: str) -> bool:
     return get_origin(Settings.model_fields[name].annotation) is tuple
 
 
+# --- loading: a mistake is one line naming the variable, what it takes, and a fix ----------------------------------
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, `overrides` (command-line flags) first; a bad one is a ConfigurationError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:  # its text holds every input, secrets included: never shown
+        raise settings_error(exc, overrides) from None
+
+
+def settings_error(exc: ValidationError, overrides: dict[str, Any]) -> ConfigurationError:
+    errors = exc.errors(include_url=False, include_input=False)
+    bad = list(dict.fromkeys(str(error["loc"][0]) for error in errors if error["loc"]))
+    if not bad:
+        conflict = errors[0].get("ctx", {}).get("error")
+        if isinstance(conflict, SettingsConflict):
+            return _conflict_error(conflict)
+        return ConfigurationError("the F5_WORKER_* settings do not fit together", "see docs/settings.md")
+    name = bad[0]
+    field = Settings.model_fields[name]
+    accepts = describe_accepted(name)
+    given = _given(name, overrides)
+    shown = env_name(name) if given is None else show_setting(name, repr(_clip(str(given))))
+    others = f" (also invalid: {', '.join(env_name(other) for other in bad[1:])})" if bad[1:] else ""
+    optional = ", or unset" if field.default is None else ""
+    default = "" if field.default is None else f" for the default ({_default_text(name).strip('()')})"
+    return ConfigurationError(
+        f"{shown} is not valid: it takes {accepts}{optional}{others}",
+        f"set {env_name(name)} to {accepts}, or unset it{default}; see docs/settings.md",
+    )
+
+
+def _conflict_error(conflict: SettingsConflict) -> ConfigurationError:
+    shown = " and ".join(show_setting(name, str(value)) for name, value in conflict.values.items())
+    return ConfigurationError(f"{shown} do not fit together: {conflict.rule}", conflict.fix)
+
+
+def env_name(name: str) -> str:
+    return f"{ENV_PREFIX}{name.upper()}"
+
+
+def show_setting(name: str, value: str) -> str:
+    """`F5_WORKER_NAME=value`, or the name alone for a secret."""
+    return f"{env_name(name)} (value not shown)" if name in SECRET_SETTINGS else f"{env_name(name)}={value}"
+
+
+def _given(name: str, overrides: dict[str, Any]) -> object:
+    """What the user gave for a setting: the override, else the variable (names are case-insensitive)."""
+    if name in overrides:
+        return overrides[name]
+    return next((value for key, value in os.environ.items() if key.upper() == env_name(name)), None)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_accepted(name: str) -> str:
+    """What a setting takes, in words, from its type and constraints."""
+    field = Settings.model_fields[name]
+    return _describe(field.annotation, list(field.metadata))
+
+
+def _describe(annotation: Any, rules: list[Any]) -> str:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        base, *extra = get_args(annotation)
+        inner = [rule for item in extra for rule in (item.metadata if isinstance(item, FieldInfo) else [item])]
+        return _describe(base, rules + inner)
+    if origin is Literal:
+        return " or ".join(str(value) for value in get_args(annotation))
+    if origin is tuple:
+        return 'a comma-separated list (or a JSON array of strings: ["a", "b"])'
+    if get_args(annotation):  # a union: its parts, None aside (the caller says "or unset")
+        parts = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return " or ".join(_describe(arg, rules) for arg in parts)
+    if annotation is bool:
+        return "true or false"
+    if annotation in (int, float):
+        noun = "a whole number" if annotation is int else "a number"
+        return f"{noun}{_range(rules)}"
+    pattern = next((rule.pattern for rule in rules if getattr(rule, "pattern", None)), None)
+    if pattern:
+        choices = pattern.strip("^$()").split("|")
+        return ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+    return "a path" if annotation is Path else "text"
+
+
+def _range(rules: list[Any]) -> str:
+    def num(value: Any) -> str:
+        return str(int(value)) if float(value).is_integer() else str(value)
+
+    low = next((f"{num(r.ge)}" for r in rules if isinstance(r, Ge)), None)
+    above = next((f"{num(r.gt)}" for r in rules if isinstance(r, Gt)), None)
+    high = next((f"{num(r.le)}" for r in rules if isinstance(r, Le)), None)
+    below = next((f"{num(r.lt)}" for r in rules if isinstance(r, Lt)), None)
+    if low is not None and high is not None:
+        return f" from {low} to {high}"
+    words = [
+        f"of {low} or more" if low is not None else "",
+        f"above {above}" if above is not None else "",
+        f"up to {high}" if high is not None else "",
+        f"below {below}" if below is not None else "",
+    ]
+    return "".join(f" {word}" for word in words if word)
+
+
+def _default_text(name: str) -> str:
+    field = Settings.model_fields[name]
+    if name in DERIVED_DEFAULTS:
+        return DERIVED_DEFAULTS[name][0]
+    if field.default_factory is not None:
+        return "(generated)"
+    if name == "cache_dir":
+        return "~/.cache/f5-worker"
+    if is_list_field(name) and not field.default:
+        return "(empty list)"
+    return str(field.default)
+
+
 def render_settings_doc() -> str:
     """docs/settings.md, generated from the fields above (a test keeps it in sync)."""
+    lists = ", ".join(f"`{name}`" for name in Settings.model_fields if is_list_field(name))
+    derived = "; ".join(f"`{name}` = `{text}`" for name, (text, _) in DERIVED_DEFAULTS.items())
     rows = [
         "# Settings reference",
         "",
@@ -261,21 +429,18 @@ def render_settings_doc() -> str:
         "Cross-field rules: `heartbeat_interval_s < visibility_timeout_s`; `retry_base_delay_s <= retry_max_delay_s`;",
         "`model_dir` and `checkpoint` are exclusive (`vocab`, `architecture` go with `checkpoint`); "
         "`max_in_flight >= batch_max_size` when `max_in_flight` is a number.",
-        f"Lists ({', '.join(f'`{name}`' for name in Settings.model_fields if is_list_field(name))}) are "
-        'comma-separated (`a,b`); a JSON array (`["a","b"]`) works too.',
-        "Invalid settings stop `f5-worker run` with exit code 2.",
+        f"Defaults derived from another setting when not set: {derived}.",
+        f'Lists ({lists}) are comma-separated (`a,b`); a JSON array (`["a","b"]`) works too.',
+        "An invalid setting stops the command that reads it with exit code 2 and two lines: the variable, the value",
+        "given (never a secret's) and what it takes; then the fix. `f5-worker run` also checks, before it loads the",
+        "model, that `model_dir` exists and holds `model.json`.",
         "Regenerate with `python -m consumer.core.settings`.",
         "",
         "| variable | default | meaning |",
         "|---|---|---|",
     ]
     for name, field in Settings.model_fields.items():
-        default = "(generated)" if field.default_factory is not None else field.default
-        if name == "cache_dir":
-            default = "~/.cache/f5-worker"
-        if is_list_field(name) and not default:
-            default = "(empty list)"
-        rows.append(f"| `F5_WORKER_{name.upper()}` | `{default}` | {field.description or ''} |")
+        rows.append(f"| `{env_name(name)}` | `{_default_text(name)}` | {field.description or ''} |")
     return "\n".join(rows) + "\n"
 
 

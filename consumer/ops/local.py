@@ -24,7 +24,7 @@ from consumer.aws.embedded import EmbeddedAws
 from consumer.aws.resources import ResourceSpec, bootstrap
 from consumer.core.logs import configure, get_logger
 from consumer.core.metrics import Metrics
-from consumer.core.settings import Settings
+from consumer.core.settings import Settings, load_settings
 from consumer.producer.voice_library import VoiceLibrary
 from consumer.worker.loop import Worker
 from consumer.worker.process import start_engine, start_transcriber
@@ -86,11 +86,11 @@ def run_local(
         }
         if checkpoint:
             overrides["checkpoint"] = checkpoint
-        base = Settings(**overrides)
+        base = load_settings(**overrides)  # a bad F5_WORKER_* variable: one line and its fix, exit 2
         configure(base.log_level, base.log_json)
         clients = make_clients(base)
         resources = bootstrap(clients, ResourceSpec(), base.aws_region)
-        settings = _engine_settings(Settings(**(overrides | resources.settings_fields())))
+        settings = _engine_settings(load_settings(**(overrides | resources.settings_fields())))
         metrics = Metrics()
         timeline = StartupTimeline(metrics, process_start)
         _phase(f"loading the model ({settings.model_dir or settings.checkpoint}) and warming it up")

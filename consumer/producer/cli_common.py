@@ -11,15 +11,10 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON ou
 
 
 def settings():
-    from pydantic import ValidationError
+    """The settings from F5_WORKER_*; a bad one is a ConfigurationError (the CLI prints cause and fix, exit 2)."""
+    from consumer.core.settings import load_settings
 
-    from consumer.core.settings import Settings
-
-    try:
-        return Settings()
-    except ValidationError as exc:
-        typer.echo(f"invalid settings: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    return load_settings()
 
 
 def require(value: str | None, name: str) -> str:
