@@ -10,10 +10,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 
+from consumer.aws.embedded import use_emulator_credentials
+
 
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
-    """A moto server in a child process (its memory is not ours): the endpoint URL."""
+    """A moto server in a child process (its memory is not ours): the endpoint URL. Clients this process (or
+    its children) builds for it sign with throwaway credentials when the machine has none."""
+    use_emulator_credentials()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -78,8 +78,6 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=200)
     args = parser.parse_args()
     configure("WARNING", json_lines=False)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 
     from consumer.worker.loop import Worker
     from consumer.worker.services import build_services

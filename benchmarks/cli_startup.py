@@ -33,8 +33,6 @@ def _wrong_queue_env(endpoint: str) -> dict[str, str]:
     """Settings naming a queue that does not exist on the live server at `endpoint`."""
     return dict(
         os.environ,
-        AWS_ACCESS_KEY_ID="test",
-        AWS_SECRET_ACCESS_KEY="test",
         F5_WORKER_AWS_ENDPOINT_URL=endpoint,
         F5_WORKER_QUEUE_URL=f"{endpoint}/000000000000/no-such-queue",
         F5_WORKER_BUCKET="no-such-bucket",

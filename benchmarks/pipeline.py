@@ -260,10 +260,6 @@ def main() -> None:
         REAL_ENGINE["engine"] = load_real_engine(args.real, args.device)
     n = args.messages or min(400, max(60, round(15_000 / args.device_ms)))
     configure("WARNING", json_lines=False)
-    import os
-
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     if args.real:
         what = f"the F5 engine ({args.real} random weights, {REAL_ENGINE['engine'].device}): T as measured"
     else:

@@ -15,7 +15,7 @@ from consumer.core.settings import Settings
 from consumer.worker.preflight import check_aws, check_model, check_settings
 
 
-def _run(env: dict[str, str], tmp_path) -> tuple[subprocess.CompletedProcess[str], float]:
+def _run(env: dict[str, str], tmp_path, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("F5_WORKER_", "AWS_"))}
     base = {
         "HOME": str(tmp_path),  # no ~/.aws, no model cache
@@ -26,7 +26,7 @@ def _run(env: dict[str, str], tmp_path) -> tuple[subprocess.CompletedProcess[str
     }
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "consumer.cli", "run"],
+        [sys.executable, "-m", "consumer.cli", *(args or ("run",))],
         env=clean | base | env,
         capture_output=True,
         text=True,
@@ -35,15 +35,23 @@ def _run(env: dict[str, str], tmp_path) -> tuple[subprocess.CompletedProcess[str
     return result, time.monotonic() - started
 
 
+def _prepared_model_dir(tmp_path) -> str:
+    """What the preflight checks of a model directory (the loader checks the rest, after the preflight)."""
+    model = tmp_path / "model"
+    model.mkdir(exist_ok=True)
+    (model / "model.json").write_text("{}")
+    return str(model)
+
+
 @pytest.fixture
-def aws_env(stack) -> dict[str, str]:
+def aws_env(stack, tmp_path) -> dict[str, str]:
     return {
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "F5_WORKER_AWS_ENDPOINT_URL": stack.endpoint_url,
         "F5_WORKER_QUEUE_URL": stack.resources.queue_url,
         "F5_WORKER_BUCKET": stack.resources.bucket,
-        "F5_WORKER_MODEL_DIR": "/nonexistent/model",  # never loaded: every case fails before
+        "F5_WORKER_MODEL_DIR": _prepared_model_dir(tmp_path),  # never loaded: every case fails before
     }
 
 
@@ -56,6 +64,16 @@ def aws_env(stack) -> dict[str, str]:
         ({"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}, "no AWS credentials", "AWS_ACCESS_KEY_ID"),
         ({"F5_WORKER_QUEUE_URL": None}, "F5_WORKER_QUEUE_URL not set", "f5-worker init"),
         ({"F5_WORKER_MODEL_DIR": None}, "no model configured", "F5_WORKER_MODEL_DIR"),
+        (
+            {"F5_WORKER_MODEL_DIR": "/nonexistent/model"},
+            "F5_WORKER_MODEL_DIR=/nonexistent/model does not exist",
+            "point F5_WORKER_MODEL_DIR at a prepared model directory",
+        ),
+        (
+            {"F5_WORKER_VISIBILITY_TIMEOUT_S": "abc"},
+            "F5_WORKER_VISIBILITY_TIMEOUT_S='abc' is not valid: it takes a whole number from 2 to 43200",
+            "set F5_WORKER_VISIBILITY_TIMEOUT_S to a whole number",
+        ),
     ],
 )
 def test_run_names_the_cause_and_the_fix_and_exits_2_before_loading_the_model(
@@ -106,7 +124,7 @@ def test_run_flags_override_the_environment(aws_env, stack, tmp_path):
             "--bucket",
             stack.resources.bucket,
             "--model-dir",
-            "/nonexistent/model",
+            _prepared_model_dir(tmp_path),
         ],
         env=clean | env | {"AWS_EC2_METADATA_DISABLED": "true", "HOME": str(tmp_path)},
         capture_output=True,
@@ -114,3 +132,37 @@ def test_run_flags_override_the_environment(aws_env, stack, tmp_path):
         timeout=60,
     )
     assert result.returncode == 2 and "flagged does not exist" in result.stderr, result.stderr
+
+
+SENTINEL_SECRETS = {"F5_WORKER_WEBHOOK_SECRET": "whsec_SENTINEL", "F5_WORKER_API_KEY_HASHES": "a:SENTINEL"}
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "cause"),
+    [
+        (("run",), {"F5_WORKER_VISIBILITY_TIMEOUT_S": "abc"}, "F5_WORKER_VISIBILITY_TIMEOUT_S='abc' is not valid"),
+        (("run",), {"F5_WORKER_MODEL_DIR": "/nonexistent/model"}, "F5_WORKER_MODEL_DIR=/nonexistent/model"),
+        (("run", "--max-in-flight", "0"), {}, "F5_WORKER_MAX_IN_FLIGHT='0' is not valid"),
+        (("jobs", "list"), {"F5_WORKER_MAX_IN_FLIGHT": "-1"}, "F5_WORKER_MAX_IN_FLIGHT='-1' is not valid"),
+        (("api",), {"F5_WORKER_API_PORT": "http"}, "F5_WORKER_API_PORT='http' is not valid"),
+        (("api", "--port", "70000"), {}, "F5_WORKER_API_PORT='70000' is not valid"),
+    ],
+)
+def test_a_bad_setting_is_a_cause_line_and_a_fix_line_and_exit_2(tmp_path, command, env, cause):
+    """Through the real CLI: no traceback, no pydantic dump, no other setting's value."""
+    result, _ = _run(SENTINEL_SECRETS | {"F5_WORKER_QUEUE_URL": "q", "F5_WORKER_BUCKET": "b"} | env, tmp_path, *command)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("f5-worker: ") and lines[1].startswith("  fix: "), result.stderr
+    assert cause in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout and "pydantic" not in result.stderr
+    assert "SENTINEL" not in result.stderr + result.stdout
+
+
+def test_a_model_dir_without_model_json_is_refused_before_loading(tmp_path):
+    with pytest.raises(ConfigurationError, match=f"F5_WORKER_MODEL_DIR={tmp_path} holds no model.json"):
+        check_model(Settings(model_dir=tmp_path))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigurationError, match="is not a directory"):
+        check_model(Settings(model_dir=tmp_path / "file"))
+    check_model(Settings(model_dir=tmp_path / "missing", engine="fake"))  # the fake engine loads no model

@@ -7,6 +7,16 @@ import logging
 import os
 from dataclasses import dataclass
 
+# What an emulator accepts: boto3 signs every request, so a machine without AWS credentials (no AWS_* variables,
+# no ~/.aws) needs some, or the first call fails with NoCredentialsError.
+EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+
+def use_emulator_credentials() -> None:
+    """Throwaway credentials for this process and its children, unless some are already set."""
+    for name, value in EMULATOR_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+
 
 @dataclass
 class EmbeddedAws:
@@ -20,8 +30,7 @@ class EmbeddedAws:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        use_emulator_credentials()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()

@@ -4,6 +4,7 @@ line naming the cause and one the fix (`ConfigurationError`, exit 2), never a tr
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -26,7 +27,10 @@ def check_settings(settings: Settings) -> None:
 
 def check_model(settings: Settings) -> None:
     """A model must be configured on purpose: the hub default is only used when F5_WORKER_CHECKPOINT names it."""
-    if settings.engine != "f5" or settings.model_dir is not None or "checkpoint" in settings.model_fields_set:
+    if settings.engine != "f5" or "checkpoint" in settings.model_fields_set:
+        return
+    if settings.model_dir is not None:
+        check_model_dir(settings.model_dir)
         return
     tiny = settings.cache_dir / "random-tiny"
     trial = (
@@ -38,6 +42,22 @@ def check_model(settings: Settings) -> None:
         "no model configured",
         "set F5_WORKER_MODEL_DIR to a prepared model directory (docker/prepare_weights.py), or "
         f"F5_WORKER_CHECKPOINT=hf://SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors to download; {trial}",
+    )
+
+
+def check_model_dir(model_dir: Path) -> None:
+    """The directory exists and holds model.json (the loader checks the files it names; importing it here would
+    cost seconds of imports)."""
+    if not model_dir.is_dir():
+        problem = "does not exist" if not model_dir.exists() else "is not a directory"
+    elif not (model_dir / "model.json").is_file():
+        problem = "holds no model.json"
+    else:
+        return
+    raise ConfigurationError(
+        f"F5_WORKER_MODEL_DIR={model_dir} {problem}",
+        "point F5_WORKER_MODEL_DIR at a prepared model directory (model.json + weights, from "
+        "docker/prepare_weights.py), or set F5_WORKER_CHECKPOINT instead",
     )
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from consumer.aws.clients import make_clients
+from consumer.aws.embedded import use_emulator_credentials
 from consumer.aws.resources import ResourceSpec, bootstrap
 from consumer.core.logs import configure
 from consumer.core.settings import Settings
@@ -154,15 +155,12 @@ def run_soak(messages: int = 300, model_dir: Path | None = None, warmup: int = 2
     engine = RecordedEngine(F5Engine(load_model_dir(model_dir), device="cpu"))
     engine.load()
     port = _free_port()
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
+    use_emulator_credentials()
     moto = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     endpoint = f"http://127.0.0.1:{port}"
     try:
         base = Settings(aws_endpoint_url=endpoint)
