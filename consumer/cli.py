@@ -13,6 +13,7 @@ from typing import Annotated, Any  # noqa: E402
 import typer  # noqa: E402
 
 from consumer.api import cli as cli_api  # noqa: E402
+from consumer.ops import cli as cli_ops  # noqa: E402
 from consumer.producer import cli as cli_producer  # noqa: E402
 
 app = typer.Typer(
@@ -21,6 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # click's plain help: flags shown as flags (typer's rich panels print `--json <bool>`)
+    context_settings={"help_option_names": ["-h", "--help"]},  # every subcommand's context inherits it
+    add_completion=True,  # --install-completion / --show-completion: commands and options complete in the shell
 )
 _DEBUG = {"on": False}
 
@@ -108,31 +111,33 @@ def check(
     port: Annotated[int, typer.Option(envvar="F5_WORKER_HEALTH_PORT", help="Health port of the worker.")] = 8080,
     path: Annotated[str, typer.Option(help="/healthz (liveness) or /readyz.")] = "/healthz",
 ) -> None:
-    """Exit 0 when the worker on this machine is healthy, 1 otherwise (Docker HEALTHCHECK)."""
-    from consumer.worker.health import check as health_check
-
-    raise typer.Exit(0 if health_check(port, path) else 1)
-
-
-_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
-
-
-@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
-def init(ctx: typer.Context) -> None:
-    """Create the queue, DLQ, bucket and topic (idempotent); print the F5_WORKER_* settings. --help for options."""
-    from consumer.ops.init import init_main
-
-    raise typer.Exit(init_main(ctx.args))
+    """Exit 0 when the worker on this machine is healthy; 1 otherwise, with one line saying why (Docker
+    HEALTHCHECK)."""
+    url = f"http://127.0.0.1:{port}{path}"
+    problem = _health_problem(url)
+    if problem:
+        typer.echo(f"f5-worker check: {url}: {problem}", err=True)
+        raise typer.Exit(1)
 
 
-@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
-def infra(ctx: typer.Context) -> None:
-    """Write (or --check) the CloudFormation template generated from the resource spec. --help for options."""
-    from consumer.ops.infra import main as infra_main
+def _health_problem(url: str, timeout_s: float = 3.0) -> str | None:
+    """Why the worker's health endpoint at `url` is not healthy; None when it answers 200."""
+    import urllib.error
+    import urllib.request
 
-    raise typer.Exit(infra_main(ctx.args))
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (http://127.0.0.1 only)
+            return None if response.status == 200 else f"answered {response.status}"
+    except urllib.error.HTTPError as exc:  # /healthz 503: no queue poll for too long; /readyz 503: still starting
+        return f"answered {exc.code}: {exc.read().decode(errors='replace').strip()}"
+    except OSError as exc:
+        return (
+            f"no answer ({getattr(exc, 'reason', exc)}): no `f5-worker run` on this machine, or its health port is "
+            "not this one (--port / F5_WORKER_HEALTH_PORT)"
+        )
 
 
+cli_ops.register(app)
 cli_producer.register(app)
 cli_api.register(app)
 

@@ -20,12 +20,13 @@ import boto3
 import pytest
 import yaml
 from botocore.exceptions import ClientError
+from typer.testing import CliRunner
 
 from consumer.aws.clients import AwsClients, make_clients
 from consumer.aws.resources import ResourceSpec, bootstrap
+from consumer.cli import app
 from consumer.core.settings import Settings
 from consumer.engine.fake import FakeEngine
-from consumer.ops.infra import main as infra_main
 from consumer.ops.infra import render_cloudformation, render_yaml
 from consumer.producer.client import Client
 from consumer.producer.voice_library import VoiceLibrary
@@ -34,6 +35,8 @@ from consumer.worker.loop import Worker
 from consumer.worker.services import build_services
 from contracts.events import SynthesisCompleted, parse_event
 from tests.webhook_receiver import Receiver
+
+runner = CliRunner()
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "f5-worker.yaml"
 REGION = "us-east-1"
@@ -47,15 +50,20 @@ def template() -> dict[str, Any]:
 # --- (a) drift, (b) cfn-lint ------------------------------------------------------------------------------------------
 def test_committed_template_is_current() -> None:
     # Given the generator, when rendering the default spec, then the committed file is byte-identical.
-    assert TEMPLATE.read_text(encoding="utf-8") == render_yaml(), "run: python -m consumer.ops.infra"
+    assert TEMPLATE.read_text(encoding="utf-8") == render_yaml(), "run: f5-worker infra"
 
 
 def test_check_mode_reports_drift(tmp_path: Path) -> None:
     stale = tmp_path / "t.yaml"
     stale.write_text("old\n", encoding="utf-8")
-    assert infra_main(["--check", "--output", str(stale)]) == 1
-    assert infra_main(["--output", str(stale)]) == 0
-    assert infra_main(["--check", "--output", str(stale)]) == 0
+    drift = runner.invoke(app, ["infra", "--check", "--output", str(stale)])
+    assert drift.exit_code == 1 and f"fix: regenerate it: f5-worker infra --output {stale}" in drift.output
+    assert runner.invoke(app, ["infra", "--output", str(stale)]).exit_code == 0
+    assert stale.read_text(encoding="utf-8") == render_yaml()
+    assert runner.invoke(app, ["infra", "-h"]).exit_code == 0
+    # `python -m consumer.ops.infra` (infra/README.md, the template's header) is the same command
+    module = [sys.executable, "-m", "consumer.ops.infra", "--check", "--output", str(stale)]
+    assert subprocess.run(module, capture_output=True, timeout=60).returncode == 0
 
 
 def test_cfn_lint_passes() -> None:
@@ -416,13 +424,19 @@ def test_init_resources_prints_a_working_env(aws_endpoint: str, capsys: pytest.C
 
     name = f"i{uuid.uuid4().hex[:10]}"
     assert init_main(["--endpoint-url", aws_endpoint, "--name", name]) == 0
-    first = capsys.readouterr().out
-    env = _env(first)
+    first = capsys.readouterr()
+    env = _env(first.out)
     assert env["F5_WORKER_AWS_ENDPOINT_URL"] == aws_endpoint
     _assert_resources(aws_endpoint, env, name)
-    # Idempotent: a second run finds the same resources (and subscribes nothing twice).
+    assert "voice basic-en added" in first.err
+    library = VoiceLibrary(make_clients(Settings(aws_endpoint_url=aws_endpoint)).s3, env["F5_WORKER_BUCKET"])
+    example = library.show("basic-en")
+    assert example is not None and example["transcript_source"] == "given"
+    # Idempotent: a second run finds the same resources (and subscribes nothing twice) and keeps the voice.
     assert init_main(["--endpoint-url", aws_endpoint, "--name", name]) == 0
-    assert capsys.readouterr().out == first
+    second = capsys.readouterr()
+    assert second.out == first.out and "voice basic-en is in the library" in second.err
+    assert library.show("basic-en") == example
     _assert_resources(aws_endpoint, env, name)
 
 

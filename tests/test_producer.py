@@ -85,11 +85,16 @@ def test_say_end_to_end_writes_a_playable_file(cli_env, make_worker, tmp_path):
 
 
 def test_say_reports_a_failed_job(cli_env, make_worker, tmp_path):
+    # a manifest without its clip: the CLI's lookup finds the voice, the worker cannot load it
+    manifest = json.loads(cli_env.get("voices/basic-en/manifest.json")) | {"voice_id": "ghost"}
+    cli_env.clients.s3.put_object(
+        Bucket=cli_env.resources.bucket, Key="voices/ghost/manifest.json", Body=json.dumps(manifest).encode()
+    )
     worker, _ = make_worker(burst=False)
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
-        result = runner.invoke(app, ["say", "Hi.", "--voice", "nobody", "--out", str(tmp_path / "x.wav")])
+        result = runner.invoke(app, ["say", "Hi.", "--voice", "ghost", "--out", str(tmp_path / "x.wav")])
     finally:
         worker.stop()
         thread.join(timeout=30)
@@ -189,8 +194,9 @@ def test_fifo_queue_round_trip(aws_endpoint, make_worker, stack):
         ["dlq", "redrive"],
     ],
 )
-def test_every_command_has_help(command):
-    result = runner.invoke(app, [*command, "--help"])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_every_command_has_help(command, flag):
+    result = runner.invoke(app, [*command, flag])
     assert result.exit_code == 0 and "usage" in result.output.lower()
     assert "<bool>" not in result.output  # flags read as flags
 

@@ -92,7 +92,7 @@ def explain_aws_failure(exc: BotoCoreError | ClientError, settings: Settings) ->
             " e.g. test/test",
         )
     if isinstance(exc, EndpointConnectionError):
-        return ConfigurationError(f"cannot reach {where}", "start it, or correct F5_WORKER_AWS_ENDPOINT_URL")
+        return _unreachable(exc, settings, where)
     if not isinstance(exc, ClientError):
         return ConfigurationError(f"cannot use {where}: {exc}", "check F5_WORKER_AWS_ENDPOINT_URL and the region")
     code = error_code(exc)
@@ -116,3 +116,14 @@ def explain_aws_failure(exc: BotoCoreError | ClientError, settings: Settings) ->
             "grant the policy from `f5-worker infra` (WorkerPolicy or ProducerPolicy) to these credentials",
         )
     return ConfigurationError(f"{where} answered {code or exc}", "check the F5_WORKER_* AWS settings")
+
+
+def _unreachable(exc: EndpointConnectionError, settings: Settings, where: str) -> ConfigurationError:
+    """An emulator that is not running, or AWS itself out of reach (no network, a region that does not exist)."""
+    if settings.aws_endpoint_url:
+        return ConfigurationError(f"cannot reach {where}", "start it, or correct F5_WORKER_AWS_ENDPOINT_URL")
+    url = exc.kwargs.get("endpoint_url", "")
+    return ConfigurationError(
+        f"cannot reach {where}{f' at {url}' if url else ''}",
+        "check the network connection, the AWS credentials (AWS_PROFILE) and the region (F5_WORKER_AWS_REGION)",
+    )

@@ -1,14 +1,13 @@
 """The CloudFormation template of f5-worker's AWS resources, rendered from the `ResourceSpec` that `bootstrap()`
 applies to moto and LocalStack: queue names, queue attributes, redrive and the topic→queue policy all come from
 `consumer.aws.resources`, and the S3 prefixes from the worker's settings, so the template cannot drift from what the
-tests exercise. `python -m consumer.ops.infra` writes `infra/f5-worker.yaml`; tests/test_infra.py fails when the
-committed file differs from this module's output.
+tests exercise. `f5-worker infra` (or `python -m consumer.ops.infra`) writes `infra/f5-worker.yaml`;
+tests/test_infra.py fails when the committed file differs from this module's output.
 
 Torch-free and boto3-free (pyyaml only for the file)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -423,24 +422,24 @@ def render_yaml(spec: ResourceSpec | None = None) -> str:
     return HEADER + body
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`f5-worker infra [--output PATH] [--check]`: write the template, or check that it is current."""
-    parser = argparse.ArgumentParser(prog="f5-worker infra", description=main.__doc__)
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"default: {DEFAULT_OUTPUT}")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from the generator")
-    args = parser.parse_args(argv)
+def write_template(output: Path = DEFAULT_OUTPUT, *, check: bool = False) -> int:
+    """`f5-worker infra`: write the template to `output` (exit 0), or with `check` only compare it (exit 1 when
+    the file differs from the generator's output)."""
     text = render_yaml()
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.is_file() else ""
+    if check:
+        current = output.read_text(encoding="utf-8") if output.is_file() else ""
         if current != text:
-            print(f"{args.output} is out of date: run python -m consumer.ops.infra", file=sys.stderr)
+            fix = f"regenerate it: f5-worker infra --output {output}"
+            print(f"f5-worker infra: {output} is out of date\n  fix: {fix}", file=sys.stderr)
             return 1
         return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    print(f"wrote {output}")
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m consumer.ops.infra [--output PATH] [--check]`: `f5-worker infra` itself
+    from consumer.ops.cli import infra_main
+
+    infra_main()

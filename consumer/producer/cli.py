@@ -16,6 +16,7 @@ from consumer.producer import jobs_cli, queue_cli
 from consumer.producer.cli_common import JsonFlag, emit, require, settings
 from consumer.producer.cli_common import client as make_client
 
+_ADD_VOICE = '`f5-worker voices add ID CLIP --transcript "words spoken in CLIP"`'
 voices_app = typer.Typer(
     help="The voice library in S3 (voices/{voice_id}/).", no_args_is_help=True, rich_markup_mode=None
 )
@@ -52,7 +53,8 @@ def enqueue(
     if not requests:
         typer.echo("nothing to enqueue: the input is an empty list", err=True)
         raise typer.Exit(2)
-    client, _ = make_client()
+    client, s = make_client()
+    _require_voices(client, s.voices_prefix, requests)
     result = client.submit_batch(requests)
     emit({"sent": result.sent, "failed": result.failed}, as_json, "\n".join(f"queued {j}" for j in result.sent))
     for job_id, reason in result.failed.items():
@@ -97,7 +99,8 @@ def say(
             "options": {k: v for k, v in options.items() if v is not None},
         }
     )
-    client, _ = make_client()
+    client, s = make_client()
+    _require_voices(client, s.voices_prefix, [request])
     client.submit(request)
     started = time.monotonic()
     phases = PhaseReporter(sys.stderr)
@@ -119,6 +122,22 @@ def say(
         problem = play_file(out)
         if problem:
             typer.echo(f"not played: {problem}", err=True)
+
+
+def _require_voices(client: Any, voices_prefix: str, requests: list[Any]) -> None:
+    """Every library voice the requests name exists (the lookup the HTTP door makes): a typo is exit 2 here, not
+    a failed job later."""
+    from consumer.core.errors import ConfigurationError
+    from consumer.producer.voice_library import EXAMPLE_VOICE_ID, VoiceLibrary
+
+    library = VoiceLibrary(client.aws.s3, client.bucket, voices_prefix)
+    unknown = library.unknown(r.voice.voice_id for r in requests if r.voice.voice_id)
+    if unknown:
+        example = f" (`f5-worker init` adds {EXAMPLE_VOICE_ID})" if EXAMPLE_VOICE_ID in unknown else ""
+        raise ConfigurationError(
+            f"unknown voice {', '.join(map(repr, unknown))}: not in the voice library of bucket {client.bucket}",
+            f"list the voices with `f5-worker voices list`, or add one with {_ADD_VOICE}{example}",
+        )
 
 
 def _read_text(text: str) -> str:
@@ -191,8 +210,11 @@ def voices_add(
 
 @voices_app.command("list")
 def voices_list(as_json: JsonFlag = False) -> None:
-    """List voices."""
+    """List voices (none yet: one line on stderr says how to add one)."""
     voices = _library().list()
+    if not voices and not as_json:
+        typer.echo(f"no voices in the library yet: add one with {_ADD_VOICE}", err=True)
+        return
     emit(voices, as_json, "\n".join(f"{v['voice_id']}\t{v['duration_s']} s\t{v['transcript']}" for v in voices))
 
 

@@ -101,6 +101,11 @@ class Client:
     def jobs(self) -> JobStore:
         return self._jobs
 
+    @property
+    def aws(self) -> AwsClients:
+        """The boto3 clients it sends with (the CLI's voice check reuses them)."""
+        return self._aws
+
     def record(self, job_id: str) -> dict[str, Any] | None:
         """The job's record as it is now (see docs/architecture.md), or None if no worker has seen the job."""
         record, _ = self._jobs.read(job_id)

@@ -1,6 +1,9 @@
 """The voice library in S3: `voices/{voice_id}/reference.wav` (the processed clip) and `manifest.json`
 (transcript, transcript_source, duration, sample rate, sha256, created_at). Clips are validated before anything is
-written; a clip added without a transcript is transcribed by the library's ASR model (`transcript_source: asr`)."""
+written; a clip added without a transcript is transcribed by the library's ASR model (`transcript_source: asr`).
+
+Looking voices up (`show`, `list`, `unknown`) needs boto3 only: the audio modules are imported by `add`, so the
+producer commands that check a voice before queueing start fast."""
 
 from __future__ import annotations
 
@@ -8,19 +11,21 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import soundfile as sf
 from botocore.exceptions import ClientError
 
-from consumer.audio.reference import decode_reference, process_reference_audio
 from consumer.aws.failures import is_conflict, is_missing
 from consumer.core.errors import InvalidRequest, VoiceExists
-from consumer.engine.asr import Transcriber, recognised_text
-from consumer.engine.model_spec import EXAMPLE_VOICE_EN
 from consumer.storage.voice_layout import VoiceLayout, voice_version
 from contracts.limits import VOICE_ID_PATTERN
+
+if TYPE_CHECKING:
+    from consumer.engine.asr import Transcriber
+
+EXAMPLE_VOICE_ID = "basic-en"  # `say`'s default voice; `f5-worker init` and `local` store it
 
 
 class VoiceLibrary:
@@ -42,6 +47,11 @@ class VoiceLibrary:
         """Validate and store a voice; without a transcript, the ASR model's. Raises `BadReferenceAudio` or
         `InvalidRequest` for a bad clip (or a missing transcript without an ASR model), `VoiceExists` when the id
         is taken and not `force` (the clip is written If-None-Match, so two adds cannot both win)."""
+        import soundfile as sf
+
+        from consumer.audio.reference import decode_reference, process_reference_audio
+        from consumer.engine.asr import recognised_text
+
         if not re.match(VOICE_ID_PATTERN, voice_id):
             raise InvalidRequest(f"voice id {voice_id!r} must match {VOICE_ID_PATTERN}")
         if transcript is None:  # recognised in exactly the processed audio that is stored
@@ -94,9 +104,12 @@ class VoiceLibrary:
             )
         return self._transcriber
 
-    def add_example(self, voice_id: str = "basic-en") -> dict[str, Any]:
-        """Store the f5-tts wheel's English example clip as a voice (demo, tests, benchmarks)."""
-        return self.add(voice_id, EXAMPLE_VOICE_EN.audio(), EXAMPLE_VOICE_EN.transcript, force=True)
+    def add_example(self, voice_id: str = EXAMPLE_VOICE_ID, *, force: bool = True) -> dict[str, Any]:
+        """Store the f5-tts wheel's English example clip as a voice (demo, `init`, tests, benchmarks). Raises
+        `ModelSpecError` where f5-tts is not installed, `VoiceExists` when the id is taken and not `force`."""
+        from consumer.engine.model_spec import EXAMPLE_VOICE_EN
+
+        return self.add(voice_id, EXAMPLE_VOICE_EN.audio(), EXAMPLE_VOICE_EN.transcript, force=force)
 
     def list(self) -> list[dict[str, Any]]:
         """Manifests of every voice, sorted by id."""
@@ -111,6 +124,9 @@ class VoiceLibrary:
         return sorted(manifests, key=lambda m: m["voice_id"])
 
     def show(self, voice_id: str) -> dict[str, Any] | None:
+        """The voice's manifest; None when the id is unknown, or not a valid voice id (nothing is looked up)."""
+        if not re.match(VOICE_ID_PATTERN, voice_id):
+            return None
         try:
             body = self._s3.get_object(Bucket=self._bucket, Key=self._layout.manifest_key(voice_id))["Body"].read()
         except ClientError as exc:
@@ -118,6 +134,10 @@ class VoiceLibrary:
                 return None
             raise
         return json.loads(body)
+
+    def unknown(self, voice_ids: Iterable[str]) -> tuple[str, ...]:
+        """The ids among `voice_ids` that name no voice of the library, sorted (each looked up once)."""
+        return tuple(voice_id for voice_id in sorted(set(voice_ids)) if self.show(voice_id) is None)
 
     def remove(self, voice_id: str) -> bool:
         if self.show(voice_id) is None:

@@ -5,15 +5,12 @@ line naming the cause and one the fix (`ConfigurationError`, exit 2), never a tr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
-from consumer.aws.failures import explain_aws_failure
+from consumer.aws.probe import check_aws
 from consumer.core.errors import ConfigurationError
 from consumer.core.settings import Settings
+
+__all__ = ["check_aws", "check_model", "check_settings", "preflight"]  # check_aws: shared with the API
 
 
 def check_settings(settings: Settings) -> None:
@@ -59,28 +56,6 @@ def check_model_dir(model_dir: Path) -> None:
         "point F5_WORKER_MODEL_DIR at a prepared model directory (model.json + weights, from "
         "docker/prepare_weights.py), or set F5_WORKER_CHECKPOINT instead",
     )
-
-
-def _quick_clients(settings: Settings) -> tuple[Any, Any]:
-    """One try each, short timeouts: a wrong endpoint must not take the retry budget of a running worker."""
-    config = Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1, "mode": "standard"})
-    session = boto3.session.Session(region_name=settings.aws_region)
-    endpoint = settings.aws_endpoint_url
-    return (
-        session.client("sqs", endpoint_url=endpoint, config=config),
-        session.client("s3", endpoint_url=endpoint, config=config.merge(Config(s3={"addressing_style": "path"}))),
-    )
-
-
-def check_aws(settings: Settings) -> None:
-    """The queue and the bucket answer, with these credentials, at this endpoint."""
-    assert settings.queue_url and settings.bucket
-    sqs, s3 = _quick_clients(settings)
-    try:
-        sqs.get_queue_attributes(QueueUrl=settings.queue_url, AttributeNames=["QueueArn"])
-        s3.head_bucket(Bucket=settings.bucket)
-    except (BotoCoreError, ClientError) as exc:
-        raise explain_aws_failure(exc, settings) from exc
 
 
 def preflight(settings: Settings) -> None:
