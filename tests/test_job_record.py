@@ -71,7 +71,9 @@ def completed_event(job_id: str) -> SynthesisCompleted:
 def test_claim_writes_inprogress_once_and_defers_a_second_claimant(stack, jobs, clock):
     claim = jobs.claim("j1", "w1", ttl_s=60, message_id="m1")
     assert claim.fresh and claim.worker_id == "w1"
-    assert record(stack, "j1") == {
+    written = record(stack, "j1")
+    assert len(written.pop("write_id")) == 32  # unique per write: tells our own stored write from another's
+    assert written == {
         "status": "INPROGRESS",
         "job_id": "j1",
         "worker_id": "w1",

@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from consumer.core import targets
 from consumer.core.errors import WebhookRefused
 from consumer.worker import webhook
 
@@ -69,7 +70,7 @@ def resolver(monkeypatch):
             (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in table[host]
         ]
 
-    monkeypatch.setattr(webhook.socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(targets.socket, "getaddrinfo", getaddrinfo)
     return table
 
 

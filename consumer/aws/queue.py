@@ -8,6 +8,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -151,6 +152,23 @@ class Queue:
         attrs = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"])
         policy = attrs.get("Attributes", {}).get("RedrivePolicy")
         return int(json.loads(policy)["maxReceiveCount"]) if policy else None
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    url: str
+    arn: str
+    source_arn: str
+
+
+def dead_letters(sqs: Any, queue_url: str) -> DeadLetters | None:
+    """The queue's DLQ from its redrive policy, or None when it has none."""
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy", "QueueArn"])["Attributes"]
+    if "RedrivePolicy" not in attrs:
+        return None
+    arn = json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"]
+    url = sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[1])["QueueUrl"]
+    return DeadLetters(url, arn, attrs["QueueArn"])
 
 
 class DeleteBatcher:

@@ -33,6 +33,7 @@ class WorkerError(Exception):
     queue_action: ClassVar[str] = ""
     event: ClassVar[str] = ""
     log_level: ClassVar[str] = "info"
+    other_codes: ClassVar[str] = ""  # for docs/errors.md: codes it carries besides `code`, and when
 
     def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
         super().__init__(message)
@@ -54,9 +55,9 @@ class InvalidRequest(PermanentError):
 
     code = ErrorCode.INVALID_REQUEST
     cause = (
-        "body not JSON (`invalid_json`); schema violation, text too long, bad webhook target,"
-        " clip without transcript and no ASR model"
+        "body not JSON; schema violation, text too long, bad webhook target, clip without transcript and no ASR model"
     )
+    other_codes = "`invalid_json` when the body is not JSON"
 
 
 class UnknownVoice(PermanentError):
@@ -151,7 +152,10 @@ class JobInProgressElsewhere(WorkerError):
     """A live claim by another attempt exists: leave the message for later."""
 
     cause = "another attempt holds a live claim"
-    queue_action = "keep; hidden until that claim expires"
+    queue_action = (
+        "keep; hidden until that claim expires (waited out instead, message kept hidden, when the claim runs out"
+        " within a heartbeat, and always on the last receive)"
+    )
     event = "none"
 
     def __init__(self, message: str, *, retry_in_s: int) -> None:
@@ -195,6 +199,15 @@ class WebhookFailed(Exception):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status  # the HTTP status it answered, if it answered
+
+
+class SettingsConflict(ValueError):
+    """Settings that are valid one by one but not together: their values, the rule, the fix (raised inside the
+    settings' validation; `consumer.core.settings.load_settings` turns it into a `ConfigurationError`)."""
+
+    def __init__(self, values: dict[str, object], rule: str, fix: str) -> None:
+        super().__init__(rule)
+        self.values, self.rule, self.fix = values, rule, fix
 
 
 # --- a user's mistake: one line with the cause, one with the fix, exit code 2 -------------------------------------
@@ -287,13 +300,21 @@ def render_errors_doc() -> str:
     ]
     for cls in _lifecycle_errors():
         code = f"`{cls.code.value}`" if issubclass(cls, (PermanentError, RetryableError, LeaseLost)) else "—"
+        code += f"; {cls.other_codes}" if cls.other_codes else ""
         rows.append(f"| {cls.cause} (`{cls.__name__}`) | {code} | {cls.queue_action} | {cls.event} | {cls.log_level} |")
     rows += [
         "| unexpected exception (a bug) | `internal` | keep; visibility = backoff | none until the last attempt"
         " | error + traceback |",
-        "| any retryable error on receive `maxReceiveCount` | `retries_exhausted` | visibility 0 → the queue's"
-        " redrive moves it to the DLQ on the next receive | failed, `retryable=false` | error |",
-        "| shutdown (SIGTERM) before the job finished | — | visibility 0 (redelivered at once) | none | info |",
+        "| any retryable error on the generation's receive `maxReceiveCount` (counted from the delivery that opened"
+        " the generation) | `retries_exhausted` | visibility 0 → the queue's redrive moves it to the DLQ on the next"
+        " receive | failed, `retryable=false` | error |",
+        "| a dead letter whose job has no outcome (its worker died or lost its lease on the last receive), found by"
+        " the DLQ sweep every `dead_letter_check_s` | `retries_exhausted` | stays in the DLQ | failed,"
+        " `retryable=false` | error |",
+        "| the lease ran out during synthesis (process paused, heartbeat failing) | — | none (another worker"
+        " finishes it) | none | warning |",
+        "| shutdown (SIGTERM) before the job finished | — | visibility 0, or hidden until this worker's own open"
+        " long poll has ended (it must not receive it again) | none | info |",
         "",
         "`lease_lost` is never published: the attempt that lost its lease writes nothing; the new owner finishes",
         "the job. Event consumers treat an `error_code` they do not know as a generic failure.",

@@ -18,7 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from consumer.core.errors import ConfigurationError
+from consumer.core.errors import ConfigurationError, SettingsConflict
 
 SQS_MAX_WAIT_S = 20
 SQS_MAX_VISIBILITY_S = 12 * 3600
@@ -41,14 +41,6 @@ def _split_list(value: str) -> list[object]:
     if not isinstance(parsed, list):
         raise ValueError("not a JSON array")
     return parsed
-
-
-class SettingsConflict(ValueError):
-    """Settings that are valid one by one but not together: their values, the rule, the fix."""
-
-    def __init__(self, values: dict[str, object], rule: str, fix: str) -> None:
-        super().__init__(rule)
-        self.values, self.rule, self.fix = values, rule, fix
 
 
 class Settings(BaseSettings):
@@ -131,6 +123,12 @@ class Settings(BaseSettings):
     retry_max_delay_s: int = Field(900, ge=0, le=SQS_MAX_VISIBILITY_S, description="Backoff ceiling.")
     max_receive_count: int | None = Field(
         None, ge=1, description="Override; by default read from the queue's redrive policy at start."
+    )
+    dead_letter_check_s: float = Field(
+        60.0,
+        ge=0,
+        description="Every this many seconds the worker looks through a page of the DLQ and records a failure "
+        "(retries_exhausted, with its event) for any dead letter whose job has no outcome; 0: off.",
     )
     shutdown_grace_s: float = Field(60.0, ge=0, description="Time to finish in-flight jobs after SIGTERM.")
     burst: bool = Field(False, description="Exit once the queue is empty and nothing is in flight.")

@@ -3,6 +3,7 @@ outcome, fetch the audio."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -15,7 +16,8 @@ from botocore.exceptions import ClientError
 
 from consumer.aws.clients import AwsClients
 from consumer.aws.failures import error_code
-from consumer.core.errors import JobTimeoutError
+from consumer.core.errors import JobTimeoutError, WebhookFailed
+from consumer.core.targets import resolve_target
 from consumer.storage.job_index import IndexEntry, JobIndex
 from consumer.storage.jobs import TERMINAL, CancelResult, JobStore
 from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
@@ -59,12 +61,16 @@ class Client:
             entry["MessageDeduplicationId"] = request.job_id
         return entry
 
-    def redeliver(self, job_id: str) -> Event:
+    def redeliver(self, job_id: str, *, allow_private: bool = False) -> Event:
         """Send a finished job's recorded event again, by hand: a worker publishes it to SNS and POSTs it to the
-        job's webhook (same `event_id`, so subscribers deduplicate). Raises LookupError if the job has no outcome."""
+        job's webhook (same `event_id`, so subscribers deduplicate). Raises LookupError if the job has no outcome,
+        `WebhookRefused` (nothing queued) if its webhook is an address workers refuse (`allow_private`: theirs)."""
         done = self._jobs.terminal(job_id)
         if done is None:
             raise LookupError(f"job {job_id} has no recorded outcome (not finished, or unknown)")
+        if done.webhook_url:
+            with contextlib.suppress(WebhookFailed):  # unresolvable from here: the worker's POST tells
+                resolve_target(done.webhook_url, allow_private)
         now = datetime.now(UTC)
         task = DeliveryTask(job_id=job_id, first_at=now, not_before=now, manual=True)
         entry: dict[str, Any] = {

@@ -185,12 +185,19 @@ def jobs_cancel(
 def jobs_redeliver(job_id: str, as_json: JsonFlag = False) -> None:
     """Send a finished job's event again (SNS and its webhook), e.g. after a receiver's outage (exit 1 if the job
     has no recorded outcome)."""
-    client, _ = make_client()
+    from consumer.core.errors import ConfigurationError, WebhookRefused
+
+    client, s = make_client()
     try:
-        event = client.redeliver(job_id)
+        event = client.redeliver(job_id, allow_private=s.webhook_allow_private)
     except LookupError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
+    except WebhookRefused as exc:
+        raise ConfigurationError(
+            f"job {job_id}'s webhook is refused, so nothing was queued: {exc}",
+            "redeliver to an allowed address (`jobs show` prints the job's webhook), or publish through SNS only",
+        ) from exc
     emit({"job_id": job_id, "event_id": event.event_id, "type": event.type}, as_json, f"queued: {event.event_id}")
 
 

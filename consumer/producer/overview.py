@@ -7,12 +7,12 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumer.aws.queue import DeadLetters, dead_letters
 from consumer.storage.job_index import JobIndex
 from consumer.storage.jobs import JobStore
 from consumer.storage.workers import WorkerRegistry
@@ -22,23 +22,7 @@ COUNT_ATTRIBUTES = {
     "ApproximateNumberOfMessagesNotVisible": "in_flight",
     "ApproximateNumberOfMessagesDelayed": "delayed",
 }
-
-
-@dataclass(frozen=True)
-class DeadLetters:
-    url: str
-    arn: str
-    source_arn: str
-
-
-def dead_letters(sqs: Any, queue_url: str) -> DeadLetters | None:
-    """The queue's DLQ from its redrive policy, or None when it has none."""
-    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy", "QueueArn"])["Attributes"]
-    if "RedrivePolicy" not in attrs:
-        return None
-    arn = json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"]
-    url = sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[1])["QueueUrl"]
-    return DeadLetters(url, arn, attrs["QueueArn"])
+__all__ = ["DeadLetters", "dead_letters"]  # re-exported: `dlq` commands read the DLQ through this module
 
 
 def queue_counts(sqs: Any, queue_url: str) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from consumer.audio.encoding import CONTENT_TYPES, EXTENSIONS
-from consumer.aws.failures import is_conflict, is_missing, storage_errors
+from consumer.aws.failures import error_code, http_status, is_conflict, is_missing, storage_errors
 from consumer.aws.retry import aws_retry
-from consumer.core.errors import ForbiddenLocation
+from consumer.core.errors import ForbiddenLocation, StorageError
 from consumer.core.logs import get_logger
 from contracts.events import AudioOutput
 from contracts.requests import AudioFormat, SynthesisRequest
@@ -58,8 +59,29 @@ def output_location(
 
 
 class AudioStore:
+    BUCKET_SEEN_S = 300.0  # a bucket found to exist is not asked about again for this long
+
     def __init__(self, s3: Any) -> None:
         self._s3 = s3
+        self._buckets_seen: dict[str, float] = {}  # bucket → monotonic time it was last found
+
+    def check_bucket(self, bucket: str) -> None:
+        """Before the device is used: raise `StorageError` (retryable: an operator can create it, then the
+        retry or a redrive succeeds) when the output bucket does not exist, instead of finding out at upload
+        after synthesis. 403 passes: HeadBucket needs s3:ListBucket, which a worker's policy may not grant."""
+        seen = self._buckets_seen.get(bucket)
+        if seen is not None and time.monotonic() - seen < self.BUCKET_SEEN_S:
+            return
+        try:
+            aws_retry(self._s3.head_bucket)(Bucket=bucket)
+        except ClientError as exc:
+            if http_status(exc) == 404 or error_code(exc) in ("NoSuchBucket", "404"):
+                raise StorageError(
+                    f"output bucket {bucket} does not exist (create it, or fix the request's output.bucket)"
+                ) from exc
+            if http_status(exc) != 403:
+                raise
+        self._buckets_seen[bucket] = time.monotonic()
 
     def find(self, location: OutputLocation) -> StoredAudio | None:
         """The audio a previous attempt already uploaded, if it is complete."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -87,6 +88,16 @@ class Claim:
     started_at: str = ""  # ISO time this attempt claimed the job
     progress: dict[str, Any] | None = None  # {"chunk": i, "chunks": n, "eta_s": ...}, written by the owner
     cancel: dict[str, Any] | None = None  # set once someone asked to cancel the job
+    # The delivery that reopened this generation (a redrive or re-send): {"message_id", "receive"}. A queue may
+    # keep a redriven message's id and receive count (LocalStack does): the generation's own attempt number is
+    # then counted from here, so one redrive always gets the full retry budget.
+    opened: dict[str, Any] | None = None
+
+    def attempt_in_generation(self, message_id: str, receive_count: int) -> int:
+        """This delivery's attempt number within the claim's generation."""
+        if self.opened and self.opened.get("message_id") == message_id:
+            return receive_count - int(self.opened.get("receive", 1)) + 1
+        return receive_count
 
 
 @dataclass(frozen=True)
@@ -102,12 +113,26 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _write_id() -> str:
+    """Makes every state write's body unique: a record equal to a body we sent is our own write, stored."""
+    return uuid.uuid4().hex
+
+
 def _delivered(record: dict[str, Any]) -> bool:
     return (record.get("delivery") or {}).get("state") == DeliveryState.DELIVERED
 
 
 def _event(record: dict[str, Any]) -> SynthesisCompleted | SynthesisFailed:
     return parse_event(json.dumps(record["event"]))
+
+
+@dataclass(frozen=True)
+class _Put:
+    """A conditional PUT's answer: the new ETag when it was stored; else the record as it is now."""
+
+    etag: str | None
+    current: dict[str, Any] | None = None
+    current_etag: str = ""
 
 
 class JobStore:
@@ -162,16 +187,17 @@ class JobStore:
         now = self._clock()
         expires_at = now + timedelta(seconds=ttl_s)
         fresh = Claim(job_id, worker_id, expires_at, "", True, 1, message_id, attempt, now.isoformat())
-        etag = self._put(job_id, self._inprogress(fresh), IfNoneMatch="*")
-        if etag is not None:
+        put = self._put(job_id, self._inprogress(fresh), IfNoneMatch="*")
+        if put.etag is not None:
             self._note(job_id, JobStatus.INPROGRESS)
-            return replace(fresh, etag=etag)
-        record, current_etag = self.read(job_id)
+            return replace(fresh, etag=put.etag)
+        record, current_etag = put.current, put.current_etag
         if record is None:  # deleted between our two calls (record expiry): start over
             return self.claim(job_id, worker_id, ttl_s, message_id, attempt)
         status = record["status"]
         generation = int(record.get("generation", 1))
         cancel = record.get("cancel")
+        opened = record.get("opened")
         if status == JobStatus.COMPLETED:
             completed = _event(record)
             assert isinstance(completed, SynthesisCompleted)
@@ -184,6 +210,7 @@ class JobStore:
                 raise JobAlreadyFailed(failed, record.get("webhook_url"), _delivered(record))
             generation += 1  # a re-send or a redrive: the job runs again
             cancel = None
+            opened = {"message_id": message_id, "receive": attempt}
         elif status == JobStatus.INPROGRESS:
             remaining = (datetime.fromisoformat(record["expires_at"]) - self._clock()).total_seconds()
             if remaining > 0 and record["worker_id"] != worker_id:
@@ -192,13 +219,24 @@ class JobStore:
                     retry_in_s=int(remaining) + 1,
                 )
         taken = Claim(
-            job_id, worker_id, expires_at, "", False, generation, message_id, attempt, now.isoformat(), None, cancel
+            job_id,
+            worker_id,
+            expires_at,
+            "",
+            False,
+            generation,
+            message_id,
+            attempt,
+            now.isoformat(),
+            None,
+            cancel,
+            opened,
         )
-        etag = self._put(job_id, self._inprogress(taken), IfMatch=current_etag)
-        if etag is None:
+        put = self._put(job_id, self._inprogress(taken), IfMatch=current_etag)
+        if put.etag is None:
             raise JobInProgressElsewhere(f"job {job_id} was just taken over by another worker", retry_in_s=5)
         self._note(job_id, JobStatus.INPROGRESS)
-        return replace(taken, etag=etag)
+        return replace(taken, etag=put.etag)
 
     def renew(self, claim: Claim, ttl_s: float, progress: dict[str, Any] | None = None) -> Claim:
         """Extend our claim (and record the latest progress). Raises `LeaseLost` if another worker took the job
@@ -239,13 +277,13 @@ class JobStore:
             record, etag = self.read(job_id)
             if record is None:
                 body = {"status": JobStatus.RELEASED.value, "job_id": job_id, "generation": 1, "cancel": cancel}
-                if self._put(job_id, json.dumps(body).encode(), IfNoneMatch="*") is not None:
+                if self._put(job_id, json.dumps(body).encode(), IfNoneMatch="*").etag is not None:
                     return CancelResult.QUEUED  # indexed when a worker receives it
                 continue
             if record["status"] in TERMINAL:
                 return CancelResult.FINISHED
             record["cancel"] = record.get("cancel") or cancel
-            if self._put(job_id, json.dumps(record).encode(), IfMatch=etag) is not None:
+            if self._put(job_id, json.dumps(record).encode(), IfMatch=etag).etag is not None:
                 running = record["status"] == JobStatus.INPROGRESS and (
                     datetime.fromisoformat(record["expires_at"]) > self._clock()
                 )
@@ -262,6 +300,7 @@ class JobStore:
                 "status": JobStatus.RELEASED.value,
                 "job_id": c.job_id,
                 "generation": c.generation,
+                "write_id": _write_id(),
                 "released": {
                     "reason": reason,
                     "error_code": error_code.value if error_code else None,
@@ -273,14 +312,24 @@ class JobStore:
             }
             if c.cancel:
                 record["cancel"] = c.cancel
+            if c.opened:
+                record["opened"] = c.opened
             return json.dumps(record).encode()
 
         with contextlib.suppress(LeaseLost):  # not ours any more: nothing to release
             self._rewrite(claim, body)
 
-    def record_delivery(self, job_id: str, entry: dict[str, Any], state: DeliveryState | None = None) -> bool:
+    def record_delivery(
+        self,
+        job_id: str,
+        entry: dict[str, Any],
+        state: DeliveryState | None = None,
+        *,
+        replace_delivered: bool = False,
+    ) -> bool:
         """Append a webhook delivery attempt (and optionally a new state) to a finished job's record, with
-        If-Match retries against concurrent writers. Returns False when the job has no terminal record."""
+        If-Match retries against concurrent writers. A delivered state stays unless `replace_delivered` (a manual
+        redelivery says what happened this time). Returns False when the job has no terminal record."""
         for _ in range(8):
             record, etag = self.read(job_id)
             if record is None or record["status"] not in TERMINAL:
@@ -288,9 +337,9 @@ class JobStore:
             delivery = record.setdefault("delivery", {"state": DeliveryState.PENDING.value, "attempts": []})
             delivery["attempts"] = [*delivery.get("attempts", []), entry][-DELIVERY_LOG_SIZE:]
             delivery["count"] = int(delivery.get("count", 0)) + 1
-            if state is not None and delivery.get("state") != DeliveryState.DELIVERED:
+            if state is not None and (replace_delivered or delivery.get("state") != DeliveryState.DELIVERED):
                 delivery["state"] = state.value
-            if self._put(job_id, json.dumps(record).encode(), IfMatch=etag) is not None:
+            if self._put(job_id, json.dumps(record).encode(), IfMatch=etag).etag is not None:
                 return True
         raise StorageError(f"record of {job_id} kept changing while recording a delivery")
 
@@ -306,18 +355,21 @@ class JobStore:
             "started_at": claim.started_at,
             "expires_at": claim.expires_at.isoformat(),
             "progress": claim.progress,
+            "write_id": _write_id(),
         }
         if claim.cancel:
             record["cancel"] = claim.cancel
+        if claim.opened:
+            record["opened"] = claim.opened
         return json.dumps(record).encode()
 
     def _rewrite(self, claim: Claim, body: Callable[[Claim], bytes], lost: str = "was taken over") -> Claim:
         """PUT `body(claim)` If-Match our ETag. When that fails because someone only added a cancel request to
         our record (same owner and generation), adopt the cancel and write again; otherwise raise `LeaseLost`."""
-        etag = self._put(claim.job_id, body(claim), IfMatch=claim.etag)
-        if etag is not None:
-            return replace(claim, etag=etag)
-        record, current = self.read(claim.job_id)
+        put = self._put(claim.job_id, body(claim), IfMatch=claim.etag)
+        if put.etag is not None:
+            return replace(claim, etag=put.etag)
+        record, current = put.current, put.current_etag
         ours = (
             record is not None
             and record["status"] == JobStatus.INPROGRESS
@@ -329,10 +381,10 @@ class JobStore:
             raise LeaseLost(f"claim on {claim.job_id} {lost}")
         assert record is not None
         cancelled = replace(claim, etag=current, cancel=record["cancel"])
-        etag = self._put(claim.job_id, body(cancelled), IfMatch=current)
-        if etag is None:
+        put = self._put(claim.job_id, body(cancelled), IfMatch=current)
+        if put.etag is None:
             raise LeaseLost(f"claim on {claim.job_id} {lost}")
-        return replace(cancelled, etag=etag)
+        return replace(cancelled, etag=put.etag)
 
     def _note(self, job_id: str, status: JobStatus, error_code: str | None = None) -> None:
         if self.index is not None:
@@ -358,6 +410,7 @@ class JobStore:
             "event": json.loads(event.model_dump_json()),
             "webhook_url": webhook_url,
             "delivery": {"state": DeliveryState.PENDING.value if webhook_url else None, "attempts": [], "count": 0},
+            "write_id": _write_id(),
         }
         if isinstance(event, SynthesisFailed):
             record["failure"] = {
@@ -369,17 +422,20 @@ class JobStore:
             }
         return json.dumps(record).encode()
 
-    def _put(self, job_id: str, body: bytes, **condition: str) -> str | None:
-        """Conditional put. Returns the new ETag, or None when the condition failed."""
+    def _put(self, job_id: str, body: bytes, **condition: str) -> _Put:
+        """Conditional put. When the condition fails, the record is read: if it already holds exactly this body,
+        an earlier try of this very put was stored and only its response was lost (botocore and `aws_retry` retry
+        a dropped connection), so the write succeeded; otherwise the current record comes back to the caller."""
         with storage_errors(f"writing record of {job_id}"):
             try:
-                # A retried conditional put whose first try landed answers 412: claim() then finds its own
-                # worker id on the record and takes it over, so the retry is safe.
                 response = aws_retry(self._s3.put_object)(
                     Bucket=self._bucket, Key=self.key(job_id), Body=body, ContentType="application/json", **condition
                 )
             except ClientError as exc:
-                if is_conflict(exc) or ("IfMatch" in condition and is_missing(exc)):
-                    return None
-                raise
-        return str(response["ETag"])
+                if not (is_conflict(exc) or ("IfMatch" in condition and is_missing(exc))):
+                    raise
+                current, etag = self.read(job_id)
+                if current is not None and current == json.loads(body):
+                    return _Put(etag)
+                return _Put(None, current, etag)
+        return _Put(str(response["ETag"]))

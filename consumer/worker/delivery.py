@@ -18,6 +18,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
@@ -41,6 +42,12 @@ MAX_DELAY_S = 900  # SQS DelaySeconds cap
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class Posted(StrEnum):
+    DELIVERED = "delivered"
+    FAILED = "failed"  # worth another try later
+    REFUSED = "refused"  # the target is not allowed (private or metadata address): delivery ends at once
 
 
 def retry_delay_s(attempt: int, base_s: float) -> int:
@@ -100,7 +107,7 @@ class Deliveries:
         for attempt in range(1, self.settings.webhook_inline_attempts + 1):
             if attempt > 1:
                 time.sleep(min(8.0, 0.5 * 2 ** (attempt - 2)))
-            if self._post(event, url, body, recorded, final=False) is not None:
+            if self._post(event, url, body, recorded, final=False) is not Posted.FAILED:
                 return
 
     # --- a queued task ----------------------------------------------------------------------------------------
@@ -134,15 +141,19 @@ class Deliveries:
             self._notifier.publish(done.event)
         if done.webhook_url is None:
             return "no_webhook"
-        if done.delivery.get("state") == DeliveryState.DELIVERED and not task.manual:
+        state = done.delivery.get("state")
+        if state == DeliveryState.DELIVERED and not task.manual:
             return "already_delivered"
+        if state == DeliveryState.DELIVERY_FAILED and not task.manual:
+            return "already_failed"  # refused in process, or given up: nothing more to try
         last = not task.manual and (
             task.attempt >= self.settings.webhook_max_attempts
             or (_now() - task.first_at).total_seconds() >= self.settings.webhook_max_age_s
         )
-        status = self._post(done.event, done.webhook_url, done.event.model_dump_json().encode(), True, final=last)
-        if status is not None:
-            return "delivered"
+        body = done.event.model_dump_json().encode()
+        posted = self._post(done.event, done.webhook_url, body, True, final=last, manual=task.manual)
+        if posted is not Posted.FAILED:
+            return posted.value
         if last:
             return "delivery_failed"
         delay = retry_delay_s(task.attempt + 1, self.settings.webhook_retry_base_s)
@@ -168,11 +179,14 @@ class Deliveries:
         )
 
     # --- one POST -------------------------------------------------------------------------------------------
-    def _post(self, event: Event, url: str, body: bytes, recorded: bool, *, final: bool) -> int | None:
-        """POST once and log it in the record. Returns the status on success, None on failure."""
+    def _post(
+        self, event: Event, url: str, body: bytes, recorded: bool, *, final: bool, manual: bool = False
+    ) -> Posted:
+        """POST once and log it in the record. A refused target is final whatever `final` says: retrying cannot
+        help. `manual` (`jobs redeliver`): the outcome replaces the recorded delivery state, delivered included."""
         entry: dict[str, Any] = {"at": _now().isoformat(), "status": None, "error": None}
         state: DeliveryState | None = None
-        status: int | None = None
+        posted = Posted.FAILED
         try:
             status = webhook.deliver(
                 url,
@@ -182,13 +196,13 @@ class Deliveries:
                 allow_private=self.settings.webhook_allow_private,
                 timeout_s=self.settings.webhook_timeout_s,
             )
-            entry["status"], state = status, DeliveryState.DELIVERED
+            entry["status"], state, posted = status, DeliveryState.DELIVERED, Posted.DELIVERED
             self._metrics.webhook_deliveries.labels("delivered").inc()
             log.info("webhook_delivered", job_id=event.job_id, event_id=event.event_id, status=status)
         except WebhookRefused as exc:  # the target turned private since it was checked: retrying cannot help
-            entry["error"], state, final = str(exc)[:300], DeliveryState.DELIVERY_FAILED, True
+            entry["error"], state, posted = str(exc)[:300], DeliveryState.DELIVERY_FAILED, Posted.REFUSED
             self._metrics.webhook_deliveries.labels("refused").inc()
-            log.warning("webhook_refused", job_id=event.job_id, reason=str(exc))
+            log.warning("webhook_refused", job_id=event.job_id, reason=str(exc), consequence="delivery ended")
         except WebhookFailed as exc:
             entry["error"], entry["status"] = str(exc)[:300], exc.status
             self._metrics.webhook_deliveries.labels("failed").inc()
@@ -199,7 +213,7 @@ class Deliveries:
                 log.error("webhook_delivery_failed", job_id=event.job_id, event_id=event.event_id)
         if recorded:
             try:
-                self._jobs.record_delivery(event.job_id, entry, state)
+                self._jobs.record_delivery(event.job_id, entry, state, replace_delivered=manual)
             except StorageError as exc:
                 log.warning("delivery_log_not_written", job_id=event.job_id, error=str(exc))
-        return status
+        return posted

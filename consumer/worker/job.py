@@ -5,8 +5,10 @@ replayed      → the job already has an outcome for this message: the recorded 
 failed        → permanent error: failure recorded, event published, message deleted
 retry         → retryable error: record released, message visible again after a backoff; on the last receive
                 the failure is recorded and published, and the message goes on to the DLQ
-deferred      → another attempt holds a live claim: message hidden until that claim expires
-returned      → shutdown: record released, message visible again at once for another worker
+deferred      → another attempt holds a live claim: message hidden until that claim expires (a claim that runs
+                out within a heartbeat, or any claim on the last receive, is waited out instead)
+returned      → shutdown: record released, message visible again for another worker (at once, or once this
+                worker's own open long poll has ended)
 abandoned     → our lease ran out or was taken over: nothing more is written; the new owner finishes
 
 An event is only ever published by the attempt that wrote the job's outcome into its record, or as a replay of
@@ -103,6 +105,14 @@ class Services:
     admission: Admission = field(default_factory=lambda: Admission(1))  # jobs' phases, for the poll loop
 
 
+class Abort(threading.Event):
+    """Set when in-flight jobs must stop and hand their messages back (shutdown). `hidden_s`: how long a
+    returned message stays hidden: until this worker's own open long poll has ended, so that poll cannot
+    receive the message it was just given back (that would cost the job a receive)."""
+
+    hidden_s: int = 0
+
+
 def retry_delay_s(attempt: int, settings: Settings) -> int:
     """Exponential backoff from the receive count, with jitter, clamped."""
     ceiling = min(settings.retry_max_delay_s, settings.retry_base_delay_s * 2 ** max(0, attempt - 1))
@@ -119,6 +129,9 @@ class JobRun:
         self.shutdown = shutdown
         self.job_id = job_id_hint(message.body, message.message_id)
         self.deadline = message.received_monotonic + self.settings.job_timeout_s
+        self.started = message.received_monotonic  # when the claim was taken (job time counts from there)
+        self._abort_cause: str | None = None  # the first reason `_should_abort` said yes, latched
+        self._opened: Claim | None = None  # our claim as taken (it says how this generation was opened)
         # Owned from the receive on: the message is invisible for visibility_timeout_s (the lease's first term).
         self.lease = Lease(message.received_monotonic + self.settings.visibility_timeout_s)
         # The claim is shared with the heartbeat thread, which renews it: every read-modify-write of it (renew,
@@ -181,6 +194,7 @@ class JobRun:
                 request, self.settings.bucket, self.settings.output_prefix, self.settings.allowed_output_buckets
             )
             self._check_webhook(request)
+            self.s.audio.check_bucket(location.bucket)  # before the device: a missing bucket is found now
             text = self.s.texts.resolve(request)
             self._allow_for(text)
             log.info(
@@ -190,10 +204,10 @@ class JobRun:
                 voice=request.voice.voice_id or "clip",
                 output=location.uri,
             )
-            # 3. The work, then the outcome: recorded first, announced after.
+            # 3. The work, then the outcome: recorded first, announced after (outside this `try`: once an
+            # outcome is recorded, no later error may produce another one).
             event = self._produce(request, text, location)
             self._record(lambda claim: self.s.jobs.complete(claim, event, self.webhook_url), "the completion")
-            return self._announce(event, Outcome.DONE, recorded=True)
         except (JobAlreadyCompleted, JobAlreadyFailed) as done:
             log.info("job_already_finished", event_id=done.event.event_id, consequence="recorded event replayed")
             self.webhook_url = None if done.delivered else done.webhook_url
@@ -218,23 +232,49 @@ class JobRun:
         except Exception as exc:
             log.exception("job_crashed")
             return self._retry(RetryableError(f"unexpected {type(exc).__name__}: {exc}", code=ErrorCode.INTERNAL))
+        return self._announce(event, Outcome.DONE, recorded=True)
 
     # --- the work -------------------------------------------------------------------------------------------
     def _claim(self, job_id: str) -> None:
-        started = time.monotonic()
         ttl = self.settings.visibility_timeout_s
-        claim = self.s.jobs.claim(job_id, self.owner, ttl, self.msg.message_id, self.msg.receive_count)
+        while True:
+            started = time.monotonic()
+            try:
+                claim = self.s.jobs.claim(job_id, self.owner, ttl, self.msg.message_id, self.msg.receive_count)
+                break
+            except JobInProgressElsewhere as held:
+                if not self._wait_out(held):
+                    raise
         with self._claim_lock:
             self.claim = claim
         self.lease.claimed(started, ttl)
         self.generation = claim.generation
+        self._opened = claim
+        self.started = time.monotonic()
+        self.deadline = self.started + self.settings.job_timeout_s
         if claim.cancel:
             raise JobCancelled(_cancel_message(claim.cancel, "before it started"))
+
+    def _wait_out(self, held: JobInProgressElsewhere) -> bool:
+        """Wait for another attempt's claim to end, keeping our message hidden, rather than defer: a deferral
+        costs a receive. Always on the last receive (deferring it would send the job to the DLQ with no
+        outcome); otherwise only when that claim runs out within a heartbeat (its holder has stopped renewing:
+        paused or dead). Returns False when we should defer after all (shutdown, our own lease in doubt)."""
+        last = self._last_receive()
+        if not last and held.retry_in_s > self.settings.heartbeat_interval_s:
+            return False
+        log.info("job_claim_waited_out", reason=str(held), wait_s=held.retry_in_s, last_receive=last)
+        wake = time.monotonic() + held.retry_in_s
+        while (left := wake - time.monotonic()) > 0:
+            if self.shutdown.is_set() or self.heartbeat.lost.is_set() or self.lease.remaining_s() <= 0:
+                return False
+            self.shutdown.wait(min(left, 0.25))
+        return not self.shutdown.is_set()
 
     def _allow_for(self, text: str) -> None:
         """A long text gets more time: `job_timeout_s` plus `job_timeout_per_1k_chars_s` per 1,000 characters."""
         extra = self.settings.job_timeout_per_1k_chars_s * len(text) / 1000
-        self.deadline = self.msg.received_monotonic + self.settings.job_timeout_s + extra
+        self.deadline = self.started + self.settings.job_timeout_s + extra
 
     def _produce(self, request: SynthesisRequest, text: str, location: OutputLocation) -> SynthesisCompleted:
         """Synthesize and upload, unless an earlier attempt already uploaded the audio."""
@@ -403,20 +443,28 @@ class JobRun:
 
     # --- other exits -----------------------------------------------------------------------------------------
     def _aborted(self) -> Outcome:
+        """Synthesis stopped because `_should_abort` said so: act on the cause it saw first. (Re-checking now
+        would be wrong: a process paused past its lease resumes with its heartbeat running, which may extend
+        the lease again between the abort and this exit.)"""
         self._settle()
-        if self.cancelled.is_set() and not self.heartbeat.lost.is_set():
+        cause = self._abort_cause or self._abort_reason() or "unexplained"
+        if cause == "cancelled":
             assert self.claim is not None and self.claim.cancel is not None
             return self._fail_permanently(JobCancelled(_cancel_message(self.claim.cancel, "while synthesizing")))
-        if self.heartbeat.lost.is_set():
+        if cause == "lost":
             return self._abandon(self.heartbeat.lost_reason)
-        if self.lease.remaining_s() <= 0:
-            return self._abandon("the lease ran out during synthesis")
-        if self.shutdown.is_set():
+        if cause == "lease":
+            return self._abandon("the lease ran out during synthesis (the process was paused, or could not renew)")
+        if cause == "shutdown":
             self._release_claim("shutdown", None)
-            self.s.queue.release(self.msg.receipt_handle, 0)
-            log.info("job_returned", reason="shutdown", consequence="visible again for another worker")
+            hidden_s = self.shutdown.hidden_s if isinstance(self.shutdown, Abort) else 0
+            self.s.queue.release(self.msg.receipt_handle, hidden_s)
+            log.info("job_returned", reason="shutdown", hidden_s=hidden_s, consequence="visible for another worker")
             return Outcome.RETURNED
-        return self._retry(JobTimeout(f"job exceeded its {self.settings.job_timeout_s:.0f}s limit"))
+        if cause == "deadline":
+            limit = self.deadline - self.started
+            return self._retry(JobTimeout(f"job exceeded its {limit:.0f}s limit"))
+        return self._retry(RetryableError("synthesis aborted with no cause recorded", code=ErrorCode.INTERNAL))
 
     def _abandon(self, reason: str) -> Outcome:
         self._settle()
@@ -424,8 +472,13 @@ class JobRun:
         return Outcome.ABANDONED
 
     def _delete(self, outcome: Outcome) -> Outcome:
+        """Delete the finished message. Its outcome is recorded: if the delete fails, the message comes back and
+        that delivery replays the outcome (never another one)."""
         self._settle()
-        self.s.queue.delete_soon(self.msg.receipt_handle)
+        try:
+            self.s.queue.delete_soon(self.msg.receipt_handle)
+        except (StorageError, ClientError, BotoCoreError) as exc:
+            log.warning("delete_failed", error=str(exc), consequence="redelivered: replays the recorded outcome")
         return outcome
 
     def _settle(self) -> None:
@@ -435,16 +488,33 @@ class JobRun:
 
     # --- helpers -------------------------------------------------------------------------------------------
     def _last_receive(self) -> bool:
-        return self.s.max_receive_count is not None and self.msg.receive_count >= self.s.max_receive_count
+        """This delivery is the generation's last: the queue dead-letters it on its next receive. Counted within
+        the generation, from the delivery that reopened it: a queue may keep a redriven message's receive
+        count (LocalStack does), and one redrive must still get the full retry budget."""
+        if self.s.max_receive_count is None:
+            return False
+        attempt = self.msg.receive_count
+        if self._opened is not None:
+            attempt = self._opened.attempt_in_generation(self.msg.message_id, attempt)
+        return attempt >= self.s.max_receive_count
 
     def _should_abort(self) -> bool:
-        return (
-            self.shutdown.is_set()
-            or self.cancelled.is_set()
-            or self.heartbeat.lost.is_set()
-            or self.lease.remaining_s() <= 0
-            or time.monotonic() > self.deadline
-        )
+        if self._abort_cause is None:
+            self._abort_cause = self._abort_reason()
+        return self._abort_cause is not None
+
+    def _abort_reason(self) -> str | None:
+        if self.cancelled.is_set() and not self.heartbeat.lost.is_set():
+            return "cancelled"
+        if self.heartbeat.lost.is_set():
+            return "lost"
+        if self.lease.remaining_s() <= 0:
+            return "lease"
+        if self.shutdown.is_set():
+            return "shutdown"
+        if time.monotonic() > self.deadline:
+            return "deadline"
+        return None
 
     def _ensure_owned(self, what: str) -> None:
         """Before every write: the heartbeat has not lost the job, and our own deadline leaves time to write."""
@@ -518,18 +588,40 @@ class JobRun:
             self.webhook_url = webhook_hint(self.msg.body)
 
     def _failed_event(self, code: ErrorCode, message: str, *, retryable: bool) -> SynthesisFailed:
-        return SynthesisFailed(
-            event_id=event_id_for(self.job_id, f"failed:{self.generation}"),
-            job_id=self.job_id,
-            attempt=self.msg.receive_count,
-            generation=self.generation,
-            worker_id=self.settings.worker_id,
-            occurred_at=datetime.now(UTC),
-            metadata=_metadata(self.msg.body),
-            error_code=code,
-            error_message=message[:2000],
+        return failed_event(
+            self.job_id,
+            self.msg,
+            self.generation,
+            self.settings.worker_id,
+            code,
+            message,
             retryable=retryable,
         )
+
+
+def failed_event(
+    job_id: str,
+    message: ReceivedMessage,
+    generation: int,
+    worker_id: str,
+    code: ErrorCode,
+    error: str,
+    *,
+    retryable: bool,
+) -> SynthesisFailed:
+    """The failure event of `job_id`'s `generation`, for the request in `message`."""
+    return SynthesisFailed(
+        event_id=event_id_for(job_id, f"failed:{generation}"),
+        job_id=job_id,
+        attempt=message.receive_count,
+        generation=generation,
+        worker_id=worker_id,
+        occurred_at=datetime.now(UTC),
+        metadata=_metadata(message.body),
+        error_code=code,
+        error_message=error[:2000],
+        retryable=retryable,
+    )
 
 
 def _cancel_message(cancel: dict, when: str) -> str:

@@ -6,11 +6,14 @@ cleanly.
 Shutdown order (SIGTERM/SIGINT): stop polling at once — the open long poll is left to a poller thread,
 which hands anything it still receives straight back (visibility 0) — then give in-flight jobs
 `shutdown_grace_s` to finish while their heartbeats keep running, then abort the rest, which return their
-messages (visibility 0) for another worker. Exit code 0.
+messages for another worker: visible at once, or, while our own long poll is still open, hidden until it ends
+(else that poll would receive them back, costing each a receive). Exit code 0. Every `dead_letter_check_s` a
+sweep of the DLQ runs beside the jobs (`consumer.worker.dead_letters`).
 """
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -22,7 +25,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_never, wait_random_
 
 from consumer.aws.failures import error_code
 from consumer.core.logs import get_logger
-from consumer.worker.job import Outcome, Services, process_message
+from consumer.worker.dead_letters import DeadLetterWatch, sweep_safely
+from consumer.worker.job import Abort, Outcome, Services, process_message
 from consumer.worker.message import ReceivedMessage
 from contracts.tasks import DELIVER_KIND
 
@@ -35,7 +39,10 @@ class Worker:
         self.s = services
         self.settings = services.settings
         self.stopping = threading.Event()  # no new messages
-        self.aborting = threading.Event()  # in-flight jobs give up and return their messages
+        self.aborting = Abort()  # in-flight jobs give up and return their messages
+        self._poll_started = 0.0  # monotonic start of the open long poll
+        self._dead_letters = DeadLetterWatch(services)
+        self._next_sweep = time.monotonic() + self.settings.dead_letter_check_s
         self.admission = services.admission
         self._jobs = ThreadPoolExecutor(self.admission.cap, thread_name_prefix="job")
         self._poller = ThreadPoolExecutor(1, thread_name_prefix="poll")
@@ -72,6 +79,7 @@ class Worker:
         poll_started_idle = False
         while not self.stopping.is_set():
             self._reap()
+            self._sweep_dead_letters_when_due()
             wanted = self.admission.wanted(len(self._in_flight))
             if wanted == 0 and pending_poll is None:
                 if len(self._in_flight) >= self.admission.cap:
@@ -87,6 +95,7 @@ class Worker:
                 # Burst mode trusts an empty poll only if nothing was in flight when it started: a job may
                 # still hand its message back (retry) while the poll runs.
                 poll_started_idle = not self._in_flight and not self._task_futures
+                self._poll_started = time.monotonic()
                 pending_poll = self._poller.submit(self._receive, wanted)
             done, _ = wait({pending_poll}, timeout=0.2)
             if not done:
@@ -114,6 +123,14 @@ class Worker:
         future = self._jobs.submit(process_message, message, self.s, self.aborting)
         self._in_flight.add(future)
         self.s.metrics.in_flight.set(len(self._in_flight))
+
+    def _sweep_dead_letters_when_due(self) -> None:
+        """A DLQ sweep beside the jobs, as a task, every `dead_letter_check_s` (consumer.worker.dead_letters)."""
+        every = self.settings.dead_letter_check_s
+        if every <= 0 or time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + every
+        self._task_futures.add(self._tasks.submit(sweep_safely, self._dead_letters))
 
     def _run_task(self, message: ReceivedMessage) -> str:
         if message.kind != DELIVER_KIND:
@@ -185,6 +202,9 @@ class Worker:
             _, not_done = wait(self._in_flight, timeout=grace)
             if not_done:
                 log.info("grace_expired", returning=len(not_done))
+                if pending_poll is not None and not pending_poll.done():  # it must not receive what we return
+                    poll_left_s = self._poll_started + self.settings.wait_time_s - time.monotonic()
+                    self.aborting.hidden_s = max(0, math.ceil(poll_left_s) + 1)
                 self.aborting.set()
                 wait(not_done)
         wait(self._task_futures, timeout=max(grace, self.settings.webhook_timeout_s))
