@@ -166,3 +166,24 @@ def test_a_model_dir_without_model_json_is_refused_before_loading(tmp_path):
     with pytest.raises(ConfigurationError, match="is not a directory"):
         check_model(Settings(model_dir=tmp_path / "file"))
     check_model(Settings(model_dir=tmp_path / "missing", engine="fake"))  # the fake engine loads no model
+
+
+def test_a_bucket_the_policy_cannot_head_passes_but_a_missing_one_does_not(monkeypatch):
+    """The generated policies grant s3:ListBucket per prefix only, so HeadBucket answers 403 on real AWS for a
+    bucket the worker may use: the preflight must not refuse to start for that. A missing bucket (404) still does."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from consumer.aws import probe
+
+    settings = Settings(queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/q", bucket="audio")
+    keys = {"region_name": "us-east-1", "aws_access_key_id": "x", "aws_secret_access_key": "y"}
+    sqs, s3 = boto3.client("sqs", **keys), boto3.client("s3", **keys)
+    monkeypatch.setattr(probe, "_quick_clients", lambda _settings: (sqs, s3))
+    with Stubber(sqs) as queue, Stubber(s3) as bucket:
+        for status in (403, 404):
+            queue.add_response("get_queue_attributes", {"Attributes": {"QueueArn": "arn:aws:sqs:us-east-1:1:q"}})
+            bucket.add_client_error("head_bucket", str(status), http_status_code=status)
+        probe.check_aws(settings)
+        with pytest.raises(ConfigurationError):
+            probe.check_aws(settings)

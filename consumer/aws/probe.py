@@ -10,7 +10,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.aws.failures import explain_aws_failure
+from consumer.aws.failures import explain_aws_failure, http_status
 from consumer.core.settings import Settings
 
 
@@ -31,6 +31,17 @@ def check_aws(settings: Settings) -> None:
     sqs, s3 = _quick_clients(settings)
     try:
         sqs.get_queue_attributes(QueueUrl=settings.queue_url, AttributeNames=["QueueArn"])
-        s3.head_bucket(Bucket=settings.bucket)
+        _head_bucket(s3, settings.bucket)
     except (BotoCoreError, ClientError) as exc:
         raise explain_aws_failure(exc, settings) from exc
+
+
+def _head_bucket(s3: Any, bucket: str) -> None:
+    """The bucket exists. 403 passes: HeadBucket needs an unconditional s3:ListBucket, which the generated
+    policies grant only per prefix (infra/), while a bucket that does not exist answers 404 whatever the policy;
+    the credentials themselves were just checked by the queue call."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if http_status(exc) != 403:
+            raise
