@@ -1,4 +1,5 @@
-"""CI subset of the chaos harness (long form: `python -m tests.harness.chaos --jobs 500 --kills 150 --pauses 60`)."""
+"""CI subsets of the chaos harness (long forms: `python -m tests.harness.chaos --jobs 500 --kills 150 --pauses 60`
+and `python -m tests.harness.chaos --pause-chaos --jobs 60 --kills 0 --pauses 36 --max-receive-count 10 --work-s 2`)."""
 
 from __future__ import annotations
 
@@ -14,3 +15,31 @@ def test_killed_and_paused_workers_lose_nothing_duplicate_nothing_contradict_not
     assert report.contradictory == [] and report.webhook_missing == []
     assert report.stuck == 0 and report.dead_lettered == 0
     assert len(report.latencies) == 30
+
+
+def test_paused_past_visibility_every_job_ends_with_an_outcome(summary_line):
+    """An outside driver's conditions, scaled down: workers SIGSTOPped for 1.25-2.25 times the visibility
+    timeout, more often than killed, while jobs keep arriving, on a queue that dead-letters after 4 receives.
+    Jobs use their receives up on abandoned and deferred attempts, so a job may end FAILED (retries exhausted);
+    but every job ends with an outcome that is recorded and published, a dead-lettered one included, and none is
+    synthesized twice."""
+    report = run_chaos(
+        workers=3,
+        jobs=20,
+        kills=2,
+        pauses=14,
+        seed=21,
+        work_s=2.0,
+        visibility_s=4,
+        pause_s=(5.0, 9.0),
+        max_receive_count=4,
+        failures_allowed=True,
+        settle_s=15.0,
+        spread_jobs=True,
+    )
+    summary_line(report.summary())
+    histories = "\n".join(report.histories())
+    assert report.pauses == 14 and report.receives.outcomes["abandoned"] > 0  # pauses did outlast leases
+    assert report.no_outcome == [] and report.dead_unrecorded == [], histories
+    assert report.duplicated == [] and report.mismatched == [], histories
+    assert report.contradictory == [] and report.stuck == 0, histories

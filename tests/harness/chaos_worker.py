@@ -1,11 +1,13 @@
 """A worker process for the chaos harness: the real `f5-worker run` (fake engine), with two additions made
-through botocore's event hooks, not through the worker's code:
+through botocore's event hooks, not through the worker's code, and one log field:
 
 - the windows between the lifecycle's steps are widened (a short sleep before the completion record, the
   SNS publish and the DeleteMessage), so random kills land between upload and publish and between publish
   and delete, not only during synthesis;
 - every completed audio upload and every step entered is appended to a ledger file, so the harness can
-  count distinct syntheses per job and say where each kill landed.
+  count distinct syntheses per job and say where each kill landed;
+- each attempt's log lines carry `receive_count` to the end, its `job_finished` line included, so the harness
+  can tell each job's receives apart (a log context only: the worker's behaviour is untouched).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 
 import boto3
+import structlog
 
 LEDGER = Path(os.environ["CHAOS_LEDGER"])
 WINDOW_S = float(os.environ.get("CHAOS_WINDOW_S", "0.15"))
@@ -80,8 +83,21 @@ def _install() -> None:
     boto3.session.Session.client = client
 
 
+def _tag_receives() -> None:
+    from consumer.worker.job import JobRun, Outcome
+
+    run = JobRun.run
+
+    def tagged(self: JobRun) -> Outcome:
+        with structlog.contextvars.bound_contextvars(receive_count=self.msg.receive_count):
+            return run(self)
+
+    JobRun.run = tagged
+
+
 if __name__ == "__main__":
     _install()
+    _tag_receives()
     from consumer.cli import main
 
     sys.argv = ["f5-worker", "run"]
