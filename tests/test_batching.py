@@ -279,12 +279,11 @@ def test_close_fails_queued_jobs_and_stops_the_dispatcher(make_engine):
 
 
 def test_settings_require_enough_messages_in_flight_for_a_batch():
-    from pydantic import ValidationError
+    from consumer.core.errors import ConfigurationError
+    from consumer.core.settings import Settings, load_settings
 
-    from consumer.core.settings import Settings
-
-    with pytest.raises(ValidationError, match="F5_WORKER_MAX_IN_FLIGHT"):
-        Settings(max_in_flight=2, batch_max_size=4)
+    with pytest.raises(ConfigurationError, match="F5_WORKER_MAX_IN_FLIGHT"):
+        load_settings(max_in_flight=2, batch_max_size=4)
     settings = Settings(max_in_flight=4, batch_max_size=4, batch_window_ms=5)
     assert (settings.batch_max_size, settings.batch_window_ms) == (4, 5.0)
     assert Settings().batch_max_size == 1  # off by default

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.aws.queue import RECEIVE_ATTRIBUTES, dead_letters
+from consumer.aws.queue import Queue, dead_letters
 from consumer.core.errors import (
     JobAlreadyCompleted,
     JobAlreadyFailed,
@@ -37,36 +37,28 @@ HOLD_S = 30  # how long a dead letter is hidden while it is looked at
 class DeadLetterWatch:
     def __init__(self, services: Services) -> None:
         self.s = services
-        self._url: str | None = None
+        self._dlq: Queue | None = None
         self._resolved = False
 
     def sweep(self) -> int:
         """Look at one page of the DLQ; returns how many failures were recorded."""
-        url = self._dlq_url()
-        if url is None:
+        dlq = self._dead_letter_queue()
+        if dlq is None:
             return 0
-        received = self.s.queue.sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=PAGE,
-            WaitTimeSeconds=0,
-            VisibilityTimeout=HOLD_S,
-            MessageSystemAttributeNames=RECEIVE_ATTRIBUTES,
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
         recorded = 0
-        for raw in received:
+        for raw in dlq.receive(PAGE, 0, HOLD_S):
             message = ReceivedMessage.from_sqs(raw)
             try:
                 recorded += self._record_outcome(message)
             finally:
-                self._show(url, message.receipt_handle)
+                dlq.release(message.receipt_handle, 0)  # visible again for `dlq list` and a redrive
         return recorded
 
-    def _dlq_url(self) -> str | None:
+    def _dead_letter_queue(self) -> Queue | None:
         if not self._resolved:
             found = dead_letters(self.s.queue.sqs, self.s.queue.url)
-            self._url, self._resolved = (found.url if found else None), True
-        return self._url
+            self._dlq, self._resolved = (Queue(self.s.queue.sqs, found.url) if found else None), True
+        return self._dlq
 
     def _record_outcome(self, message: ReceivedMessage) -> int:
         job_id = usable_job_id(message.body) if message.kind is None else None
@@ -108,12 +100,6 @@ class DeadLetterWatch:
             self.s.metrics.events_unpublished.inc()
             log.error("event_not_published", job_id=job_id, error=str(exc), consequence="recorded only")
         return 1
-
-    def _show(self, url: str, receipt_handle: str) -> None:
-        try:
-            self.s.queue.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt_handle, VisibilityTimeout=0)
-        except (ClientError, BotoCoreError) as exc:
-            log.debug("dead_letter_not_shown", error=str(exc), consequence=f"visible again in {HOLD_S}s")
 
 
 def sweep_safely(watch: DeadLetterWatch) -> str:
