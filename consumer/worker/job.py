@@ -367,7 +367,7 @@ class JobRun:
     def _announce(self, event: Event, outcome: Outcome, *, recorded: bool, then_release: bool = False) -> Outcome:
         """Publish a recorded outcome (SNS), hand its webhook to the senders, finish the message. If this fails
         the message is kept and its next delivery replays the recorded event; on the last receive the message
-        is finished anyway (the record holds the outcome; a completed job never reaches the DLQ). `recorded`:
+        is finished anyway (the record holds the outcome; a completed job is not sent to the DLQ). `recorded`:
         the outcome is in the job's record (queued delivery retries need it)."""
         try:
             self.s.notifier.publish(event)
