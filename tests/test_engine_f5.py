@@ -215,7 +215,7 @@ assert tuned.spec.arch["dim"] == 64 and tuned.spec.vocab == {str(tiny_model_path
 try:
     Settings(model_dir={str(tiny_model_path)!r}, vocab="vocab.txt")
 except ValueError as exc:
-    assert "go with checkpoint" in str(exc)
+    assert "goes with a checkpoint" in str(exc)
 else:
     raise AssertionError("vocab with model_dir was accepted")
 """

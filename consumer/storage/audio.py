@@ -65,23 +65,25 @@ class AudioStore:
         self._s3 = s3
         self._buckets_seen: dict[str, float] = {}  # bucket → monotonic time it was last found
 
-    def check_bucket(self, bucket: str) -> None:
+    def check_bucket(self, location: OutputLocation) -> None:
         """Before the device is used: raise `StorageError` (retryable: an operator can create it, then the
         retry or a redrive succeeds) when the output bucket does not exist, instead of finding out at upload
-        after synthesis. 403 passes: HeadBucket needs s3:ListBucket, which a worker's policy may not grant."""
-        seen = self._buckets_seen.get(bucket)
+        after synthesis. Asked with a one-byte GET of the output key, which the worker's policy allows (HeadBucket
+        needs an unconditional s3:ListBucket): NoSuchBucket tells a missing bucket from a missing key, and a
+        403 passes (the upload tells)."""
+        seen = self._buckets_seen.get(location.bucket)
         if seen is not None and time.monotonic() - seen < self.BUCKET_SEEN_S:
             return
         try:
-            aws_retry(self._s3.head_bucket)(Bucket=bucket)
+            aws_retry(self._s3.get_object)(Bucket=location.bucket, Key=location.key, Range="bytes=0-0")
         except ClientError as exc:
-            if http_status(exc) == 404 or error_code(exc) in ("NoSuchBucket", "404"):
+            if error_code(exc) == "NoSuchBucket":
                 raise StorageError(
-                    f"output bucket {bucket} does not exist (create it, or fix the request's output.bucket)"
+                    f"output bucket {location.bucket} does not exist (create it, or fix the request's output.bucket)"
                 ) from exc
-            if http_status(exc) != 403:
+            if not (is_missing(exc) or http_status(exc) in (403, 416)):
                 raise
-        self._buckets_seen[bucket] = time.monotonic()
+        self._buckets_seen[location.bucket] = time.monotonic()
 
     def find(self, location: OutputLocation) -> StoredAudio | None:
         """The audio a previous attempt already uploaded, if it is complete."""

@@ -194,7 +194,7 @@ class JobRun:
                 request, self.settings.bucket, self.settings.output_prefix, self.settings.allowed_output_buckets
             )
             self._check_webhook(request)
-            self.s.audio.check_bucket(location.bucket)  # before the device: a missing bucket is found now
+            self.s.audio.check_bucket(location)  # before the device: a missing bucket is found now
             text = self.s.texts.resolve(request)
             self._allow_for(text)
             log.info(
