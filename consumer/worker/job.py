@@ -105,6 +105,16 @@ class Services:
     admission: Admission = field(default_factory=lambda: Admission(1))  # jobs' phases, for the poll loop
 
 
+class AbortCause(StrEnum):
+    """Why synthesis was stopped: latched when the abort check first says yes."""
+
+    CANCELLED = "cancelled"
+    LOST = "lost"  # the heartbeat lost the job (takeover, receipt gone)
+    LEASE = "lease"  # the lease ran out (a pause, extensions failing)
+    SHUTDOWN = "shutdown"
+    DEADLINE = "deadline"  # job_timeout_s
+
+
 class Abort(threading.Event):
     """Set when in-flight jobs must stop and hand their messages back (shutdown). `hidden_s`: how long a
     returned message stays hidden: until this worker's own open long poll has ended, so that poll cannot
@@ -130,7 +140,7 @@ class JobRun:
         self.job_id = job_id_hint(message.body, message.message_id)
         self.deadline = message.received_monotonic + self.settings.job_timeout_s
         self.started = message.received_monotonic  # when the claim was taken (job time counts from there)
-        self._abort_cause: str | None = None  # the first reason `_should_abort` said yes, latched
+        self._abort_cause: AbortCause | None = None  # the first reason `_should_abort` said yes, latched
         self._opened: Claim | None = None  # our claim as taken (it says how this generation was opened)
         # Owned from the receive on: the message is invisible for visibility_timeout_s (the lease's first term).
         self.lease = Lease(message.received_monotonic + self.settings.visibility_timeout_s)
@@ -447,21 +457,21 @@ class JobRun:
         would be wrong: a process paused past its lease resumes with its heartbeat running, which may extend
         the lease again between the abort and this exit.)"""
         self._settle()
-        cause = self._abort_cause or self._abort_reason() or "unexplained"
-        if cause == "cancelled":
+        cause = self._abort_cause or self._abort_reason()
+        if cause is AbortCause.CANCELLED:
             assert self.claim is not None and self.claim.cancel is not None
             return self._fail_permanently(JobCancelled(_cancel_message(self.claim.cancel, "while synthesizing")))
-        if cause == "lost":
+        if cause is AbortCause.LOST:
             return self._abandon(self.heartbeat.lost_reason)
-        if cause == "lease":
+        if cause is AbortCause.LEASE:
             return self._abandon("the lease ran out during synthesis (the process was paused, or could not renew)")
-        if cause == "shutdown":
+        if cause is AbortCause.SHUTDOWN:
             self._release_claim("shutdown", None)
             hidden_s = self.shutdown.hidden_s if isinstance(self.shutdown, Abort) else 0
             self.s.queue.release(self.msg.receipt_handle, hidden_s)
             log.info("job_returned", reason="shutdown", hidden_s=hidden_s, consequence="visible for another worker")
             return Outcome.RETURNED
-        if cause == "deadline":
+        if cause is AbortCause.DEADLINE:
             limit = self.deadline - self.started
             return self._retry(JobTimeout(f"job exceeded its {limit:.0f}s limit"))
         return self._retry(RetryableError("synthesis aborted with no cause recorded", code=ErrorCode.INTERNAL))
@@ -503,17 +513,17 @@ class JobRun:
             self._abort_cause = self._abort_reason()
         return self._abort_cause is not None
 
-    def _abort_reason(self) -> str | None:
+    def _abort_reason(self) -> AbortCause | None:
         if self.cancelled.is_set() and not self.heartbeat.lost.is_set():
-            return "cancelled"
+            return AbortCause.CANCELLED
         if self.heartbeat.lost.is_set():
-            return "lost"
+            return AbortCause.LOST
         if self.lease.remaining_s() <= 0:
-            return "lease"
+            return AbortCause.LEASE
         if self.shutdown.is_set():
-            return "shutdown"
+            return AbortCause.SHUTDOWN
         if time.monotonic() > self.deadline:
-            return "deadline"
+            return AbortCause.DEADLINE
         return None
 
     def _ensure_owned(self, what: str) -> None:
