@@ -99,3 +99,20 @@ def test_thread_beats_on_its_interval_and_stop_waits_for_it():
     count = len(calls)
     time.sleep(0.15)
     assert 3 <= count == len(calls)
+
+
+def test_the_beat_schedule_runs_on_the_injected_clock():
+    """The thread's schedule reads the same clock as `beat`: a clock that runs 30 s ahead per reading makes the
+    30 s beats come at once, where the real clock would hold each one back for 30 s."""
+
+    class Racing(Clock):
+        def __call__(self) -> float:
+            self.now += 30.0
+            return self.now
+
+    calls: list[int] = []
+    hb = Heartbeat(calls.append, interval_s=30, visibility_s=120, received_at=0.0, clock=Racing(), cap_s=10**9)
+    hb.start()
+    time.sleep(0.5)
+    hb.stop()
+    assert len(calls) >= 3

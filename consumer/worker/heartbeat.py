@@ -103,12 +103,12 @@ class Heartbeat:
 
     def _run(self) -> None:
         while True:
-            now = time.monotonic()
+            now = self._clock()
             beat_at = now + self.retry_after_s if self._failing else next_grid_point(now, self.interval_s)
-            while (left := beat_at - time.monotonic()) > 0:
+            while (left := beat_at - self._clock()) > 0:
                 if self._stop.wait(min(left, self.tick_s) if self._tick else left):
                     return
-                if self._tick is not None and beat_at - time.monotonic() > 0 and not self.lost.is_set():
+                if self._tick is not None and beat_at - self._clock() > 0 and not self.lost.is_set():
                     self._tick()
             if not self.beat():
                 return

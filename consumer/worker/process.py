@@ -52,6 +52,7 @@ def run_worker(
             check_model(settings)
         check_aws(settings)
     timeline.mark("aws_checked")
+    owns_engine = engine is None  # an engine handed in is the caller's to close
     health = None
     if settings.health_port is not None:
         health = HealthServer(metrics, settings.health_max_poll_age_s, settings.health_port).start()
@@ -72,5 +73,7 @@ def run_worker(
         )
         return worker.run()
     finally:
+        if owns_engine and engine is not None:
+            engine.close()  # frees the device's memory before the process exits
         if health is not None:
             health.close()
