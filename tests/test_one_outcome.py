@@ -202,7 +202,7 @@ def _drain(stack, url: str) -> list[dict]:
 
 # --- 7. an abort names its real cause ------------------------------------------------------------------------
 class RunsUntilAborted(FakeEngine):
-    """Synthesizes until told to abort, then raises only after the heartbeat has extended the lease again: a
+    """Synthesizes until told to abort, then raises only after the heartbeat's next extension has landed: a
     process paused past its lease resumes with both threads running."""
 
     def __init__(self, extended_again: threading.Event) -> None:
@@ -212,25 +212,26 @@ class RunsUntilAborted(FakeEngine):
     def synthesize(self, job: SynthesisJob) -> SynthesizedAudio:
         while not job.should_abort():
             time.sleep(0.02)
+        self.extended_again.clear()
         assert self.extended_again.wait(10)
         raise SynthesisAborted("synthesis aborted between chunks")
 
 
 def test_an_abort_for_a_lapsed_lease_is_not_reported_as_a_timeout(stack, make_worker):
+    """Every extension stalls 2.5 s against a 3 s visibility: each lands with 0.5 s of lease left, and the lease
+    lapses before the next one lands, whatever the beats' phase."""
     extended_again = threading.Event()
-    _, services = make_worker(RunsUntilAborted(extended_again), visibility_timeout_s=2, heartbeat_interval_s=1.5)
-    real_extend, calls = services.queue.extend_visibility, []
+    _, services = make_worker(RunsUntilAborted(extended_again), visibility_timeout_s=3, heartbeat_interval_s=2)
+    real_extend = services.queue.extend_visibility
 
-    def first_extension_stalls(receipt_handle: str, seconds: int) -> None:
-        calls.append(seconds)
-        if len(calls) == 1:  # the beat at 1.5 s lands at 3.2 s: the lease lapses at 2 s, then holds until 3.5 s
-            time.sleep(1.7)
+    def stalled_extension(receipt_handle: str, seconds: int) -> None:
+        time.sleep(2.5)
         real_extend(receipt_handle, seconds)
         extended_again.set()
 
-    services.queue.extend_visibility = first_extension_stalls
+    services.queue.extend_visibility = stalled_extension
     stack.send(request("abort-1"))
-    outcome = process_message(receive(stack, visibility=2), services, threading.Event())
+    outcome = process_message(receive(stack, visibility=3), services, threading.Event())
 
     assert outcome is Outcome.ABANDONED  # the lease ran out: not "timeout: job exceeded its 900s limit"
     assert services.metrics.retries.labels("timeout")._value.get() == 0
