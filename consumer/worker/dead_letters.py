@@ -82,8 +82,8 @@ class DeadLetterWatch:
             claim.generation,
             self.s.settings.worker_id,
             ErrorCode.RETRIES_EXHAUSTED,
-            f"the message reached the dead-letter queue after {message.receive_count} receives with no outcome "
-            "(its worker was stopped or lost its lease on the last one)",
+            "the message reached the dead-letter queue with no outcome recorded (its worker was stopped, or lost "
+            "its lease, on the last receive)",
             retryable=False,
         )
         webhook_url = webhook_hint(message.body)
