@@ -324,3 +324,20 @@ def test_redeliver_to_a_refused_target_queues_nothing_and_says_why(stack, make_w
         raise AssertionError("the metadata address was allowed")
     except WebhookRefused as metadata:
         assert "cloud metadata" in str(metadata)
+
+
+def test_a_delivery_held_past_its_visibility_by_a_pause_cannot_reopen_a_finished_job(stack, make_worker):
+    """Seen in the pause chaos: a worker received the message, was paused past its visibility, and resumed after
+    the dead-letter sweep had failed the job: its claim reopened the job as generation 2, which failed again
+    (two failure events for one job). The claim is fenced like every write."""
+    _, services = make_worker(AlwaysFails())
+    stack.send(request("stale-1"))
+    stale = receive(stack, visibility=0)  # received by a worker that is then paused
+    receive(stack, visibility=0)
+    last = receive(stack)
+    assert last.receive_count == stack.spec.max_receive_count
+    assert process_message(last, services, threading.Event()) is Outcome.RETRY  # generation 1 fails
+    paused = replace(stale, received_monotonic=time.monotonic() - 2 * services.settings.visibility_timeout_s)
+    assert process_message(paused, services, threading.Event()) is Outcome.ABANDONED
+    after = record(stack, "stale-1")
+    assert after["status"] == "FAILED" and after["generation"] == 1

@@ -248,6 +248,10 @@ class JobRun:
     def _claim(self, job_id: str) -> None:
         ttl = self.settings.visibility_timeout_s
         while True:
+            # Fenced like every write: a delivery whose visibility ran out before the claim (the process was
+            # paused after the receive) is no longer ours; claiming it could reopen a job that another worker,
+            # or the dead-letter sweep, has finished since.
+            self.lease.check("the claim")
             started = time.monotonic()
             try:
                 claim = self.s.jobs.claim(job_id, self.owner, ttl, self.msg.message_id, self.msg.receive_count)

@@ -52,6 +52,7 @@ from consumer.storage.jobs import JobStore
 from consumer.worker.synthesize import seed_for, spoken_text
 from contracts.events import SynthesisCompleted, parse_event
 from contracts.requests import AudioFormat, SynthesisOptions, SynthesisRequest, VoiceRef
+from contracts.tasks import KIND_ATTRIBUTE
 from tests.webhook_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +153,8 @@ class ChaosReport:
     lost: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
-    stuck: int = 0
+    stuck: int = 0  # requests whose job has no outcome, left on the queue once every worker stopped
+    leftover: int = 0  # messages left that only replay a finished job or retry a delivery (see _left_on_queue)
     dead_lettered: int = 0
     unrecorded_uploads: int = 0
     latencies: list[float] = field(default_factory=list)
@@ -176,7 +178,8 @@ class ChaosReport:
             f"lost={len(self.lost)} duplicated={len(self.duplicated)} mismatched={len(self.mismatched)} "
             f"contradictory={len(self.contradictory)} webhook_missing={len(self.webhook_missing)} "
             f"webhook_posts={self.webhook_posts} (failed on purpose {self.webhook_refusals}) "
-            f"stuck={self.stuck} dlq={self.dead_lettered} p95_latency_s={self.p95_latency_s:.2f} "
+            f"stuck={self.stuck} leftover={self.leftover} dlq={self.dead_lettered} "
+            f"p95_latency_s={self.p95_latency_s:.2f} "
             f"killed_between_upload_and_ledger={self.unrecorded_uploads} "
             f"{self.outcome_summary()} elapsed_s={self.elapsed_s:.1f}"
         )
@@ -426,6 +429,30 @@ def _batches(items: list[str], n: int) -> list[list[str]]:
     return [items[i * len(items) // n : (i + 1) * len(items) // n] for i in range(n)]
 
 
+def _left_on_queue(sqs: Any, url: str, visibility_s: int, store: JobStore) -> tuple[int, int]:
+    """(stuck, leftover) once every worker has stopped. Stuck: a request whose job has no outcome. Leftover:
+    what only replays or retries a delivery: a request whose job is finished (its delete was lost with a
+    killed worker's delete batch, and no worker was left to replay it) or a delivery retry that came due after
+    the workers stopped (whether every webhook accepted is checked apart)."""
+    counts = _queue_counts(sqs, url)
+    if counts["ApproximateNumberOfMessages"] + counts["ApproximateNumberOfMessagesNotVisible"] == 0:
+        return 0, 0
+    if counts["ApproximateNumberOfMessagesNotVisible"]:
+        time.sleep(visibility_s + 1)  # held when the workers stopped: visible again by now
+    stuck = leftover = 0
+    while got := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=60, MessageAttributeNames=["All"]
+    ).get("Messages", []):
+        for message in got:
+            if KIND_ATTRIBUTE in message.get("MessageAttributes", {}):
+                leftover += 1
+                continue
+            record, _ = store.read(json.loads(message["Body"])["job_id"])
+            finished = record is not None and record.get("status") in ("COMPLETED", "FAILED")
+            leftover, stuck = (leftover + 1, stuck) if finished else (leftover, stuck + 1)
+    return stuck, leftover
+
+
 def _queue_counts(sqs: Any, url: str) -> dict[str, int]:
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     names = (
@@ -620,12 +647,11 @@ def run_chaos(
         seen.uploads = Counter(
             json.loads(line)["key"] for line in ledger.read_text().splitlines() if json.loads(line)["kind"] == "upload"
         )
-        counts = _queue_counts(clients.sqs, res.queue_url)
-        report.stuck = counts["ApproximateNumberOfMessages"] + counts["ApproximateNumberOfMessagesNotVisible"]
+        store = JobStore(clients.s3, res.bucket, settings.jobs_prefix)
+        report.stuck, report.leftover = _left_on_queue(clients.sqs, res.queue_url, visibility_s, store)
         dlq = _queue_counts(clients.sqs, res.dlq_url)
         report.dead_lettered = dlq["ApproximateNumberOfMessages"] + dlq["ApproximateNumberOfMessagesNotVisible"]
         dead = _dead_lettered_jobs(clients.sqs, res.dlq_url)
-        store = JobStore(clients.s3, res.bucket, settings.jobs_prefix)
         report.outcomes = {job_id: _job_outcome(store, seen, dead, job_id) for job_id in texts}
         report.no_outcome = [job for job, o in report.outcomes.items() if not o.published]
         report.dead_unrecorded = [job for job, o in report.outcomes.items() if o.dead_but_unrecorded]
