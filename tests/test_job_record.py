@@ -226,8 +226,12 @@ def test_a_new_message_reopens_a_failed_job_as_its_next_generation(stack, jobs):
 
 
 def test_a_dead_lettered_failure_reopens_for_its_own_redriven_message(stack, jobs):
-    jobs.fail(jobs.claim("f3", "w1", ttl_s=60, message_id="m1"), failed_event("f3"), redrivable=True)
-    assert jobs.claim("f3", "w2", ttl_s=60, message_id="m1").generation == 2
+    """A redrive that keeps the MessageId comes back with a receive count past the failure's (LocalStack's move
+    task); the same message at or below it is a stale delivery and replays the failure."""
+    jobs.fail(jobs.claim("f3", "w1", ttl_s=60, message_id="m1", attempt=5), failed_event("f3"), redrivable=True)
+    with pytest.raises(JobAlreadyFailed):
+        jobs.claim("f3", "w2", ttl_s=60, message_id="m1", attempt=4)
+    assert jobs.claim("f3", "w2", ttl_s=60, message_id="m1", attempt=6).generation == 2
 
 
 def test_a_completed_job_is_final_for_every_message(stack, jobs):

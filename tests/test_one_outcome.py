@@ -341,3 +341,19 @@ def test_a_delivery_held_past_its_visibility_by_a_pause_cannot_reopen_a_finished
     assert process_message(paused, services, threading.Event()) is Outcome.ABANDONED
     after = record(stack, "stale-1")
     assert after["status"] == "FAILED" and after["generation"] == 1
+
+
+def test_a_stale_delivery_of_the_failed_message_replays_its_failure_instead_of_reopening(stack, make_worker):
+    """Seen in the pause chaos: a long poll answered while its worker was stopped hands the message over with a
+    fresh local clock after the message has gone to the DLQ and been failed; its receive count is not past the
+    failure's, so it is no redrive: the failure is replayed, no generation opened."""
+    _, services = make_worker(AlwaysFails())
+    stack.send(request("stale-2"))
+    stale = receive(stack, visibility=0)
+    receive(stack, visibility=0)
+    last = receive(stack)
+    assert process_message(last, services, threading.Event()) is Outcome.RETRY  # generation 1 fails
+    fresh_clock = replace(stale, received_monotonic=time.monotonic())
+    assert process_message(fresh_clock, services, threading.Event()) is Outcome.REPLAYED
+    after = record(stack, "stale-2")
+    assert after["status"] == "FAILED" and after["generation"] == 1

@@ -204,7 +204,12 @@ class JobStore:
             raise JobAlreadyCompleted(completed, record.get("webhook_url"), _delivered(record))
         if status == JobStatus.FAILED:
             failure = record.get("failure", {})
-            if failure.get("message_id") == message_id and not failure.get("redrivable", False):
+            # The message that failed, delivered again, replays its failure; only a redrive reopens it. A
+            # redriven message may keep its MessageId (LocalStack's move task does), but its receive count then
+            # goes on past the failure's; a delivery at or below it is a stale one (received before the
+            # failure, held by a paused worker) and must not open a generation.
+            redriven = failure.get("redrivable", False) and attempt > int(failure.get("attempt", 0))
+            if failure.get("message_id") == message_id and not redriven:
                 failed = _event(record)
                 assert isinstance(failed, SynthesisFailed)
                 raise JobAlreadyFailed(failed, record.get("webhook_url"), _delivered(record))
