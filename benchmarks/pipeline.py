@@ -142,6 +142,7 @@ def body(job_id: str) -> str:
 
 def run(endpoint: str, n: int, in_flight: int | None, device_ms: float, latency_ms: float, tag: str) -> dict:
     """N messages queued up front, one worker in burst mode: throughput, duty cycle, requests per job."""
+    from consumer.storage.job_record import Completed, Failed
     from consumer.storage.jobs import JobStore
     from consumer.worker.loop import Worker
 
@@ -163,8 +164,9 @@ def run(endpoint: str, n: int, in_flight: int | None, device_ms: float, latency_
     latencies, finished = [], []
     for job_id, at in sent_at.items():
         record, _ = jobs.read(job_id)
-        if record and record.get("finished_at"):
-            finished.append(datetime.fromisoformat(record["finished_at"]).timestamp())
+        if record is not None and record.terminal:
+            assert isinstance(record, Completed | Failed)
+            finished.append(datetime.fromisoformat(record.finished_at).timestamp())
             latencies.append((finished[-1] - at) * 1000)
     # start of the run → the last outcome recorded (burst mode's final empty long poll is not work)
     wall = max(finished) - started if finished else float("nan")
@@ -208,7 +210,7 @@ def low_load(endpoint: str, n: int, in_flight: int | None, device_ms: float, lat
             job_id = f"{tag}-{i}"
             sent = time.time()
             admin.sqs.send_message(QueueUrl=res.queue_url, MessageBody=body(job_id))
-            while not (jobs.read(job_id)[0] or {}).get("finished_at"):
+            while not (record := jobs.read(job_id)[0]) or not record.terminal:
                 time.sleep(0.005)
             if i:  # the first one loads the voice
                 latencies.append((time.time() - sent) * 1000)

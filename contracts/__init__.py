@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from contracts.events import (
         EVENT_TYPES,
         AudioOutput,
+        Event,
         SynthesisCompleted,
         SynthesisEvent,
         SynthesisFailed,
@@ -40,6 +41,7 @@ __all__ = [
     "AudioFormat",
     "AudioOutput",
     "ErrorCode",
+    "Event",
     "NotifySpec",
     "OutputSpec",
     "SynthesisCompleted",
@@ -55,6 +57,7 @@ __all__ = [
 _EVENTS = {
     "EVENT_TYPES",
     "AudioOutput",
+    "Event",
     "SynthesisCompleted",
     "SynthesisEvent",
     "SynthesisFailed",

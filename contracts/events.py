@@ -84,10 +84,11 @@ class SynthesisFailed(_Event):
     retryable: bool = Field(description="True if the message was kept for another attempt.")
 
 
-SynthesisEvent = Annotated[SynthesisCompleted | SynthesisFailed, Field(discriminator="type")]
+Event = SynthesisCompleted | SynthesisFailed  # one job's outcome, as published
+SynthesisEvent = Annotated[Event, Field(discriminator="type")]
 EVENT_TYPES = ("synthesis.completed.v1", "synthesis.failed.v1")
-_event_adapter: TypeAdapter[SynthesisCompleted | SynthesisFailed] = TypeAdapter(SynthesisEvent)
+_event_adapter: TypeAdapter[Event] = TypeAdapter(SynthesisEvent)
 
 
-def parse_event(body: str | bytes) -> SynthesisCompleted | SynthesisFailed:
+def parse_event(body: str | bytes) -> Event:
     return _event_adapter.validate_json(body)

@@ -401,7 +401,7 @@ def test_a_client_that_hangs_up_cancels_its_job_only_when_it_asked_to(stack, api
     asked, not_asked = (k.removeprefix("api-jobs/").removesuffix(".json") for _, k in sorted(markers.items()))
     jobs = JobStore(stack.clients.s3, stack.resources.bucket, "jobs")
     deadline = time.monotonic() + 10
-    while (jobs.read(asked)[0] or {}).get("cancel") is None:
+    while (record := jobs.read(asked)[0]) is None or record.cancel is None:
         assert time.monotonic() < deadline, "the hang-up did not cancel the job"
         time.sleep(0.2)
     assert jobs.read(not_asked)[0] is None  # still queued, untouched: it will run

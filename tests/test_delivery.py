@@ -23,8 +23,9 @@ SECRET_NEW = "whsec_" + base64.b64encode(b"new-secret-new-secret-32-bytes!!").de
 
 
 def _record(stack, job_id: str) -> dict:
+    """The record as stored (raw JSON), {} if none."""
     record, _ = JobStore(stack.clients.s3, stack.resources.bucket, "jobs").read(job_id)
-    return record or {}
+    return record.model_dump(mode="json") if record else {}
 
 
 def _delivery_state(stack, job_id: str) -> str | None:

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumer.engine.fake import FakeEngine
+from consumer.storage.job_record import Completed, Failed
 from consumer.storage.jobs import JobStore
 from consumer.worker.job import process_message
 from consumer.worker.message import RECEIVE_ATTRIBUTES, ReceivedMessage
@@ -215,10 +216,10 @@ def test_one_outcome_per_job_and_generation_that_agrees_with_the_record(stack, s
     for index in run.bodies:
         job_id = run.job_id(index)
         record, _ = run.jobs.read(job_id)
-        if record is None or record["status"] not in ("COMPLETED", "FAILED"):
+        if not isinstance(record, Completed | Failed):
             continue
-        recorded = parse_event(json.dumps(record["event"]))
-        same_generation = [e for e in events if e.job_id == job_id and e.generation == record["generation"]]
+        recorded = record.event
+        same_generation = [e for e in events if e.job_id == job_id and e.generation == record.generation]
         assert all(e == recorded for e in same_generation), f"{job_id}: events disagree with the record"
         assert recorded in events, f"{job_id}: recorded outcome never published"
     assert not set(_dlq_job_ids(stack)) & set(completed), "a completed job's message is in the DLQ"

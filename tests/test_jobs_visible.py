@@ -18,6 +18,7 @@ from consumer.engine.fake import FakeEngine
 from consumer.producer.client import Client
 from consumer.producer.progress_view import PhaseReporter, describe
 from consumer.storage.job_index import JobIndex
+from consumer.storage.job_record import parse_record
 from consumer.storage.jobs import CancelResult, JobStore
 from contracts.events import ErrorCode, SynthesisCompleted, SynthesisFailed, event_id_for
 
@@ -34,7 +35,9 @@ def _request(job_id: str, text: str = THREE_SENTENCES, voice: str = "basic-en") 
 
 
 def _record(stack, job_id: str) -> dict | None:
-    return JobStore(stack.clients.s3, stack.resources.bucket, "jobs").read(job_id)[0]
+    """The record as stored (raw JSON), None if none."""
+    record = JobStore(stack.clients.s3, stack.resources.bucket, "jobs").read(job_id)[0]
+    return record.model_dump(mode="json") if record else None
 
 
 def _run_in_background(worker) -> threading.Thread:
@@ -77,14 +80,23 @@ def test_a_running_job_shows_worker_and_chunk_i_of_n_and_the_waiter_sees_each_ph
 
 def test_describe_names_each_phase_from_the_record():
     assert describe(None)[1] == "queued"
-    base = {"status": "INPROGRESS", "worker_id": "gpu-7/1a2b3c4d", "attempt": 2}
-    assert describe(base)[1] == "started on gpu-7, attempt 2"
-    with_eta = {**base, "progress": {"chunk": 1, "chunks": 4, "eta_s": 12.4}}
-    assert describe(with_eta)[1] == "chunk 2/4 on gpu-7, about 12 s left"
-    assert describe({**base, "progress": {"chunk": 4, "chunks": 4, "eta_s": 0}})[1] == "encoding and uploading on gpu-7"
-    released = {"status": "RELEASED", "released": {"reason": "retry", "error_code": "engine_error"}}
-    assert describe(released)[1] == "queued again (engine_error)"
-    assert describe({**base, "cancel": {"by": "x"}})[1] == "cancel requested"
+    base = {
+        "status": "INPROGRESS",
+        "job_id": "j",
+        "worker_id": "gpu-7/1a2b3c4d",
+        "attempt": 2,
+        "expires_at": "2030-01-01T00:00:00+00:00",
+    }
+
+    def phase(**fields) -> str:
+        return describe(parse_record(json.dumps(base | fields)))[1]
+
+    assert phase() == "started on gpu-7, attempt 2"
+    assert phase(progress={"chunk": 1, "chunks": 4, "eta_s": 12.4}) == "chunk 2/4 on gpu-7, about 12 s left"
+    assert phase(progress={"chunk": 4, "chunks": 4, "eta_s": 0}) == "encoding and uploading on gpu-7"
+    released = {"status": "RELEASED", "job_id": "j", "released": {"reason": "retry", "error_code": "engine_error"}}
+    assert describe(parse_record(json.dumps(released)))[1] == "queued again (engine_error)"
+    assert phase(cancel={"by": "x", "at": "2030-01-01T00:00:00+00:00"}) == "cancel requested"
 
 
 # --- cancel ----------------------------------------------------------------------------------------------------
@@ -139,7 +151,7 @@ def test_a_cancel_that_comes_too_late_is_ignored_by_the_completion(stack):
     claim = jobs.claim("late", "w1", ttl_s=60)
     assert jobs.request_cancel("late", by="op") == CancelResult.RUNNING
     renewed = jobs.renew(claim, 60)  # the owner's next write adopts the request instead of losing the job
-    assert renewed.cancel is not None and renewed.cancel["by"] == "op"
+    assert renewed.cancel is not None and renewed.cancel.by == "op"
     assert _record(stack, "late")["cancel"]["by"] == "op"
 
 

@@ -25,7 +25,7 @@ from tests.webhook_receiver import Receiver
 def _record(stack, job_id: str) -> dict:
     record, _ = JobStore(stack.clients.s3, stack.resources.bucket, "jobs").read(job_id)
     assert record is not None, f"no record for {job_id}"
-    return record
+    return record.model_dump(mode="json")
 
 
 @pytest.fixture

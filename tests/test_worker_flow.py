@@ -13,6 +13,7 @@ import soundfile as sf
 from botocore.exceptions import ClientError
 
 from consumer.engine.fake import FakeEngine
+from consumer.storage.job_record import JobStatus
 from consumer.worker.job import Outcome, process_message
 from consumer.worker.message import RECEIVE_ATTRIBUTES, ReceivedMessage
 from contracts.events import ErrorCode, SynthesisCompleted, SynthesisFailed, event_id_for
@@ -139,8 +140,8 @@ def test_audio_uploaded_but_no_result_record_rebuilds_the_event_without_synthesi
     )
     _, later = make_worker(engine, visibility_timeout_s=30)
     record, _ = services.jobs.read("half-1")
-    assert record["status"] == "INPROGRESS"
-    expired = dict(record, expires_at="2000-01-01T00:00:00+00:00")
+    assert record is not None and record.status == JobStatus.INPROGRESS
+    expired = record.model_dump(mode="json") | {"expires_at": "2000-01-01T00:00:00+00:00"}
     stack.clients.s3.put_object(Bucket=stack.resources.bucket, Key="jobs/half-1.json", Body=json.dumps(expired))
     assert process_message(receive_one(stack), later, threading.Event()) == Outcome.DONE
     (event,) = stack.events()

@@ -23,12 +23,12 @@ from consumer.aws.failures import is_conflict, is_missing
 from consumer.core.errors import JobConflict, UnknownJob
 from consumer.core.settings import Settings
 from consumer.producer.client import Client
+from consumer.storage.job_record import Completed, InProgress, JobRecord, Released
 from consumer.storage.jobs import CancelResult
-from contracts.events import SynthesisCompleted, SynthesisFailed
+from contracts.events import SynthesisCompleted
 from contracts.limits import JOB_ID_PATTERN
 from contracts.requests import SynthesisRequest
 
-Event = SynthesisCompleted | SynthesisFailed
 MAX_CLIENT_ID = 96
 
 
@@ -117,30 +117,27 @@ class Gateway:
             return {"id": client_id, "object": "job", "status": "queued"}
         return self.view(client_id, record)
 
-    def view(self, client_id: str, record: dict[str, Any]) -> dict[str, Any]:
-        status = record["status"]
-        out: dict[str, Any] = {"id": client_id, "object": "job", "generation": record.get("generation", 1)}
-        if status == "INPROGRESS":
-            out |= {"status": "in_progress", "started_at": record.get("started_at"), "progress": record.get("progress")}
-        elif status == "RELEASED":
-            out |= {"status": "queued", "retrying": (record.get("released") or {}).get("error_code")}
-        elif status == "COMPLETED":
-            event = SynthesisCompleted.model_validate(record["event"])
+    def view(self, client_id: str, record: JobRecord) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": client_id, "object": "job", "generation": record.generation}
+        if isinstance(record, InProgress):
+            progress = record.progress.model_dump(mode="json") if record.progress else None
+            out |= {"status": "in_progress", "started_at": record.started_at, "progress": progress}
+        elif isinstance(record, Released):
+            out |= {"status": "queued", "retrying": record.released.error_code if record.released else None}
+        elif isinstance(record, Completed):
             out |= {
                 "status": "completed",
-                "audio_url": self.client.presigned_url(event, expires_s=3600),
-                "output": json.loads(event.output.model_dump_json()),
-                "finished_at": record.get("finished_at"),
+                "audio_url": self.client.presigned_url(record.event, expires_s=3600),
+                "output": record.event.output.model_dump(mode="json"),
+                "finished_at": record.finished_at,
             }
-        elif status == "FAILED":
-            failure = record.get("failure") or {}
-            cancelled = failure.get("error_code") == "cancelled"
+        else:
             out |= {
-                "status": "cancelled" if cancelled else "failed",
-                "error": {"code": failure.get("error_code"), "message": failure.get("error_message")},
-                "finished_at": record.get("finished_at"),
+                "status": "cancelled" if record.cancelled else "failed",
+                "error": {"code": record.failure.error_code, "message": record.failure.error_message},
+                "finished_at": record.finished_at,
             }
-        if record.get("cancel") and status not in ("COMPLETED", "FAILED"):
+        if record.cancel is not None and not record.terminal:
             out["cancel_requested"] = True
         return out
 

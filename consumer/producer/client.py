@@ -4,7 +4,6 @@ outcome, fetch the audio."""
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,12 +18,11 @@ from consumer.aws.failures import error_code
 from consumer.core.errors import JobTimeoutError, WebhookFailed
 from consumer.core.targets import resolve_target
 from consumer.storage.job_index import IndexEntry, JobIndex
-from consumer.storage.jobs import TERMINAL, CancelResult, JobStore
-from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
+from consumer.storage.job_record import Completed, Failed, JobRecord
+from consumer.storage.jobs import CancelResult, JobStore
+from contracts.events import Event, SynthesisCompleted, parse_event
 from contracts.requests import SynthesisRequest
 from contracts.tasks import DELIVER_KIND, KIND_ATTRIBUTE, DeliveryTask
-
-Event = SynthesisCompleted | SynthesisFailed
 
 
 @dataclass
@@ -112,7 +110,7 @@ class Client:
         """The boto3 clients it sends with (the CLI's voice check reuses them)."""
         return self._aws
 
-    def record(self, job_id: str) -> dict[str, Any] | None:
+    def record(self, job_id: str) -> JobRecord | None:
         """The job's record as it is now (see docs/architecture.md), or None if no worker has seen the job."""
         record, _ = self._jobs.read(job_id)
         return record
@@ -133,7 +131,7 @@ class Client:
         job_id: str,
         timeout_s: float = 300.0,
         poll_s: float = 1.0,
-        on_record: Callable[[dict[str, Any] | None], None] | None = None,
+        on_record: Callable[[JobRecord | None], None] | None = None,
     ) -> Event:
         """Wait for the job's outcome: from its record in S3 (completed, failed or cancelled: no events queue
         needed), or from the events queue when configured. `on_record` sees each poll's record (None while no
@@ -145,8 +143,8 @@ class Client:
                 self._aws.sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=receipt)
                 return event
             record, _ = self._jobs.read(job_id)
-            if record is not None and record["status"] in TERMINAL:
-                return parse_event(json.dumps(record["event"]))
+            if isinstance(record, Completed | Failed):
+                return record.event
             if on_record is not None:
                 on_record(record)
             if self.events_queue_url:

@@ -9,60 +9,54 @@ import socket
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from consumer.producer.cli_common import JsonFlag, emit
 from consumer.producer.cli_common import client as make_client
 from consumer.producer.progress_view import describe, worker_of
+from consumer.storage.job_record import Completed, Failed, InProgress, JobRecord, JobStatus, Released
 
 jobs_app = typer.Typer(
     help="Jobs: their records, the recent ones, cancel, download, redeliver.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-STATES = ("INPROGRESS", "RELEASED", "COMPLETED", "FAILED")
+STATES = tuple(status.value for status in JobStatus)
 
 
-def summary(record: dict[str, Any]) -> str:
+def summary(record: JobRecord) -> str:
     """The record's truth in a few lines."""
-    job_id, status = record.get("job_id", "?"), record.get("status")
-    generation = record.get("generation", 1)
-    lines = [f"job {job_id}: {status} (generation {generation})"]
-    if status == "INPROGRESS":
+    lines = [f"job {record.job_id}: {record.status.value} (generation {record.generation})"]
+    if isinstance(record, InProgress):
         _, phase = describe(record)
-        lines.append(f"  {phase}; since {record.get('started_at') or '?'}; claim until {record.get('expires_at')}")
-    elif status == "RELEASED":
-        released = record.get("released") or {}
-        if released:
+        since = record.started_at or "?"
+        lines.append(f"  {phase}; since {since}; claim until {record.expires_at.isoformat()}")
+    elif isinstance(record, Released):
+        released = record.released
+        if released is not None:
             lines.append(
-                f"  released by {worker_of(str(released.get('by', '?')))} at {released.get('at')}: "
-                f"{released.get('reason')} ({released.get('error_code') or 'no error'}); queued for another attempt"
+                f"  released by {worker_of(released.by or '?')} at {released.at}: "
+                f"{released.reason} ({released.error_code or 'no error'}); queued for another attempt"
             )
         else:
             lines.append("  no worker has started it yet")
-    elif status == "COMPLETED":
-        event = record.get("event") or {}
-        output = event.get("output") or {}
-        timings = event.get("timings") or {}
+    elif isinstance(record, Completed):
+        output, timings = record.event.output, record.event.timings
         lines.append(
-            f"  {output.get('uri')} ({output.get('duration_s', 0):.2f} s audio, "
-            f"{timings.get('synthesis_s', 0):.2f} s synthesis) by {worker_of(str(record.get('worker_id', '?')))} "
-            f"at {record.get('finished_at')}"
+            f"  {output.uri} ({output.duration_s:.2f} s audio, {timings.synthesis_s:.2f} s synthesis) "
+            f"by {worker_of(record.worker_id or '?')} at {record.finished_at}"
         )
-    elif status == "FAILED":
-        failure = record.get("failure") or {}
+    else:
+        failure = record.failure
         lines.append(
-            f"  {failure.get('error_code')}: {failure.get('error_message')} "
-            f"(attempt {failure.get('attempt')}, at {record.get('finished_at')})"
+            f"  {failure.error_code}: {failure.error_message} (attempt {failure.attempt}, at {record.finished_at})"
         )
-    if record.get("cancel"):
-        cancel = record["cancel"]
-        lines.append(f"  cancel requested by {cancel.get('by')} at {cancel.get('at')}")
-    delivery = record.get("delivery") or {}
-    if record.get("webhook_url") and delivery.get("state"):
-        lines.append(f"  webhook: {delivery['state']} after {delivery.get('count', 0)} attempt(s)")
+    if record.cancel is not None:
+        lines.append(f"  cancel requested by {record.cancel.by} at {record.cancel.at}")
+    if isinstance(record, Completed | Failed) and record.webhook_url and (state := record.delivery.state):
+        lines.append(f"  webhook: {state.value} after {record.delivery.count} attempt(s)")
     return "\n".join(lines)
 
 
@@ -78,7 +72,7 @@ def jobs_show(job_id: str, as_json: JsonFlag = False) -> None:
             err=True,
         )
         raise typer.Exit(1)
-    emit(record, as_json, summary(record))
+    emit(record.model_dump(mode="json"), as_json, summary(record))
 
 
 def parse_since(text: str) -> datetime:

@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.aws.queue import DeadLetters, dead_letters
 from consumer.storage.job_index import JobIndex
+from consumer.storage.job_record import Failed, JobStatus, Released
 from consumer.storage.jobs import JobStore
 from consumer.storage.workers import WorkerRegistry
 
@@ -55,11 +56,11 @@ def recent_outcomes(index: JobIndex, since: datetime) -> dict[str, Any]:
     """Jobs per state in the window and the most common error codes of the failed ones."""
     entries = index.entries(since)
     states = Counter(e.status for e in entries)
-    errors = Counter(e.error_code for e in entries if e.status == "FAILED" and e.error_code)
+    errors = Counter(e.error_code for e in entries if e.status == JobStatus.FAILED and e.error_code)
     return {
-        "completed": states.get("COMPLETED", 0),
-        "failed": states.get("FAILED", 0),
-        "in_progress": states.get("INPROGRESS", 0),
+        "completed": states.get(JobStatus.COMPLETED, 0),
+        "failed": states.get(JobStatus.FAILED, 0),
+        "in_progress": states.get(JobStatus.INPROGRESS, 0),
         "top_errors": [{"error_code": code, "count": n} for code, n in errors.most_common(5)],
     }
 
@@ -140,9 +141,9 @@ def _dead_letter(message: dict[str, Any], jobs: JobStore) -> dict[str, Any]:
     if record is None:
         row["error_message"] = "no record: no worker ever claimed it (crashed before the claim?)"
         return row
-    row["status"] = record.get("status")
-    failure = record.get("failure") or {}
-    released = record.get("released") or {}
-    row["error_code"] = failure.get("error_code") or released.get("error_code")
-    row["error_message"] = failure.get("error_message") or released.get("reason")
+    row["status"] = record.status.value
+    if isinstance(record, Failed):
+        row["error_code"], row["error_message"] = record.failure.error_code, record.failure.error_message
+    elif isinstance(record, Released) and record.released is not None:
+        row["error_code"], row["error_message"] = record.released.error_code, record.released.reason
     return row

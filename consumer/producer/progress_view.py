@@ -12,37 +12,36 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from consumer.storage.job_record import InProgress, JobRecord, Released
+
 
 def worker_of(owner: str) -> str:
     """The worker id of a claim owner (`{worker_id}/{attempt}`)."""
     return owner.rsplit("/", 1)[0] if "/" in owner else owner
 
 
-def describe(record: dict[str, Any] | None) -> tuple[tuple[Any, ...], str]:
+def describe(record: JobRecord | None) -> tuple[tuple[Any, ...], str]:
     """(phase key, text) for a record that is not finished yet. The key changes only when the phase does."""
     if record is None:
         return ("queued",), "queued"
-    status = record.get("status")
-    if record.get("cancel"):
-        return ("cancelling", status), "cancel requested"
-    if status == "RELEASED":
-        released = record.get("released") or {}
-        why = released.get("error_code") or released.get("reason") or "released"
+    if record.cancel is not None:
+        return ("cancelling", record.status), "cancel requested"
+    if isinstance(record, Released):
+        released = record.released
+        why = (released.error_code or released.reason if released else None) or "released"
         return ("requeued", why), f"queued again ({why})"
-    if status != "INPROGRESS":
-        return (status,), str(status).lower()
-    worker = worker_of(str(record.get("worker_id", "?")))
-    attempt = record.get("attempt", 1)
-    tries = f", attempt {attempt}" if attempt and attempt > 1 else ""
-    progress = record.get("progress")
-    if not progress:
+    if not isinstance(record, InProgress):
+        return (record.status,), record.status.value.lower()
+    worker = worker_of(record.worker_id)
+    attempt = record.attempt
+    tries = f", attempt {attempt}" if attempt > 1 else ""
+    progress = record.progress
+    if progress is None:
         return ("started", worker, attempt), f"started on {worker}{tries}"
-    chunk, chunks = int(progress["chunk"]), int(progress["chunks"])
-    if chunk >= chunks:
+    if progress.chunk >= progress.chunks:
         return ("uploading", worker), f"encoding and uploading on {worker}"
-    eta = progress.get("eta_s")
-    eta_text = f", about {eta:.0f} s left" if isinstance(eta, int | float) else ""
-    return ("chunk", worker, chunk), f"chunk {chunk + 1}/{chunks} on {worker}{eta_text}"
+    eta = f", about {progress.eta_s:.0f} s left" if progress.eta_s is not None else ""
+    return ("chunk", worker, progress.chunk), f"chunk {progress.chunk + 1}/{progress.chunks} on {worker}{eta}"
 
 
 class PhaseReporter:
@@ -62,7 +61,7 @@ class PhaseReporter:
         self._key: tuple[Any, ...] | None = None
         self.phases: list[str] = []  # each phase's text, in order (tests read it)
 
-    def __call__(self, record: dict[str, Any] | None) -> None:
+    def __call__(self, record: JobRecord | None) -> None:
         key, text = describe(record)
         if key != self._key:
             self._key = key

@@ -27,7 +27,6 @@ that takes the job over finds it in the record it claims. Claims and outcomes ar
 from __future__ import annotations
 
 import contextlib
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -47,20 +46,29 @@ from consumer.core.errors import (
     StorageError,
 )
 from consumer.storage.job_index import JobIndex
+from consumer.storage.job_record import (
+    DELIVERY_LOG_SIZE,
+    TERMINAL,
+    CancelRequest,
+    ChunkProgress,
+    Completed,
+    Delivery,
+    DeliveryState,
+    Failed,
+    Failure,
+    Finished,
+    InProgress,
+    JobRecord,
+    JobStatus,
+    Opened,
+    Release,
+    Released,
+    parse_record,
+)
 from contracts.codes import ErrorCode
-from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
+from contracts.events import Event, SynthesisCompleted, SynthesisFailed
 
-DELIVERY_LOG_SIZE = 10  # attempts kept per record (the newest)
-
-
-class JobStatus(StrEnum):
-    INPROGRESS = "INPROGRESS"
-    RELEASED = "RELEASED"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-
-
-TERMINAL = (JobStatus.COMPLETED, JobStatus.FAILED)
+__all__ = ["TERMINAL", "CancelResult", "Claim", "DeliveryState", "JobRecord", "JobStatus", "JobStore", "Terminal"]
 
 
 class CancelResult(StrEnum):
@@ -69,14 +77,10 @@ class CancelResult(StrEnum):
     FINISHED = "finished"  # too late: the job already has an outcome
 
 
-class DeliveryState(StrEnum):
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    DELIVERY_FAILED = "delivery_failed"
-
-
 @dataclass(frozen=True)
 class Claim:
+    """A worker's hold on a job: the record it wrote (by ETag) and what the worker needs from it."""
+
     job_id: str
     worker_id: str
     expires_at: datetime
@@ -86,17 +90,14 @@ class Claim:
     message_id: str = ""
     attempt: int = 1
     started_at: str = ""  # ISO time this attempt claimed the job
-    progress: dict[str, Any] | None = None  # {"chunk": i, "chunks": n, "eta_s": ...}, written by the owner
-    cancel: dict[str, Any] | None = None  # set once someone asked to cancel the job
-    # The delivery that reopened this generation (a redrive or re-send): {"message_id", "receive"}. A queue may
-    # keep a redriven message's id and receive count (LocalStack does): the generation's own attempt number is
-    # then counted from here, so one redrive always gets the full retry budget.
-    opened: dict[str, Any] | None = None
+    progress: ChunkProgress | None = None  # written by the owner
+    cancel: CancelRequest | None = None  # set once someone asked to cancel the job
+    opened: Opened | None = None  # the delivery that reopened this generation (see `Opened`)
 
     def attempt_in_generation(self, message_id: str, receive_count: int) -> int:
         """This delivery's attempt number within the claim's generation."""
-        if self.opened and self.opened.get("message_id") == message_id:
-            return receive_count - int(self.opened.get("receive", 1)) + 1
+        if self.opened and self.opened.message_id == message_id:
+            return receive_count - self.opened.receive + 1
         return receive_count
 
 
@@ -104,9 +105,9 @@ class Claim:
 class Terminal:
     """A finished job as recorded: its outcome event, the webhook it goes to, and its delivery state."""
 
-    event: SynthesisCompleted | SynthesisFailed
+    event: Event
     webhook_url: str | None
-    delivery: dict[str, Any]
+    delivery: Delivery
 
 
 def _now() -> datetime:
@@ -118,20 +119,12 @@ def _write_id() -> str:
     return uuid.uuid4().hex
 
 
-def _delivered(record: dict[str, Any]) -> bool:
-    return (record.get("delivery") or {}).get("state") == DeliveryState.DELIVERED
-
-
-def _event(record: dict[str, Any]) -> SynthesisCompleted | SynthesisFailed:
-    return parse_event(json.dumps(record["event"]))
-
-
 @dataclass(frozen=True)
 class _Put:
     """A conditional PUT's answer: the new ETag when it was stored; else the record as it is now."""
 
     etag: str | None
-    current: dict[str, Any] | None = None
+    current: JobRecord | None = None
     current_etag: str = ""
 
 
@@ -156,7 +149,7 @@ class JobStore:
         return f"{self._prefix}/{job_id}.json"
 
     # --- reads ---------------------------------------------------------------------------------------------
-    def read(self, job_id: str) -> tuple[dict | None, str]:
+    def read(self, job_id: str) -> tuple[JobRecord | None, str]:
         """(record, etag), or (None, "") when the job was never claimed."""
         with storage_errors(f"reading record of {job_id}"):
             try:
@@ -165,16 +158,16 @@ class JobStore:
                 if is_missing(exc):
                     return None, ""
                 raise
-        return json.loads(response["Body"].read()), str(response["ETag"])
+        return parse_record(response["Body"].read()), str(response["ETag"])
 
     def terminal(self, job_id: str) -> Terminal | None:
         """The recorded outcome of a finished (completed or failed) job, or None."""
         record, _ = self.read(job_id)
-        if record is None or record["status"] not in TERMINAL:
+        if not isinstance(record, Completed | Failed):
             return None
-        return Terminal(_event(record), record.get("webhook_url"), record.get("delivery", {}))
+        return Terminal(record.event, record.webhook_url, record.delivery)
 
-    def result(self, job_id: str) -> SynthesisCompleted | SynthesisFailed | None:
+    def result(self, job_id: str) -> Event | None:
         """The outcome event of a finished job, or None."""
         done = self.terminal(job_id)
         return done.event if done else None
@@ -194,33 +187,26 @@ class JobStore:
         record, current_etag = put.current, put.current_etag
         if record is None:  # deleted between our two calls (record expiry): start over
             return self.claim(job_id, worker_id, ttl_s, message_id, attempt)
-        status = record["status"]
-        generation = int(record.get("generation", 1))
-        cancel = record.get("cancel")
-        opened = record.get("opened")
-        if status == JobStatus.COMPLETED:
-            completed = _event(record)
-            assert isinstance(completed, SynthesisCompleted)
-            raise JobAlreadyCompleted(completed, record.get("webhook_url"), _delivered(record))
-        if status == JobStatus.FAILED:
-            failure = record.get("failure", {})
+        generation, cancel, opened = record.generation, record.cancel, record.opened
+        if isinstance(record, Completed):
+            raise JobAlreadyCompleted(record.event, record.webhook_url, record.delivered)
+        if isinstance(record, Failed):
+            failure = record.failure
             # The message that failed, delivered again, replays its failure; only a redrive reopens it. A
             # redriven message may keep its MessageId (LocalStack's move task does), but its receive count then
             # goes on past the failure's; a delivery at or below it is a stale one (received before the
             # failure, held by a paused worker) and must not open a generation.
-            redriven = failure.get("redrivable", False) and attempt > int(failure.get("attempt", 0))
-            if failure.get("message_id") == message_id and not redriven:
-                failed = _event(record)
-                assert isinstance(failed, SynthesisFailed)
-                raise JobAlreadyFailed(failed, record.get("webhook_url"), _delivered(record))
+            redriven = failure.redrivable and attempt > failure.attempt
+            if failure.message_id == message_id and not redriven:
+                raise JobAlreadyFailed(record.event, record.webhook_url, record.delivered)
             generation += 1  # a re-send or a redrive: the job runs again
             cancel = None
-            opened = {"message_id": message_id, "receive": attempt}
-        elif status == JobStatus.INPROGRESS:
-            remaining = (datetime.fromisoformat(record["expires_at"]) - self._clock()).total_seconds()
-            if remaining > 0 and record["worker_id"] != worker_id:
+            opened = Opened(message_id=message_id, receive=attempt)
+        elif isinstance(record, InProgress):
+            remaining = (record.expires_at - self._clock()).total_seconds()
+            if remaining > 0 and record.worker_id != worker_id:
                 raise JobInProgressElsewhere(
-                    f"job {job_id} is held by {record['worker_id']} for {remaining:.0f}s more",
+                    f"job {job_id} is held by {record.worker_id} for {remaining:.0f}s more",
                     retry_in_s=int(remaining) + 1,
                 )
         taken = Claim(
@@ -243,13 +229,13 @@ class JobStore:
         self._note(job_id, JobStatus.INPROGRESS)
         return replace(taken, etag=put.etag)
 
-    def renew(self, claim: Claim, ttl_s: float, progress: dict[str, Any] | None = None) -> Claim:
+    def renew(self, claim: Claim, ttl_s: float, progress: ChunkProgress | None = None) -> Claim:
         """Extend our claim (and record the latest progress). Raises `LeaseLost` if another worker took the job
         over. The returned claim's `cancel` is set once someone asked to cancel the job."""
         renewed = replace(claim, expires_at=self._clock() + timedelta(seconds=ttl_s), progress=progress)
         return self._rewrite(renewed, self._inprogress)
 
-    def report_progress(self, claim: Claim, progress: dict[str, Any]) -> Claim:
+    def report_progress(self, claim: Claim, progress: ChunkProgress) -> Claim:
         """Record progress without extending the claim (its expiry stays tied to the message's visibility)."""
         return self._rewrite(replace(claim, progress=progress), self._inprogress)
 
@@ -258,7 +244,7 @@ class JobStore:
         worker took the job over meanwhile (it will find the uploaded audio and finish the job)."""
         self._rewrite(
             claim,
-            lambda c: self._terminal_record(c, JobStatus.COMPLETED, event, webhook_url),
+            lambda c: Completed(event=event, **self._finished(c, webhook_url)).dump(),
             "was taken over before completion",
         )
         self._note(claim.job_id, JobStatus.COMPLETED)
@@ -268,30 +254,35 @@ class JobStore:
     ) -> None:
         """Record a failure with our claim. `redrivable`: the message goes to the DLQ (retries ran out), so its
         next delivery can only be a redrive. Raises `LeaseLost` if the job is no longer ours."""
-        self._rewrite(
-            claim,
-            lambda c: self._terminal_record(c, JobStatus.FAILED, event, webhook_url, redrivable=redrivable),
-            "was taken over before the failure was recorded",
-        )
+
+        def body(c: Claim) -> bytes:
+            failure = Failure(
+                error_code=event.error_code.value,
+                error_message=event.error_message,
+                attempt=c.attempt,
+                message_id=c.message_id,
+                redrivable=redrivable,
+            )
+            return Failed(event=event, failure=failure, **self._finished(c, webhook_url)).dump()
+
+        self._rewrite(claim, body, "was taken over before the failure was recorded")
         self._note(claim.job_id, JobStatus.FAILED, event.error_code.value)
 
     def request_cancel(self, job_id: str, by: str, reason: str = "") -> CancelResult:
         """Ask for the job to be cancelled (a field on its record, written with If-Match/If-None-Match)."""
-        cancel = {"by": by, "reason": reason, "at": self._clock().isoformat()}
+        cancel = CancelRequest(by=by, reason=reason, at=self._clock().isoformat())
         for _ in range(8):
             record, etag = self.read(job_id)
             if record is None:
-                body = {"status": JobStatus.RELEASED.value, "job_id": job_id, "generation": 1, "cancel": cancel}
-                if self._put(job_id, json.dumps(body).encode(), IfNoneMatch="*").etag is not None:
+                queued = Released(job_id=job_id, cancel=cancel)
+                if self._put(job_id, queued.dump(), IfNoneMatch="*").etag is not None:
                     return CancelResult.QUEUED  # indexed when a worker receives it
                 continue
-            if record["status"] in TERMINAL:
+            if record.terminal:
                 return CancelResult.FINISHED
-            record["cancel"] = record.get("cancel") or cancel
-            if self._put(job_id, json.dumps(record).encode(), IfMatch=etag).etag is not None:
-                running = record["status"] == JobStatus.INPROGRESS and (
-                    datetime.fromisoformat(record["expires_at"]) > self._clock()
-                )
+            asked = record.model_copy(update={"cancel": record.cancel or cancel})
+            if self._put(job_id, asked.dump(), IfMatch=etag).etag is not None:
+                running = isinstance(record, InProgress) and record.live(self._clock())
                 return CancelResult.RUNNING if running else CancelResult.QUEUED
         raise StorageError(f"record of {job_id} kept changing while requesting its cancellation")
 
@@ -301,25 +292,22 @@ class JobStore:
         released_at = self._clock().isoformat()
 
         def body(c: Claim) -> bytes:
-            record: dict[str, Any] = {
-                "status": JobStatus.RELEASED.value,
-                "job_id": c.job_id,
-                "generation": c.generation,
-                "write_id": _write_id(),
-                "released": {
-                    "reason": reason,
-                    "error_code": error_code.value if error_code else None,
-                    "by": c.worker_id,
-                    "message_id": c.message_id,
-                    "attempt": c.attempt,
-                    "at": released_at,
-                },
-            }
-            if c.cancel:
-                record["cancel"] = c.cancel
-            if c.opened:
-                record["opened"] = c.opened
-            return json.dumps(record).encode()
+            release = Release(
+                reason=reason,
+                error_code=error_code.value if error_code else None,
+                by=c.worker_id,
+                message_id=c.message_id,
+                attempt=c.attempt,
+                at=released_at,
+            )
+            return Released(
+                job_id=c.job_id,
+                generation=c.generation,
+                write_id=_write_id(),
+                released=release,
+                cancel=c.cancel,
+                opened=c.opened,
+            ).dump()
 
         with contextlib.suppress(LeaseLost):  # not ours any more: nothing to release
             self._rewrite(claim, body)
@@ -337,36 +325,48 @@ class JobStore:
         redelivery says what happened this time). Returns False when the job has no terminal record."""
         for _ in range(8):
             record, etag = self.read(job_id)
-            if record is None or record["status"] not in TERMINAL:
+            if not isinstance(record, Completed | Failed):
                 return False
-            delivery = record.setdefault("delivery", {"state": DeliveryState.PENDING.value, "attempts": []})
-            delivery["attempts"] = [*delivery.get("attempts", []), entry][-DELIVERY_LOG_SIZE:]
-            delivery["count"] = int(delivery.get("count", 0)) + 1
-            if state is not None and (replace_delivered or delivery.get("state") != DeliveryState.DELIVERED):
-                delivery["state"] = state.value
-            if self._put(job_id, json.dumps(record).encode(), IfMatch=etag).etag is not None:
+            delivery = record.delivery
+            new_state = delivery.state
+            if state is not None and (replace_delivered or delivery.state != DeliveryState.DELIVERED):
+                new_state = state
+            logged = Delivery(
+                state=new_state, attempts=[*delivery.attempts, entry][-DELIVERY_LOG_SIZE:], count=delivery.count + 1
+            )
+            updated: Finished = record.model_copy(update={"delivery": logged})
+            if self._put(job_id, updated.dump(), IfMatch=etag).etag is not None:
                 return True
         raise StorageError(f"record of {job_id} kept changing while recording a delivery")
 
     # --- helpers -------------------------------------------------------------------------------------------
     def _inprogress(self, claim: Claim) -> bytes:
-        record = {
-            "status": JobStatus.INPROGRESS.value,
+        return InProgress(
+            job_id=claim.job_id,
+            generation=claim.generation,
+            worker_id=claim.worker_id,
+            message_id=claim.message_id,
+            attempt=claim.attempt,
+            started_at=claim.started_at,
+            expires_at=claim.expires_at,
+            progress=claim.progress,
+            write_id=_write_id(),
+            cancel=claim.cancel,
+            opened=claim.opened,
+        ).dump()
+
+    def _finished(self, claim: Claim, webhook_url: str | None) -> dict[str, Any]:
+        """The fields every terminal record has."""
+        return {
             "job_id": claim.job_id,
             "generation": claim.generation,
             "worker_id": claim.worker_id,
-            "message_id": claim.message_id,
-            "attempt": claim.attempt,
             "started_at": claim.started_at,
-            "expires_at": claim.expires_at.isoformat(),
-            "progress": claim.progress,
+            "finished_at": self._clock().isoformat(),
+            "webhook_url": webhook_url,
+            "delivery": Delivery(state=DeliveryState.PENDING if webhook_url else None),
             "write_id": _write_id(),
         }
-        if claim.cancel:
-            record["cancel"] = claim.cancel
-        if claim.opened:
-            record["opened"] = claim.opened
-        return json.dumps(record).encode()
 
     def _rewrite(self, claim: Claim, body: Callable[[Claim], bytes], lost: str = "was taken over") -> Claim:
         """PUT `body(claim)` If-Match our ETag. When that fails because someone only added a cancel request to
@@ -376,16 +376,15 @@ class JobStore:
             return replace(claim, etag=put.etag)
         record, current = put.current, put.current_etag
         ours = (
-            record is not None
-            and record["status"] == JobStatus.INPROGRESS
-            and record.get("worker_id") == claim.worker_id
-            and int(record.get("generation", 1)) == claim.generation
-            and record.get("cancel")
+            isinstance(record, InProgress)
+            and record.worker_id == claim.worker_id
+            and record.generation == claim.generation
+            and record.cancel is not None
         )
         if not ours:
             raise LeaseLost(f"claim on {claim.job_id} {lost}")
         assert record is not None
-        cancelled = replace(claim, etag=current, cancel=record["cancel"])
+        cancelled = replace(claim, etag=current, cancel=record.cancel)
         put = self._put(claim.job_id, body(cancelled), IfMatch=current)
         if put.etag is None:
             raise LeaseLost(f"claim on {claim.job_id} {lost}")
@@ -394,38 +393,6 @@ class JobStore:
     def _note(self, job_id: str, status: JobStatus, error_code: str | None = None) -> None:
         if self.index is not None:
             self.index.note(job_id, status.value, self._clock(), error_code)
-
-    def _terminal_record(
-        self,
-        claim: Claim,
-        status: JobStatus,
-        event: SynthesisCompleted | SynthesisFailed,
-        webhook_url: str | None,
-        *,
-        redrivable: bool = False,
-    ) -> bytes:
-        now = self._clock().isoformat()
-        record: dict[str, Any] = {
-            "status": status.value,
-            "job_id": claim.job_id,
-            "generation": claim.generation,
-            "worker_id": claim.worker_id,
-            "started_at": claim.started_at,
-            "finished_at": now,
-            "event": json.loads(event.model_dump_json()),
-            "webhook_url": webhook_url,
-            "delivery": {"state": DeliveryState.PENDING.value if webhook_url else None, "attempts": [], "count": 0},
-            "write_id": _write_id(),
-        }
-        if isinstance(event, SynthesisFailed):
-            record["failure"] = {
-                "error_code": event.error_code.value,
-                "error_message": event.error_message,
-                "attempt": claim.attempt,
-                "message_id": claim.message_id,
-                "redrivable": redrivable,
-            }
-        return json.dumps(record).encode()
 
     def _put(self, job_id: str, body: bytes, **condition: str) -> _Put:
         """Conditional put. When the condition fails, the record is read: if it already holds exactly this body,
@@ -440,7 +407,7 @@ class JobStore:
                 if not (is_conflict(exc) or ("IfMatch" in condition and is_missing(exc))):
                     raise
                 current, etag = self.read(job_id)
-                if current is not None and current == json.loads(body):
+                if current is not None and current == parse_record(body):
                     return _Put(etag)
                 return _Put(None, current, etag)
         return _Put(str(response["ETag"]))

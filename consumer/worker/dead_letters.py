@@ -23,7 +23,6 @@ from consumer.core.errors import (
     StorageError,
 )
 from consumer.core.logs import get_logger
-from consumer.storage.jobs import TERMINAL
 from consumer.worker.job import Services, failed_event
 from consumer.worker.message import ReceivedMessage
 from consumer.worker.validate import usable_job_id, webhook_hint
@@ -65,7 +64,7 @@ class DeadLetterWatch:
         if job_id is None:
             return 0  # a task, or a body that names no job (its failure was published when it was received)
         record, _ = self.s.jobs.read(job_id)
-        if record is not None and record.get("status") in TERMINAL:
+        if record is not None and record.terminal:
             return 0  # it has its outcome (a claim would reopen a redrivable failure)
         owner = f"{self.s.settings.worker_id}/dlq"
         ttl = self.s.settings.visibility_timeout_s

@@ -141,7 +141,7 @@ class Deliveries:
             self._notifier.publish(done.event)
         if done.webhook_url is None:
             return "no_webhook"
-        state = done.delivery.get("state")
+        state = done.delivery.state
         if state == DeliveryState.DELIVERED and not task.manual:
             return "already_delivered"
         if state == DeliveryState.DELIVERY_FAILED and not task.manual:

@@ -54,6 +54,7 @@ from consumer.core.metrics import Metrics
 from consumer.core.settings import Settings
 from consumer.engine import Engine
 from consumer.storage.audio import AudioStore, OutputLocation, StoredAudio, output_location
+from consumer.storage.job_record import CancelRequest
 from consumer.storage.jobs import Claim, JobStore
 from consumer.storage.workers import WorkerRegistry
 from consumer.worker.admission import Admission
@@ -68,11 +69,10 @@ from consumer.worker.texts import TextResolver
 from consumer.worker.validate import job_id_hint, usable_job_id, validate, webhook_hint
 from consumer.worker.voices import VoiceResolver
 from consumer.worker.webhook import resolve_target
-from contracts.events import ErrorCode, SynthesisCompleted, SynthesisFailed, Timings, event_id_for
+from contracts.events import ErrorCode, Event, SynthesisCompleted, SynthesisFailed, Timings, event_id_for
 from contracts.requests import SynthesisRequest
 
 log = get_logger(__name__)
-Event = SynthesisCompleted | SynthesisFailed
 
 
 class Outcome(StrEnum):
@@ -571,7 +571,7 @@ class JobRun:
 
     def _notice_cancel(self) -> None:
         if self.claim is not None and self.claim.cancel and not self.cancelled.is_set():
-            log.info("job_cancel_requested", by=self.claim.cancel.get("by"), consequence="stops at the next step")
+            log.info("job_cancel_requested", by=self.claim.cancel.by, consequence="stops at the next step")
             self.cancelled.set()
 
     def _release_claim(self, reason: str, code: ErrorCode | None) -> None:
@@ -638,9 +638,9 @@ def failed_event(
     )
 
 
-def _cancel_message(cancel: dict, when: str) -> str:
-    reason = f": {cancel['reason']}" if cancel.get("reason") else ""
-    return f"cancelled {when} by {cancel.get('by', 'someone')} at {cancel.get('at', '?')}{reason}"
+def _cancel_message(cancel: CancelRequest, when: str) -> str:
+    reason = f": {cancel.reason}" if cancel.reason else ""
+    return f"cancelled {when} by {cancel.by} at {cancel.at}{reason}"
 
 
 def _extension_is_definitive(exc: BaseException) -> bool:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+
+from consumer.storage.job_record import ChunkProgress
 
 
 class RealTimeFactor:
@@ -59,14 +60,14 @@ class Progress:
             if (chunk, chunks) != (self._chunk, self._chunks):
                 self._chunk, self._chunks, self._changed = chunk, chunks, True
 
-    def snapshot(self) -> dict[str, Any] | None:
+    def snapshot(self) -> ChunkProgress | None:
         """What the record shows: None until the engine reported its plan."""
         with self._lock:
             if self._chunks == 0 or self._started is None:
                 return None
-            return {"chunk": self._chunk, "chunks": self._chunks, "eta_s": self._eta_s()}
+            return ChunkProgress(chunk=self._chunk, chunks=self._chunks, eta_s=self._eta_s())
 
-    def take(self) -> dict[str, Any] | None:
+    def take(self) -> ChunkProgress | None:
         """The snapshot if it changed since the last `take`, else None."""
         with self._lock:
             changed, self._changed = self._changed, False

@@ -48,6 +48,7 @@ from consumer.core.settings import Settings
 from consumer.engine import Reference, SynthesisJob
 from consumer.engine.fake import FakeEngine
 from consumer.producer.voice_library import VoiceLibrary
+from consumer.storage.job_record import Failed
 from consumer.storage.jobs import JobStore
 from consumer.worker.synthesize import seed_for, spoken_text
 from contracts.events import SynthesisCompleted, parse_event
@@ -448,7 +449,7 @@ def _left_on_queue(sqs: Any, url: str, visibility_s: int, store: JobStore) -> tu
                 leftover += 1
                 continue
             record, _ = store.read(json.loads(message["Body"])["job_id"])
-            finished = record is not None and record.get("status") in ("COMPLETED", "FAILED")
+            finished = record is not None and record.terminal
             leftover, stuck = (leftover + 1, stuck) if finished else (leftover, stuck + 1)
     return stuck, leftover
 
@@ -483,10 +484,9 @@ def _dead_lettered_jobs(sqs: Any, dlq_url: str, wait_s: float = 30.0) -> set[str
 
 def _job_outcome(store: JobStore, seen: Observed, dead: set[str], job_id: str) -> JobOutcome:
     record, _ = store.read(job_id)
-    failure = (record or {}).get("failure") or {}
     return JobOutcome(
-        record=record["status"] if record else None,
-        error_code=failure.get("error_code"),
+        record=record.status.value if record else None,
+        error_code=record.failure.error_code if isinstance(record, Failed) else None,
         completed=bool(seen.completions.get(job_id)),
         failed=bool(seen.failures.get(job_id)),
         dead_lettered=job_id in dead,
