@@ -20,9 +20,8 @@ from consumer.engine import Engine
 from consumer.engine.fake import FakeEngine
 from consumer.engine.model_spec import EXAMPLE_VOICE_EN, wheel_example_path
 from consumer.producer.voice_library import VoiceLibrary
-from consumer.worker.job import Services
 from consumer.worker.loop import Worker
-from consumer.worker.services import build_services
+from consumer.worker.services import Services, build_services
 from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
 from tests.wheel_examples import REF_EN_FILE, REF_EN_TEXT, REF_ZH_FILE, REF_ZH_TEXT
 

@@ -119,13 +119,13 @@ def test_a_slow_webhook_does_not_hold_the_job_slot(stack, make_worker):
         worker, _ = make_worker(webhook_allow_private=True, max_in_flight=1, shutdown_grace_s=10)
         started = time.monotonic()
         finished: dict[str, float] = {}
-        real_delete = worker.s.queue.delete_soon
+        real_delete = worker.services.queue.delete_soon
 
         def timed_delete(receipt_handle: str) -> None:
             finished[str(len(finished))] = time.monotonic() - started
             real_delete(receipt_handle)
 
-        worker.s.queue.delete_soon = timed_delete  # type: ignore[method-assign]
+        worker.services.queue.delete_soon = timed_delete  # type: ignore[method-assign]
         worker.run()
     finally:
         receiver.close()

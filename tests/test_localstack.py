@@ -34,9 +34,8 @@ from consumer.core.settings import Settings
 from consumer.engine.fake import FakeEngine
 from consumer.producer.voice_library import VoiceLibrary
 from consumer.worker.dead_letters import DeadLetterWatch
-from consumer.worker.job import Services
 from consumer.worker.loop import Worker
-from consumer.worker.services import build_services
+from consumer.worker.services import Services, build_services
 from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
 
 REPO = Path(__file__).resolve().parent.parent

@@ -23,9 +23,10 @@ from consumer.core.errors import (
     StorageError,
 )
 from consumer.core.logs import get_logger
-from consumer.worker.job import Services, failed_event
 from consumer.worker.message import ReceivedMessage
-from consumer.worker.validate import usable_job_id, webhook_hint
+from consumer.worker.outcome_events import failed_event
+from consumer.worker.services import Services
+from consumer.worker.validate import RequestBody
 from contracts.codes import ErrorCode
 
 log = get_logger(__name__)
@@ -35,7 +36,7 @@ HOLD_S = 30  # how long a dead letter is hidden while it is looked at
 
 class DeadLetterWatch:
     def __init__(self, services: Services) -> None:
-        self.s = services
+        self.services = services
         self._dlq: Queue | None = None
         self._resolved = False
 
@@ -55,21 +56,22 @@ class DeadLetterWatch:
 
     def _dead_letter_queue(self) -> Queue | None:
         if not self._resolved:
-            found = dead_letters(self.s.queue.sqs, self.s.queue.url)
-            self._dlq, self._resolved = (Queue(self.s.queue.sqs, found.url) if found else None), True
+            found = dead_letters(self.services.queue.sqs, self.services.queue.url)
+            self._dlq, self._resolved = (Queue(self.services.queue.sqs, found.url) if found else None), True
         return self._dlq
 
     def _record_outcome(self, message: ReceivedMessage) -> int:
-        job_id = usable_job_id(message.body) if message.kind is None else None
+        body = RequestBody(message.body)
+        job_id = body.job_id if message.kind is None else None
         if job_id is None:
             return 0  # a task, or a body that names no job (its failure was published when it was received)
-        record, _ = self.s.jobs.read(job_id)
+        record, _ = self.services.jobs.read(job_id)
         if record is not None and record.terminal:
             return 0  # it has its outcome (a claim would reopen a redrivable failure)
-        owner = f"{self.s.settings.worker_id}/dlq"
-        ttl = self.s.settings.visibility_timeout_s
+        owner = f"{self.services.settings.worker_id}/dlq"
+        ttl = self.services.settings.visibility_timeout_s
         try:
-            claim = self.s.jobs.claim(job_id, owner, ttl, message.message_id, message.receive_count)
+            claim = self.services.jobs.claim(job_id, owner, ttl, message.message_id, message.receive_count)
         except (JobAlreadyCompleted, JobAlreadyFailed):
             return 0  # it has its outcome
         except JobInProgressElsewhere as held:
@@ -79,24 +81,25 @@ class DeadLetterWatch:
             job_id,
             message,
             claim.generation,
-            self.s.settings.worker_id,
+            self.services.settings.worker_id,
             ErrorCode.RETRIES_EXHAUSTED,
             "the message reached the dead-letter queue with no outcome recorded (its worker was stopped, or lost "
             "its lease, on the last receive)",
             retryable=False,
+            metadata=body.metadata,
         )
-        webhook_url = webhook_hint(message.body)
+        webhook_url = body.webhook_hint
         try:
-            self.s.jobs.fail(claim, event, webhook_url, redrivable=True)
+            self.services.jobs.fail(claim, event, webhook_url, redrivable=True)
         except LeaseLost:
             return 0
         log.error("dead_letter_failed", job_id=job_id, generation=claim.generation, consequence="failure recorded")
         try:
-            self.s.notifier.publish(event)
+            self.services.notifier.publish(event)
             if webhook_url:
-                self.s.deliveries.schedule(event, webhook_url)
+                self.services.deliveries.schedule(event, webhook_url)
         except (NotifyError, StorageError) as exc:
-            self.s.metrics.events_unpublished.inc()
+            self.services.metrics.events_unpublished.inc()
             log.error("event_not_published", job_id=job_id, error=str(exc), consequence="recorded only")
         return 1
 

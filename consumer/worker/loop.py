@@ -25,9 +25,11 @@ from tenacity import Retrying, retry_if_exception_type, stop_never, wait_random_
 
 from consumer.aws.failures import error_code
 from consumer.core.logs import get_logger
+from consumer.worker.abort import Abort
 from consumer.worker.dead_letters import DeadLetterWatch, sweep_safely
-from consumer.worker.job import Abort, Outcome, Services, process_message
+from consumer.worker.job import Outcome, process_message
 from consumer.worker.message import ReceivedMessage
+from consumer.worker.services import Services
 from contracts.tasks import DELIVER_KIND
 
 log = get_logger(__name__)
@@ -36,7 +38,7 @@ _CONNECTION_CODES = {"AccessDenied", "InvalidClientTokenId", "ExpiredToken", "Un
 
 class Worker:
     def __init__(self, services: Services) -> None:
-        self.s = services
+        self.services = services
         self.settings = services.settings
         self.stopping = threading.Event()  # no new messages
         self.aborting = Abort()  # in-flight jobs give up and return their messages
@@ -73,7 +75,7 @@ class Worker:
             max_in_flight=self.settings.max_in_flight,
             cap=self.admission.cap,
             worker_id=self.settings.worker_id,
-            model_id=self.s.engine.model_id,
+            model_id=self.services.engine.model_id,
         )
         pending_poll: Future[list[ReceivedMessage]] | None = None
         poll_started_idle = False
@@ -120,9 +122,9 @@ class Worker:
         if message.kind is not None:
             self._task_futures.add(self._tasks.submit(self._run_task, message))
             return
-        future = self._jobs.submit(process_message, message, self.s, self.aborting)
+        future = self._jobs.submit(process_message, message, self.services, self.aborting)
         self._in_flight.add(future)
-        self.s.metrics.in_flight.set(len(self._in_flight))
+        self.services.metrics.in_flight.set(len(self._in_flight))
 
     def _sweep_dead_letters_when_due(self) -> None:
         """A DLQ sweep beside the jobs, as a task, every `dead_letter_check_s` (consumer.worker.dead_letters)."""
@@ -135,9 +137,9 @@ class Worker:
     def _run_task(self, message: ReceivedMessage) -> str:
         if message.kind != DELIVER_KIND:
             log.warning("unknown_task_kind", kind=message.kind, consequence="left for a worker that knows it")
-            self.s.queue.release(message.receipt_handle, self.settings.visibility_timeout_s)
+            self.services.queue.release(message.receipt_handle, self.settings.visibility_timeout_s)
             return "unknown_kind"
-        return self.s.deliveries.run_task(message)
+        return self.services.deliveries.run_task(message)
 
     def _reap(self) -> None:
         for task in [t for t in self._task_futures if t.done()]:
@@ -156,7 +158,7 @@ class Worker:
                 log.exception("job_thread_crashed", consequence="message redelivered after its visibility")
                 outcome = "crashed"
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        self.s.metrics.in_flight.set(len(self._in_flight))
+        self.services.metrics.in_flight.set(len(self._in_flight))
 
     def _receive(self, max_messages: int) -> list[ReceivedMessage]:
         """One long poll, retried with jittered backoff on AWS errors (longer for credential errors).
@@ -173,21 +175,21 @@ class Worker:
                 if self.stopping.is_set():
                     return []
                 started = time.monotonic()
-                received = self.s.queue.receive(
+                received = self.services.queue.receive(
                     max_messages, self.settings.wait_time_s, self.settings.visibility_timeout_s
                 )
         self.admission.received(time.monotonic() - started, len(received))
-        self.s.metrics.poll_succeeded()
+        self.services.metrics.poll_succeeded()
         messages = [ReceivedMessage.from_sqs(raw) for raw in received]
         if messages and self.stopping.is_set():
-            failed = self.s.queue.release_batch([m.receipt_handle for m in messages])
+            failed = self.services.queue.release_batch([m.receipt_handle for m in messages])
             log.info("late_messages_returned", count=len(messages), failed=failed)
             return []
         return messages
 
     def _log_poll_failure(self, retry_state) -> None:
         exc = retry_state.outcome.exception()
-        self.s.metrics.polls.labels("error").inc()
+        self.services.metrics.polls.labels("error").inc()
         credential = error_code(exc) in _CONNECTION_CODES
         log.warning("poll_failed", error=str(exc), credential_error=credential, attempt=retry_state.attempt_number)
 
@@ -208,27 +210,27 @@ class Worker:
                 self.aborting.set()
                 wait(not_done)
         wait(self._task_futures, timeout=max(grace, self.settings.webhook_timeout_s))
-        self.s.deliveries.drain(timeout_s=grace)  # what is left is delivered by the queued retries
+        self.services.deliveries.drain(timeout_s=grace)  # what is left is delivered by the queued retries
         self._reap()
         if pending_poll is not None:
             # The open long poll returns within WaitTimeSeconds; anything it got is handed back.
             pending_poll.result()
         self._jobs.shutdown(wait=True)
         self._tasks.shutdown(wait=True)
-        self.s.queue.flush_deletes()
-        self.s.deliveries.close()
+        self.services.queue.flush_deletes()
+        self.services.deliveries.close()
         self._poller.shutdown(wait=True)
         self._seen("stopped", force=True)
         log.info("worker_stopped", outcomes=self.outcomes, tasks=self.task_outcomes)
 
     def _seen(self, state: str, *, force: bool = False) -> None:
         """This worker's liveness record (at most a write a minute; `f5-worker status` lists it)."""
-        if self.s.workers is None:
+        if self.services.workers is None:
             return
         info = {
-            "model_id": self.s.engine.model_id,
-            "device": self.s.engine.device,
+            "model_id": self.services.engine.model_id,
+            "device": self.services.engine.device,
             "in_flight": len(self._in_flight),
             "outcomes": dict(self.outcomes),
         }
-        self.s.workers.seen(self.settings.worker_id, info, state=state, force=force)
+        self.services.workers.seen(self.settings.worker_id, info, state=state, force=force)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from consumer.aws.clients import AwsClients, make_clients
@@ -18,12 +19,32 @@ from consumer.storage.jobs import JobStore
 from consumer.storage.workers import WorkerRegistry
 from consumer.worker.admission import Admission
 from consumer.worker.delivery import Deliveries
-from consumer.worker.job import Services
 from consumer.worker.notify import Notifier
+from consumer.worker.progress import RealTimeFactor
 from consumer.worker.texts import TextResolver
 from consumer.worker.voices import VoiceResolver
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a job needs, built once per process (`build_services`)."""
+
+    settings: Settings
+    queue: Queue
+    jobs: JobStore
+    audio: AudioStore
+    voices: VoiceResolver
+    engine: Engine
+    notifier: Notifier
+    deliveries: Deliveries
+    metrics: Metrics
+    texts: TextResolver
+    max_receive_count: int | None = None
+    rtf: RealTimeFactor = field(default_factory=RealTimeFactor)  # this worker's measured speed, for ETAs
+    workers: WorkerRegistry | None = None  # this worker's liveness record (`f5-worker status`)
+    admission: Admission = field(default_factory=lambda: Admission(1))  # jobs' phases, for the poll loop
 
 
 class StartupTimeline:
