@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -83,9 +84,9 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _tmp_bytes() -> int:
+def _tmp_bytes(root_dir: Path) -> int:
     total = 0
-    for root, _, files in os.walk(tempfile.gettempdir()):
+    for root, _, files in os.walk(root_dir):
         for name in files:
             with contextlib.suppress(OSError):  # files come and go while we walk
                 total += (Path(root) / name).stat().st_size
@@ -162,6 +163,10 @@ def run_soak(messages: int = 300, model_dir: Path | None = None, warmup: int = 2
         stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
+    # The worker's temp files go to a directory of this run's own, so that only they are measured (other
+    # processes, e.g. tests running alongside, write to the system's temp directory too).
+    scratch = Path(tempfile.mkdtemp(prefix="f5-soak-"))
+    system_tmp, tempfile.tempdir = tempfile.tempdir, str(scratch)
     try:
         base = Settings(aws_endpoint_url=endpoint)
         for _ in range(100):
@@ -179,6 +184,7 @@ def run_soak(messages: int = 300, model_dir: Path | None = None, warmup: int = 2
             burst=True,
             max_in_flight=4,
             log_level="ERROR",
+            scratch_dir=scratch,
         )
         services = build_services(settings, engine, clients=make_clients(settings))
         _enqueue(admin, res.queue_url, 0, warmup)
@@ -195,7 +201,7 @@ def run_soak(messages: int = 300, model_dir: Path | None = None, warmup: int = 2
                         services.metrics.count("done") - warmed,
                         _rss_mb(),
                         len(list(Path("/proc/self/fd").iterdir())),
-                        _tmp_bytes() / 2**20,
+                        _tmp_bytes(scratch) / 2**20,
                     )
                 )
 
@@ -219,6 +225,8 @@ def run_soak(messages: int = 300, model_dir: Path | None = None, warmup: int = 2
             elapsed,
         )
     finally:
+        tempfile.tempdir = system_tmp
+        shutil.rmtree(scratch, ignore_errors=True)
         moto.terminate()
         moto.wait()
 
