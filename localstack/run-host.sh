@@ -4,7 +4,7 @@
 #
 #   bash localstack/run-host.sh          # then, in another shell:
 #   .venv/bin/python -m consumer.ops.init --endpoint-url http://127.0.0.1:4599
-#   F5_WORKER_TEST_LOCALSTACK_URL=http://127.0.0.1:4599 .venv/bin/python -m pytest tests/test_worker_flow.py -q
+#   F5_WORKER_TEST_LOCALSTACK_URL=http://127.0.0.1:4599 .venv/bin/python -m pytest tests/scenarios/test_worker_flow.py -q
 #
 # Why these pins (measured, see localstack/README.md): localstack-core 4.14.0 and later use
 # `warnings.deprecated` (Python >= 3.13), while 4.13.1 runs on 3.12 with cbor2<6, pyopenssl<25, cryptography<45.
@@ -48,7 +48,7 @@ export S3_SKIP_SIGNATURE_VALIDATION=0   # check presigned URL signatures (else t
 export SKIP_SSL_CERT_DOWNLOAD=1
 export DNS_ADDRESS=0
 export DISABLE_EVENTS=1
-export SERVICES=${LOCALSTACK_SERVICES:-sqs,sns,s3}  # tests/test_infra.py deploys the template when cloudformation,iam,sts are added
+export SERVICES=${LOCALSTACK_SERVICES:-sqs,sns,s3}  # tests/unit/ops/test_infra.py deploys the template when cloudformation,iam,sts are added
 # State and LocalStack's "filesystem" live under /tmp, not in the venv; its init hooks come from init/ready.d,
 # as in the container, run with the repository's .venv (which has everything consumer.ops.init needs).
 export LOCALSTACK_VOLUME_DIR=${LOCALSTACK_VOLUME_DIR:-${TMPDIR:-/tmp}/f5-worker-localstack}

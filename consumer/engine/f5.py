@@ -5,7 +5,7 @@ Per job, for each text chunk (upstream's `chunk_text`, sized from the reference'
 `infer_process` does), the steps are upstream's `_infer_basic` verbatim: the same prompt text, the same
 duration estimate, the same `sample(...)` call and vocoder decode, so a single-chunk job equals
 `torch.manual_seed(seed); infer_batch_process((audio, sr), ref_text, [text], model, vocoder, ...)` bit for
-bit (tests/test_engine_f5.py proves it). What differs, on purpose:
+bit (tests/unit/engine/test_f5.py proves it). What differs, on purpose:
 
 - the reference mel is computed once per `Reference.cache_key` and reused (bounded LRU);
 - chunk i is seeded from (job seed, i) (`chunk_seed`), its noise drawn right after `torch.manual_seed` of
@@ -23,7 +23,8 @@ Chunks and jobs as batch items. `render` (one job) and `render_batch` (several, 
 cond mels with per-item `lens`, `duration`, text and seeded noise, with the attention processors'
 `attn_mask_enabled` turned on at load (upstream passes a mask only for batches of more than one, so a call of
 one item is exactly the single path). Batched items equal their single runs within float32 reordering noise
-(tests/test_batched_equivalence.py). Up to `concurrent_calls` calls run at once on a thread pool, as upstream
+(tests/unit/engine/test_f5_batch_equivalence.py). Up to `concurrent_calls` calls run at once on a thread
+pool, as upstream
 runs a job's chunks in threads; each call's noise is drawn under one process-wide lock (`_SeedSequence`),
 so concurrency never mixes seeds. Defaults, measured with the tiny model on a 2-core CPU (a two-chunk job,
 32 steps): one call of both chunks took 1.8x the time of two sequential calls (SDPA turns the expanded

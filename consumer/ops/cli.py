@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-DEFAULT_NAME = "f5-worker"  # ResourceSpec().name, restated for --help (tests/test_cli_init.py compares them)
+DEFAULT_NAME = "f5-worker"  # ResourceSpec().name, restated for --help (tests/unit/cli/test_commands.py compares them)
 DEFAULT_TEMPLATE = Path("infra/f5-worker.yaml")  # consumer.ops.infra.DEFAULT_OUTPUT, likewise
 
 

@@ -3,7 +3,7 @@
 Three engines over the same weights: `sequential` (one item per `CFM.sample` call, one call at a time: chunk
 after chunk, the path every chunk is compared with), `concurrent` (the CPU default: one item per call, two
 calls at once, as upstream's thread pool runs a job's chunks) and `batched` (up to 4 items per call, the CUDA
-way). Tolerance as in tests/test_batched_equivalence.py: atol 1e-4 on mel and waveform, lengths exact.
+way). Tolerance as in tests/unit/engine/test_f5_batch_equivalence.py: atol 1e-4 on mel and waveform, lengths exact.
 
 Out-of-memory is simulated on CPU: a forward-pre-hook on the DiT raises `torch.cuda.OutOfMemoryError` for
 calls the test picks (by batch size or padded length), as a GPU near its limit would inside `CFM.sample`."""
@@ -23,7 +23,7 @@ from consumer.engine import SynthesisJob
 from consumer.engine.f5 import F5Engine, Rendering, chunk_seed
 from consumer.engine.model_spec import load_model_dir
 from contracts.requests import SynthesisOptions
-from tests.test_batched_equivalence import assert_same
+from tests.unit.engine.test_f5_batch_equivalence import assert_same
 
 OPTIONS = SynthesisOptions(nfe_steps=4)
 LONG = (

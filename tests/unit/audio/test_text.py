@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from consumer.audio.text import normalize_english
 from consumer.engine.fake import FakeEngine
-from tests.test_worker_flow import request
+from tests.scenarios.test_worker_flow import request
 
 
 @pytest.mark.parametrize(

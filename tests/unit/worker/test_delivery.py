@@ -15,7 +15,7 @@ from standardwebhooks.webhooks import Webhook
 from consumer.producer.client import Client
 from consumer.storage.jobs import JobStore
 from consumer.worker.delivery import retry_delay_s
-from tests.test_worker_flow import request
+from tests.scenarios.test_worker_flow import request
 from tests.webhook_receiver import Receiver
 
 SECRET_OLD = "whsec_" + base64.b64encode(b"old-secret-old-secret-32-bytes!!").decode()

@@ -10,7 +10,7 @@ from standardwebhooks.webhooks import Webhook
 
 from consumer.core.errors import WebhookFailed, WebhookRefused
 from consumer.worker import webhook
-from tests.test_worker_flow import request
+from tests.scenarios.test_worker_flow import request
 from tests.webhook_receiver import Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()

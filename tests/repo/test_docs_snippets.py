@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +13,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from consumer.producer.voice_library import VoiceLibrary
 from consumer.worker import webhook
+from tests.paths import REPO
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "producers.md"
+DOC = REPO / "docs" / "producers.md"
 
 
 def _python_snippets() -> list[str]:

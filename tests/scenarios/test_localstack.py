@@ -37,8 +37,8 @@ from consumer.worker.dead_letters import DeadLetterWatch
 from consumer.worker.loop import Worker
 from consumer.worker.services import Services, build_services
 from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120  # the first start creates localstack/.venv (about 40 s); a warm one is healthy in ~2 s
 NO_PYTHON_312 = 3  # run-host.sh's exit code when it finds no Python 3.12
 SERVICES = ("sqs", "sns", "s3")

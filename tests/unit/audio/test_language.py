@@ -4,7 +4,6 @@ rewrites what it cannot call English, checked on a committed corpus of eight lan
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -13,8 +12,9 @@ from consumer.audio.language import is_english, looks_english
 from consumer.audio.text import normalize_english
 from consumer.worker.synthesize import spoken_text
 from contracts.requests import SynthesisRequest
+from tests.paths import DATA
 
-CORPUS = json.loads((Path(__file__).parent / "data" / "languages.json").read_text(encoding="utf-8"))
+CORPUS = json.loads((DATA / "languages.json").read_text(encoding="utf-8"))
 NON_ENGLISH = [(lang, s) for lang, sentences in CORPUS.items() if lang != "en" for s in sentences]
 
 

@@ -23,7 +23,7 @@ from consumer.worker.job import Outcome, process_message
 from consumer.worker.message import RECEIVE_ATTRIBUTES, ReceivedMessage
 from contracts.events import SynthesisCompleted, SynthesisFailed
 from contracts.tasks import DeliveryTask
-from tests.test_job_record import completed_event
+from tests.unit.storage.test_jobs import completed_event
 from tests.webhook_receiver import Receiver
 
 

@@ -18,7 +18,7 @@ from consumer.worker import webhook
 from consumer.worker.job import Outcome, process_message
 from consumer.worker.services import build_services
 from contracts.events import SynthesisCompleted, SynthesisFailed
-from tests.test_worker_flow import receive_one, request
+from tests.scenarios.test_worker_flow import receive_one, request
 from tests.webhook_receiver import Receiver
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from consumer.engine.fake import FakeEngine
-from tests.test_api import serving
+from tests.scenarios.test_api import serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")

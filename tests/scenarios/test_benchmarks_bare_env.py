@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import REPO
+
+ROOT = REPO
 TIMEOUT_S = 240
 
 # Each script's smallest case: few messages/characters, one round, the tiny model on the CPU, a fake engine

@@ -14,7 +14,8 @@ import pytest
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.paths import REPO
+
 SQS_CALLS = {
     "receive_message",
     "delete_message",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from pathlib import Path
 
 from consumer.api.gateway import Gateway
 from consumer.audio.encoding import EXTENSIONS
@@ -16,8 +15,8 @@ from consumer.storage.jobs import JobStore
 from consumer.storage.voice_layout import VoiceLayout
 from consumer.storage.workers import WorkerRegistry
 from contracts.requests import AudioFormat, OutputSpec, SynthesisRequest
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DOCS = sorted(
     [*(REPO / "docs").glob("*.md"), REPO / "README.md", REPO / "infra" / "README.md", REPO / "localstack" / "README.md"]
 )

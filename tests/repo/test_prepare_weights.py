@@ -19,9 +19,9 @@ import pytest
 
 from consumer.engine.model_spec import load_model_dir, wheel_example_path
 from contracts.events import SynthesisCompleted
+from tests.paths import REPO
 from tests.tiny_whisper import RECOGNISED
 
-REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "docker" / "prepare_weights.py"
 
 

@@ -34,11 +34,12 @@ from consumer.storage.jobs import CancelResult
 from consumer.worker.loop import Worker
 from consumer.worker.services import build_services
 from contracts.events import SynthesisCompleted, parse_event
+from tests.paths import REPO
 from tests.webhook_receiver import Receiver
 
 runner = CliRunner()
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "f5-worker.yaml"
+TEMPLATE = REPO / "infra" / "f5-worker.yaml"
 REGION = "us-east-1"
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.paths import REPO
+
 DOCKERFILE = REPO / "Dockerfile"
 LAUNCHER = REPO / "docker" / "multi-gpu.sh"
 

@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from tests.test_cli_commands import F5_WORKER, assert_users_mistake, f5_worker, stack_env
+from tests.unit.cli.test_commands import F5_WORKER, assert_users_mistake, f5_worker, stack_env
 
 
 def _free_port() -> int:

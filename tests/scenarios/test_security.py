@@ -10,8 +10,8 @@ import pytest
 
 from consumer.core.logs import configure, get_logger, redact
 from consumer.core.settings import Settings
-from tests.test_webhook import SECRET, Receiver
-from tests.test_worker_flow import request
+from tests.scenarios.test_worker_flow import request
+from tests.unit.worker.test_webhook import SECRET, Receiver
 
 PRESIGNED = (
     "http://127.0.0.1:5000/b/k.wav?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20261125"
