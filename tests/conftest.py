@@ -102,6 +102,11 @@ class Stack:
 
 @pytest.fixture
 def stack(aws_endpoint: str) -> Stack:
+    return new_stack(aws_endpoint)
+
+
+def new_stack(aws_endpoint: str) -> Stack:
+    """Fresh resources (queue, DLQ, topic, bucket with the example voice) on the embedded AWS."""
     name = f"t{uuid.uuid4().hex[:10]}"
     spec = ResourceSpec(name=name, bucket=f"{name}-audio", max_receive_count=3)
     base = Settings(aws_endpoint_url=aws_endpoint)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import ValidationError
@@ -20,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consumer.api.auth import ApiKeys, RateLimiter
-from consumer.api.errors import api_error, error_body, http_error, validation_error
+from consumer.api.errors import api_error, declared, error_body, http_error, validation_error
 from consumer.api.gateway import Gateway
 from consumer.api.speech import MODEL_NAMES, SpeechRequest
 from consumer.api.waiter import Waiter
@@ -38,6 +39,10 @@ from contracts.limits import VOICE_ID_PATTERN
 from contracts.requests import AudioFormat, describe_validation_error
 
 log = get_logger(__name__)
+FAVICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#2b5797"/>'
+    b'<path d="M4 10V6h2l3-3v10l-3-3z M11 5.5a3.5 3.5 0 0 1 0 5" stroke="#fff" fill="#fff" stroke-width="1"/></svg>'
+)
 CLIENT_ERRORS = {"invalid_json", "invalid_request", "unknown_voice", "bad_reference_audio", "text_not_representable"}
 
 
@@ -101,7 +106,13 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
     Caller = Annotated[str, Depends(caller)]
 
     # --- OpenAI-compatible ----------------------------------------------------------------------------------
-    @app.post("/v1/audio/speech", response_class=Response)
+    audio_types = {media: {"schema": {"type": "string", "format": "binary"}} for media in CONTENT_TYPES.values()}
+
+    @app.post(
+        "/v1/audio/speech",
+        response_class=Response,
+        responses={200: {"description": "The audio.", "content": audio_types}, **declared(400, 409, 500, 504)},
+    )
     async def speech(
         request: Request,
         body: SpeechRequest,
@@ -136,20 +147,24 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
         media = CONTENT_TYPES[AudioFormat(body.response_format)]
         return Response(audio, media_type=media, headers={"x-f5-job-id": submitted.client_id})
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=declared())
     async def models(_key: Caller) -> dict[str, Any]:
         return {
             "object": "list",
             "data": [{"id": name, "object": "model", "created": 0, "owned_by": "f5-worker"} for name in MODEL_NAMES],
         }
 
-    @app.get("/v1/audio/voices")
+    @app.get("/v1/audio/voices", responses=declared())
     async def audio_voices(_key: Caller) -> dict[str, Any]:
         listed = await run_in_threadpool(voices.list)
         return {"voices": [v["voice_id"] for v in listed]}
 
     # --- jobs -------------------------------------------------------------------------------------------------
-    @app.post("/v1/jobs", status_code=202)
+    @app.post(
+        "/v1/jobs",
+        status_code=202,
+        responses={200: {"description": "An idempotent repeat: the job queued before."}, **declared(400, 409)},
+    )
     async def create_job(
         body: dict[str, Any], key: Caller, idempotency_key: Annotated[str | None, Header()] = None
     ) -> JSONResponse:
@@ -158,14 +173,14 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
         payload = {"id": submitted.client_id, "object": "job", "status": "queued", "url": location}
         return JSONResponse(payload, 202 if submitted.created else 200, headers={"Location": location})
 
-    @app.get("/v1/jobs/{job_id}")
+    @app.get("/v1/jobs/{job_id}", responses=declared(404))
     async def get_job(job_id: str, key: Caller) -> dict[str, Any]:
         try:
             return await run_in_threadpool(gateway.describe, key, job_id)
         except UnknownJob as exc:
             raise ApiError(404, f"no job {job_id!r}", code="job_not_found", param="job_id") from exc
 
-    @app.get("/v1/jobs")
+    @app.get("/v1/jobs", responses=declared(400))
     async def list_jobs(
         key: Caller,
         state: Annotated[str | None, Query(pattern="^(INPROGRESS|RELEASED|COMPLETED|FAILED)$")] = None,
@@ -174,7 +189,7 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
         rows = await run_in_threadpool(gateway.recent, key, state, limit)
         return {"object": "list", "data": rows}
 
-    @app.delete("/v1/jobs/{job_id}")
+    @app.delete("/v1/jobs/{job_id}", responses=declared(404, 409))
     async def cancel_job(job_id: str, key: Caller) -> dict[str, Any]:
         try:
             result = await run_in_threadpool(gateway.cancel, key, job_id)
@@ -185,7 +200,7 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
         return {"id": job_id, "object": "job", "cancel": result.value}
 
     # --- voices -----------------------------------------------------------------------------------------------
-    @app.post("/v1/voices", status_code=201)
+    @app.post("/v1/voices", status_code=201, responses=declared(400, 409))
     async def add_voice(
         _key: Caller,
         voice_id: Annotated[str, Form(pattern=VOICE_ID_PATTERN)],
@@ -203,15 +218,15 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
         except (BadReferenceAudio, InvalidRequest) as exc:
             raise ApiError(400, str(exc), code=exc.code.value, param="file") from exc
 
-    @app.get("/v1/voices")
+    @app.get("/v1/voices", responses=declared())
     async def list_voices(_key: Caller) -> dict[str, Any]:
         return {"object": "list", "data": await run_in_threadpool(voices.list)}
 
-    @app.get("/v1/voices/{voice_id}")
+    @app.get("/v1/voices/{voice_id}", responses=declared(404))
     async def get_voice(voice_id: str, _key: Caller) -> dict[str, Any]:
         return await _require_voice(voice_id)
 
-    @app.delete("/v1/voices/{voice_id}")
+    @app.delete("/v1/voices/{voice_id}", responses=declared(404))
     async def delete_voice(voice_id: str, _key: Caller) -> dict[str, Any]:
         await _require_voice(voice_id)
         await run_in_threadpool(voices.remove, voice_id)
@@ -219,7 +234,7 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
         return {"id": voice_id, "deleted": True}
 
     # --- operations -------------------------------------------------------------------------------------------
-    @app.get("/v1/status")
+    @app.get("/v1/status", responses=declared())
     async def status(_key: Caller) -> dict[str, Any]:
         workers = WorkerRegistry(clients.s3, settings.bucket, settings.workers_prefix)
         return await run_in_threadpool(
@@ -243,6 +258,10 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/", include_in_schema=False)
     async def console() -> HTMLResponse:
@@ -287,7 +306,22 @@ def create_app(settings: Settings, clients: AwsClients | None = None) -> FastAPI
         known_voices[voice_id] = (time.monotonic(), manifest)
         return manifest
 
+    app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
+    """FastAPI documents 422 for every route with parameters; this API answers validation errors with 400 (as
+    OpenAI does), declared on each route, so 422 and its schemas leave the document."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 class LimitsAndMetrics:

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consumer.core.errors import ApiError
@@ -26,6 +27,40 @@ TYPES = {
     503: "server_error",
     504: "timeout_error",
 }
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error the API answers, in OpenAI's shape."""
+
+    error: ErrorDetail
+
+
+MEANINGS = {
+    400: "The request is invalid (body, query, header or a value the worker refuses); `param` names the field.",
+    401: "Missing or wrong API key.",
+    404: "No such job or voice.",
+    409: "Conflict: idempotency key reused with another body, voice exists, job already finished or cancelled.",
+    413: "Request body over the limit (`F5_WORKER_API_MAX_BODY_BYTES`, uploads `API_MAX_UPLOAD_BYTES`).",
+    429: "Rate limit of this key reached; `Retry-After` says when to try again.",
+    500: "The job failed on the worker's side (its error code is in `code`).",
+    504: "The job did not finish within the wait (`API_SPEECH_WAIT_S`); it goes on: `x-f5-job-id` names it.",
+}
+EVERY_ROUTE = (401, 413, 429)  # authentication, the body limits and the rate limit apply to every route
+
+
+def declared(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: the error statuses it can answer, besides those of every route."""
+    return {
+        status: {"model": ErrorResponse, "description": MEANINGS[status]}
+        for status in sorted({*statuses, *EVERY_ROUTE})
+    }
 
 
 def error_body(status: int, message: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:

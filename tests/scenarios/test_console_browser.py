@@ -31,6 +31,10 @@ def test_the_console_uploads_a_voice_and_plays_what_it_synthesized(stack, make_w
         with serving(stack.settings(burst=False)) as url, playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1280, "height": 900})
+            console_errors: list[str] = []
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            failed: list[str] = []
+            page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
             page.goto(f"{url}/")
             page.wait_for_selector("#voices li")
 
@@ -58,7 +62,10 @@ def test_the_console_uploads_a_voice_and_plays_what_it_synthesized(stack, make_w
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"{overflow}px of horizontal scroll on a phone"
             page.screenshot(path=str(artifacts / "console-phone.png"), full_page=True)
+            icon = page.request.get(f"{url}/favicon.ico")
+            assert icon.ok and icon.headers["content-type"] == "image/svg+xml"
             browser.close()
+        assert console_errors == [] and failed == [], (console_errors, failed)  # the favicon was the last one
     finally:
         worker.stop()
         thread.join(timeout=60)
