@@ -21,10 +21,10 @@ from typing import Any
 from consumer.core.logs import get_logger
 from consumer.storage.job_index import JobIndex, hour_prefixes
 from consumer.storage.jobs import JobStore
-from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
+from contracts.events import Event, parse_event
 
 log = get_logger(__name__)
-Event = SynthesisCompleted | SynthesisFailed
+RECEIVE_FAILED_WAIT_S = 1.0  # after a failed receive of the events queue (the index rounds cover the gap)
 _Waiting = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Event]"]
 
 
@@ -94,7 +94,8 @@ class Waiter:
                 ).get("Messages", [])
             except Exception as exc:  # noqa: BLE001 - retried; the index rounds cover the gap
                 log.warning("api_events_receive_failed", error=str(exc))
-                time.sleep(1)
+                with self._lock:  # a second before the next receive, unless closed meanwhile
+                    self._lock.wait_for(lambda: self._closed, timeout=RECEIVE_FAILED_WAIT_S)
                 continue
             self.requests += 1
             for message in messages:

@@ -1,5 +1,6 @@
 """boto3 clients built from settings: the default credential chain (so role credentials refresh),
-an endpoint override for moto/LocalStack, and timeouts that make a hung call fail instead of stall."""
+an endpoint override for moto/LocalStack, timeouts that make a hung call fail instead of stall, and one retry
+layer (`consumer.aws.retry`: botocore's own retries are off)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from consumer.aws.retry import install
 from consumer.core.settings import Settings
+
+NO_RETRIES: Any = {"mode": "standard", "total_max_attempts": 1}  # the retry layer is `install`'s
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,11 @@ class AwsClients:
 def make_cloudwatch(settings: Settings) -> Any:
     """A CloudWatch client (`status`'s oldest-message age), with the same endpoint and region as the others."""
     session = boto3.session.Session(region_name=settings.aws_region)
-    return session.client("cloudwatch", endpoint_url=settings.aws_endpoint_url, config=Config(connect_timeout=5))
+    client = session.client(
+        "cloudwatch", endpoint_url=settings.aws_endpoint_url, config=Config(connect_timeout=5, retries=NO_RETRIES)
+    )
+    install(client)
+    return client
 
 
 def make_clients(settings: Settings, max_pool_connections: int = 10) -> AwsClients:
@@ -30,7 +38,7 @@ def make_clients(settings: Settings, max_pool_connections: int = 10) -> AwsClien
     session = boto3.session.Session(region_name=settings.aws_region)
     base: dict[str, Any] = {
         "connect_timeout": 5,
-        "retries": {"mode": "standard", "max_attempts": 3},
+        "retries": NO_RETRIES,
         "max_pool_connections": max_pool_connections,
     }
     # The long poll must return before the socket gives up: read timeout above WaitTimeSeconds.
@@ -38,8 +46,11 @@ def make_clients(settings: Settings, max_pool_connections: int = 10) -> AwsClien
     s3_cfg = Config(read_timeout=60, signature_version="s3v4", s3={"addressing_style": "path"}, **base)
     other_cfg = Config(read_timeout=30, **base)
     endpoint = settings.aws_endpoint_url
-    return AwsClients(
+    clients = AwsClients(
         sqs=session.client("sqs", endpoint_url=endpoint, config=sqs_cfg),
         s3=session.client("s3", endpoint_url=endpoint, config=s3_cfg),
         sns=session.client("sns", endpoint_url=endpoint, config=other_cfg),
     )
+    for client in (clients.sqs, clients.s3, clients.sns):
+        install(client)
+    return clients

@@ -68,6 +68,16 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ClientError) and (error_code(exc) in _TRANSIENT or http_status(exc) >= 500)
 
 
+def is_transient_response(response: object) -> bool:
+    """The same for a botocore response, `(http_response, parsed)`, before it becomes an exception."""
+    if not isinstance(response, tuple) or len(response) != 2 or not isinstance(response[1], dict):
+        return False
+    parsed = response[1]
+    code = str(parsed.get("Error", {}).get("Code", ""))
+    status = int(parsed.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code in _TRANSIENT or status >= 500 or status == 429
+
+
 def is_receipt_gone(exc: BaseException) -> bool:
     """The SQS receipt handle is no longer valid (the message was redelivered or deleted)."""
     return isinstance(exc, ClientError) and error_code(exc) in RECEIPT_GONE_CODES

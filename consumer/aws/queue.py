@@ -14,7 +14,6 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.aws.failures import RECEIPT_GONE_CODES, is_receipt_gone, storage_errors
-from consumer.aws.retry import aws_retry
 from consumer.core.errors import StorageError
 from consumer.core.logs import get_logger
 from contracts.tasks import KIND_ATTRIBUTE
@@ -61,14 +60,14 @@ class Queue:
         else:
             params["DelaySeconds"] = max(0, min(900, delay_s))
         with storage_errors(f"queueing a {kind} task"):
-            aws_retry(self.sqs.send_message)(**params)
+            self.sqs.send_message(**params)
 
     def delete(self, receipt_handle: str) -> bool:
         """Delete after success. Returns False if the receipt is no longer valid (the message was
         redelivered elsewhere: that worker will find the job finished and replay its event)."""
         with storage_errors("deleting the message"):
             try:
-                aws_retry(self.sqs.delete_message)(QueueUrl=self.url, ReceiptHandle=receipt_handle)
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
             except ClientError as exc:
                 if is_receipt_gone(exc):
                     log.warning("delete_receipt_gone", error=str(exc))
@@ -94,7 +93,7 @@ class Queue:
         message was redelivered; that worker replays the outcome), any other failure is retried on its own."""
         entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipt_handles)]
         with storage_errors("deleting messages"):
-            response = aws_retry(self.sqs.delete_message_batch)(QueueUrl=self.url, Entries=entries)
+            response = self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
         for failed in response.get("Failed", []):
             code = failed.get("Code", "")
             if code in RECEIPT_GONE_CODES:
@@ -124,7 +123,7 @@ class Queue:
     def release(self, receipt_handle: str, delay_s: int = 0) -> bool:
         """Hand a message back for redelivery after `delay_s` (0: at once). Best effort with retries."""
         try:
-            aws_retry(self.change_visibility)(receipt_handle, delay_s)
+            self.change_visibility(receipt_handle, delay_s)
         except (ClientError, BotoCoreError) as exc:
             log.warning("release_failed", error=str(exc), consequence="redelivered when visibility expires")
             return False

@@ -19,6 +19,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
 from consumer.aws.clients import make_clients
 from consumer.aws.embedded import EmbeddedAws
 from consumer.aws.resources import ResourceSpec, bootstrap
@@ -148,10 +150,13 @@ def _start_api(settings: Settings) -> str | None:
     api_settings = settings.model_copy(update={"api_host": "127.0.0.1", "api_port": port, "api_key_hashes": ()})
     server = uvicorn.Server(uvicorn.Config(create_app(api_settings), host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, name="api", daemon=True).start()
-    deadline = time.monotonic() + 15
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}" if server.started else None
+    started = Retrying(
+        stop=stop_after_delay(15),
+        wait=wait_fixed(0.05),
+        retry=retry_if_result(lambda up: not up),
+        retry_error_callback=lambda _: False,
+    )(lambda: server.started)
+    return f"http://127.0.0.1:{port}" if started else None
 
 
 def _serve_env(settings: Settings, events_queue_url: str | None) -> list[str]:

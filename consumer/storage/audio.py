@@ -12,7 +12,6 @@ from botocore.exceptions import ClientError
 
 from consumer.audio.encoding import CONTENT_TYPES, EXTENSIONS
 from consumer.aws.failures import error_code, http_status, is_conflict, is_missing, storage_errors
-from consumer.aws.retry import aws_retry
 from consumer.core.errors import ForbiddenLocation, StorageError
 from consumer.core.logs import get_logger
 from contracts.events import AudioOutput
@@ -75,7 +74,7 @@ class AudioStore:
         if seen is not None and time.monotonic() - seen < self.BUCKET_SEEN_S:
             return
         try:
-            aws_retry(self._s3.get_object)(Bucket=location.bucket, Key=location.key, Range="bytes=0-0")
+            self._s3.get_object(Bucket=location.bucket, Key=location.key, Range="bytes=0-0")
         except ClientError as exc:
             if error_code(exc) == "NoSuchBucket":
                 raise StorageError(
@@ -89,7 +88,7 @@ class AudioStore:
         """The audio a previous attempt already uploaded, if it is complete."""
         with storage_errors(f"checking {location.uri}"):
             try:
-                head = aws_retry(self._s3.head_object)(Bucket=location.bucket, Key=location.key)
+                head = self._s3.head_object(Bucket=location.bucket, Key=location.key)
             except ClientError as exc:
                 if is_missing(exc):
                     return None
@@ -148,7 +147,7 @@ class AudioStore:
         # the event describes it. (A retried put whose first try landed also answers 412 and finds its own.)
         with storage_errors(f"uploading {location.uri}"):
             try:
-                aws_retry(self._put_object)(
+                self._put_object(
                     data,
                     Bucket=location.bucket,
                     Key=location.key,

@@ -37,7 +37,6 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from consumer.aws.failures import is_conflict, is_missing, storage_errors
-from consumer.aws.retry import aws_retry
 from consumer.core.errors import (
     JobAlreadyCompleted,
     JobAlreadyFailed,
@@ -153,7 +152,7 @@ class JobStore:
         """(record, etag), or (None, "") when the job was never claimed."""
         with storage_errors(f"reading record of {job_id}"):
             try:
-                response = aws_retry(self._s3.get_object)(Bucket=self._bucket, Key=self.key(job_id))
+                response = self._s3.get_object(Bucket=self._bucket, Key=self.key(job_id))
             except ClientError as exc:
                 if is_missing(exc):
                     return None, ""
@@ -396,11 +395,11 @@ class JobStore:
 
     def _put(self, job_id: str, body: bytes, **condition: str) -> _Put:
         """Conditional put. When the condition fails, the record is read: if it already holds exactly this body,
-        an earlier try of this very put was stored and only its response was lost (botocore and `aws_retry` retry
+        an earlier try of this very put was stored and only its response was lost (the AWS_CALL policy retries
         a dropped connection), so the write succeeded; otherwise the current record comes back to the caller."""
         with storage_errors(f"writing record of {job_id}"):
             try:
-                response = aws_retry(self._s3.put_object)(
+                response = self._s3.put_object(
                     Bucket=self._bucket, Key=self.key(job_id), Body=body, ContentType="application/json", **condition
                 )
             except ClientError as exc:

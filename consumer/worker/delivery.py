@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import threading
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from consumer.aws.queue import Queue
+from consumer.aws.retry import MAX_TASK_DELAY_S, WEBHOOK_INLINE, delivery_task_delay_s
 from consumer.core.errors import StorageError, WebhookFailed, WebhookRefused
 from consumer.core.logs import get_logger
 from consumer.core.metrics import Metrics
@@ -32,12 +33,10 @@ from consumer.storage.jobs import DeliveryState, JobStore
 from consumer.worker import webhook
 from consumer.worker.message import ReceivedMessage
 from consumer.worker.notify import Notifier
-from contracts.events import SynthesisCompleted, SynthesisFailed
+from contracts.events import Event
 from contracts.tasks import DELIVER_KIND, DeliveryTask
 
 log = get_logger(__name__)
-Event = SynthesisCompleted | SynthesisFailed
-MAX_DELAY_S = 900  # SQS DelaySeconds cap
 
 
 def _now() -> datetime:
@@ -48,11 +47,6 @@ class Posted(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"  # worth another try later
     REFUSED = "refused"  # the target is not allowed (private or metadata address): delivery ends at once
-
-
-def retry_delay_s(attempt: int, base_s: float) -> int:
-    """Delay before queued attempt `attempt + 1`: base · 2^(attempt-1), at most 15 minutes."""
-    return int(min(MAX_DELAY_S, base_s * 2 ** max(0, attempt - 1)))
 
 
 class Deliveries:
@@ -67,6 +61,7 @@ class Deliveries:
         self._pool = ThreadPoolExecutor(settings.webhook_senders, thread_name_prefix="webhook")
         self._pending: set[Future[None]] = set()
         self._lock = threading.Lock()
+        self._closing = threading.Event()  # set by `close`: inline retries stop waiting
 
     # --- from a job -----------------------------------------------------------------------------------------
     def schedule(self, event: Event, url: str, *, recorded: bool = True) -> None:
@@ -76,7 +71,7 @@ class Deliveries:
         have a job id) delivery is in-process only."""
         if recorded:
             now = _now()
-            first_retry = now + timedelta(seconds=retry_delay_s(1, self.settings.webhook_retry_base_s))
+            first_retry = now + timedelta(seconds=delivery_task_delay_s(1, self.settings.webhook_retry_base_s))
             self.queue_task(DeliveryTask(job_id=event.job_id, first_at=now, not_before=first_retry))
         future = self._pool.submit(self._deliver_inline, event, url, recorded)
         with self._lock:
@@ -95,20 +90,22 @@ class Deliveries:
 
     def drain(self, timeout_s: float) -> None:
         """Wait up to `timeout_s` for in-process deliveries (queued tasks cover whatever is left)."""
-        deadline = time.monotonic() + timeout_s
-        while self.pending() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with self._lock:
+            pending = set(self._pending)
+        wait(pending, timeout=timeout_s)
 
     def close(self) -> None:
+        self._closing.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _deliver_inline(self, event: Event, url: str, recorded: bool) -> None:
         body = event.model_dump_json().encode()
+        policy = replace(WEBHOOK_INLINE, tries=self.settings.webhook_inline_attempts)
         for attempt in range(1, self.settings.webhook_inline_attempts + 1):
-            if attempt > 1:
-                time.sleep(min(8.0, 0.5 * 2 ** (attempt - 2)))
             if self._post(event, url, body, recorded, final=False) is not Posted.FAILED:
                 return
+            if attempt < self.settings.webhook_inline_attempts:
+                self._closing.wait(policy.delay_s(attempt))
 
     # --- a queued task ----------------------------------------------------------------------------------------
     def run_task(self, message: ReceivedMessage) -> str:
@@ -127,7 +124,9 @@ class Deliveries:
             outcome = self._run_task(task)
         except StorageError as exc:
             log.warning("delivery_task_failed", job_id=task.job_id, error=str(exc), consequence="retried")
-            self._queue.release(message.receipt_handle, retry_delay_s(task.attempt, self.settings.webhook_retry_base_s))
+            self._queue.release(
+                message.receipt_handle, delivery_task_delay_s(task.attempt, self.settings.webhook_retry_base_s)
+            )
             return "retry"
         self._queue.delete(message.receipt_handle)
         return outcome
@@ -156,7 +155,7 @@ class Deliveries:
             return posted.value
         if last:
             return "delivery_failed"
-        delay = retry_delay_s(task.attempt + 1, self.settings.webhook_retry_base_s)
+        delay = delivery_task_delay_s(task.attempt + 1, self.settings.webhook_retry_base_s)
         self.queue_task(
             DeliveryTask(
                 job_id=task.job_id,
@@ -173,7 +172,7 @@ class Deliveries:
         self._queue.send_task(
             DELIVER_KIND,
             task.model_dump_json(),
-            delay_s=min(MAX_DELAY_S, delay),
+            delay_s=min(MAX_TASK_DELAY_S, delay),
             group_id=f"deliver-{task.job_id}",
             dedup_id=f"{task.job_id}-{task.attempt}-{task.not_before.timestamp():.0f}",
         )

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from consumer.aws.retry import HEARTBEAT_EXTENSION
 from consumer.core.settings import SQS_MAX_VISIBILITY_S
 
 Extend = Callable[[int], None]  # extend(seconds): push the deadline `seconds` from now; raise on failure
@@ -40,7 +41,7 @@ class Heartbeat:
         cap_s: int = SQS_MAX_VISIBILITY_S,
         on_lost: Callable[[BaseException | None], None] | None = None,
         is_definitive: Callable[[BaseException], bool] = lambda exc: True,
-        retry_after_s: float = 0.5,
+        retry_after_s: float = HEARTBEAT_EXTENSION.base_s,
         tick: Callable[[], None] | None = None,
         tick_s: float = 5.0,
     ) -> None:

@@ -17,7 +17,6 @@ the recorded event: so one job (and generation) has one outcome, and no event co
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from enum import StrEnum
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumer.aws.retry import queue_backoff_s
 from consumer.core.errors import (
     InvalidRequest,
     JobAlreadyCompleted,
@@ -45,7 +45,6 @@ from consumer.core.errors import (
     WorkerError,
 )
 from consumer.core.logs import get_logger
-from consumer.core.settings import Settings
 from consumer.storage.audio import OutputLocation, StoredAudio, output_location
 from consumer.worker.abort import Abort, AbortCause, AbortCheck
 from consumer.worker.held_claim import HeldClaim
@@ -69,12 +68,6 @@ class Outcome(StrEnum):
     DEFERRED = "deferred"
     RETURNED = "returned"
     ABANDONED = "abandoned"
-
-
-def retry_delay_s(attempt: int, settings: Settings) -> int:
-    """Exponential backoff from the receive count, with jitter, clamped."""
-    ceiling = min(settings.retry_max_delay_s, settings.retry_base_delay_s * 2 ** max(0, attempt - 1))
-    return int(random.uniform(ceiling / 2, ceiling))
 
 
 class JobRun:
@@ -293,7 +286,7 @@ class JobRun:
         except (NotifyError, StorageError) as exc:
             if not self._last_receive():
                 self.held.settle()
-                delay = retry_delay_s(self.msg.receive_count, self.settings)
+                delay = queue_backoff_s(self.msg.receive_count, self.settings)
                 log.warning("event_not_published", error=str(exc), consequence=f"replayed in {delay}s")
                 self.services.metrics.retries.labels(exc.code.value).inc()
                 self.services.queue.release(self.msg.receipt_handle, delay)
@@ -326,7 +319,7 @@ class JobRun:
         if self._last_receive():
             return self._retries_exhausted(exc)
         self.held.release("retry", exc.code)
-        delay = exc.delay_s if exc.delay_s is not None else retry_delay_s(self.msg.receive_count, self.settings)
+        delay = exc.delay_s if exc.delay_s is not None else queue_backoff_s(self.msg.receive_count, self.settings)
         log.info("job_retry_scheduled", error_code=exc.code.value, error=str(exc), delay_s=delay)
         self.services.queue.release(self.msg.receipt_handle, delay)
         return Outcome.RETRY

@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import Retrying, retry_if_exception_type, stop_never, wait_random_exponential
 
 from consumer.aws.failures import error_code
+from consumer.aws.retry import QUEUE_POLL
 from consumer.core.logs import get_logger
 from consumer.worker.abort import Abort
 from consumer.worker.dead_letters import DeadLetterWatch, sweep_safely
@@ -165,7 +166,7 @@ class Worker:
         Messages that arrive after stop was requested are handed straight back."""
         retrying = Retrying(
             retry=retry_if_exception_type((ClientError, BotoCoreError)),
-            wait=wait_random_exponential(multiplier=0.5, max=30),
+            wait=wait_random_exponential(multiplier=QUEUE_POLL.base_s, max=QUEUE_POLL.max_s),
             stop=stop_never,
             before_sleep=self._log_poll_failure,
             sleep=self._interruptible_sleep,

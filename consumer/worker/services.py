@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from consumer.aws.clients import AwsClients, make_clients
 from consumer.aws.queue import Queue
+from consumer.aws.requests_counter import count_aws_requests
 from consumer.core.logs import get_logger
 from consumer.core.metrics import Metrics
 from consumer.core.settings import Settings
@@ -75,7 +75,9 @@ def build_services(
         raise ValueError("F5_WORKER_QUEUE_URL and F5_WORKER_BUCKET are required")
     clients = clients or make_clients(settings)
     metrics = metrics or Metrics()
-    _count_aws_requests(clients, metrics)
+    # every call by operation (`f5_worker_aws_requests_total`); once per client: a second worker on the same
+    # clients (`local --serve`) shares the first one's metrics
+    count_aws_requests((clients.sqs, clients.s3, clients.sns), metrics.aws_requests, unique_id="f5-worker-aws-requests")
     queue = Queue(clients.sqs, settings.queue_url, delete_window_s=settings.delete_batch_window_s)
     max_receive = settings.max_receive_count or queue.max_receive_count()
     index = JobIndex(clients.s3, settings.bucket, settings.jobs_index_prefix)
@@ -110,14 +112,3 @@ def admission_for(settings: Settings) -> Admission:
     fixed = None if settings.max_in_flight == "auto" else settings.max_in_flight
     min_ahead = settings.batch_max_size if settings.engine == "f5" else 1
     return Admission(fixed, device_queue_s=settings.device_queue_s, min_ahead=min_ahead)
-
-
-def _count_aws_requests(clients: AwsClients, metrics: Metrics) -> None:
-    """Every AWS call of this worker counted by operation (`f5_worker_aws_requests_total`). Once per client: a
-    second worker on the same clients (`local --serve`) shares the first one's metrics."""
-
-    def count(model: Any, **_: Any) -> None:
-        metrics.aws_requests.labels(model.name).inc()
-
-    for client in (clients.sqs, clients.s3, clients.sns):
-        client.meta.events.register("provide-client-params", count, unique_id="f5-worker-aws-requests")

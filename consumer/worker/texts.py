@@ -8,7 +8,6 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from consumer.aws.failures import is_forbidden, is_missing, storage_errors
-from consumer.aws.retry import aws_retry
 from consumer.core.errors import ForbiddenLocation, InvalidRequest
 from consumer.worker.voices import split_s3_uri
 from contracts.limits import MAX_TEXT_URI_BYTES, MAX_TEXT_URI_CHARS
@@ -30,13 +29,13 @@ class TextResolver:
             raise ForbiddenLocation(f"reading text from bucket {bucket!r} is not allowed for this worker")
         with storage_errors(f"reading {request.text_uri}"):
             try:
-                head = aws_retry(self._s3.head_object)(Bucket=bucket, Key=key)
+                head = self._s3.head_object(Bucket=bucket, Key=key)
                 if int(head["ContentLength"]) > MAX_TEXT_URI_BYTES:
                     raise InvalidRequest(
                         f"text_uri {request.text_uri} is {head['ContentLength']:,} bytes; at most "
                         f"{MAX_TEXT_URI_BYTES:,} ({MAX_TEXT_URI_CHARS:,} characters)"
                     )
-                body = aws_retry(self._s3.get_object)(Bucket=bucket, Key=key)["Body"].read()
+                body = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             except ClientError as exc:
                 if is_missing(exc) or is_forbidden(exc):
                     raise InvalidRequest(f"text_uri {request.text_uri} does not exist or is not readable") from exc

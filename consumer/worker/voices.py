@@ -16,7 +16,6 @@ from cachetools import LRUCache
 
 from consumer.audio.reference import decode_reference, normalise_transcript, process_reference_audio
 from consumer.aws.failures import is_forbidden, is_missing, storage_errors
-from consumer.aws.retry import aws_retry
 from consumer.core.errors import BadReferenceAudio, ForbiddenLocation, InvalidRequest, UnknownVoice
 from consumer.core.logs import get_logger
 from consumer.engine import Reference
@@ -156,7 +155,7 @@ class VoiceResolver:
     def _head(self, source: VoiceSource, voice: VoiceRef) -> tuple[str, int, str]:
         with storage_errors(f"looking up s3://{source.bucket}/{source.key}"):
             try:
-                head = aws_retry(self._s3.head_object)(Bucket=source.bucket, Key=source.key)
+                head = self._s3.head_object(Bucket=source.bucket, Key=source.key)
             except ClientError as exc:
                 if is_missing(exc):
                     what = f"voice {voice.voice_id!r}" if voice.voice_id else f"reference {voice.audio_uri}"
@@ -168,14 +167,14 @@ class VoiceResolver:
 
     def _get(self, source: VoiceSource) -> bytes:
         with storage_errors(f"downloading s3://{source.bucket}/{source.key}"):
-            return aws_retry(self._s3.get_object)(Bucket=source.bucket, Key=source.key)["Body"].read()
+            return self._s3.get_object(Bucket=source.bucket, Key=source.key)["Body"].read()
 
     def _manifest_transcript(self, voice: VoiceRef) -> str:
         assert voice.voice_id is not None  # only library voices have manifests
         key = self._layout.manifest_key(voice.voice_id)
         with storage_errors(f"reading {key}"):
             try:
-                body = aws_retry(self._s3.get_object)(Bucket=self._bucket, Key=key)["Body"].read()
+                body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
             except ClientError as exc:
                 if is_missing(exc):
                     raise UnknownVoice(f"voice {voice.voice_id!r} has no manifest") from exc

@@ -5,14 +5,13 @@ delivery). Cloud metadata services are refused by name and address whatever the 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
+from standardwebhooks import Webhook
 
 from consumer.core.errors import WebhookFailed
 from consumer.core.targets import (  # noqa: F401 - re-exported: the worker's webhook API
@@ -32,10 +31,9 @@ def parse_secrets(value: str | None) -> tuple[str, ...]:
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The `webhook-signature` header value: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
+    """The `webhook-signature` header value, `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, by the Standard
+    Webhooks reference library."""
+    return Webhook(secret).sign(msg_id, datetime.fromtimestamp(timestamp, UTC), body)
 
 
 def deliver(

@@ -13,8 +13,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ConnectionClosedError
-
 from consumer.core.errors import EngineError, StorageError, SynthesisAborted
 from consumer.engine import SynthesisJob, SynthesizedAudio
 from consumer.engine.fake import FakeEngine
@@ -23,6 +21,7 @@ from consumer.worker.job import Outcome, process_message
 from consumer.worker.message import RECEIVE_ATTRIBUTES, ReceivedMessage
 from contracts.events import SynthesisCompleted, SynthesisFailed
 from contracts.tasks import DeliveryTask
+from tests.aws_faults import stored_then_dropped
 from tests.unit.storage.test_jobs import completed_event
 from tests.webhook_receiver import Receiver
 
@@ -117,29 +116,25 @@ def test_a_refused_webhook_target_ends_delivery_at_once(stack, make_worker):
 
 # --- 3. a conditional write that landed, whose response was lost ----------------------------------------------
 class LandsThenDrops:
-    """An S3 client whose next If-Match PUT is stored, then its response lost (the connection closes)."""
+    """Arms the S3 client: its next If-Match PUT is stored, then its response lost (the connection closes)."""
 
     def __init__(self, s3: Any) -> None:
-        self._s3 = s3
         self.armed = False
+        s3.meta.events.register("before-send.s3.PutObject", self._maybe_drop)
 
-    def put_object(self, **params: Any) -> Any:
-        response = self._s3.put_object(**params)
-        if self.armed and "IfMatch" in params:
+    def _maybe_drop(self, request: Any, **_: Any) -> None:
+        if self.armed and "If-Match" in request.headers:
             self.armed = False
-            raise ConnectionClosedError(endpoint_url="http://s3")
-        return response
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._s3, name)
+            stored_then_dropped(request)
 
 
 def test_a_write_that_landed_but_lost_its_response_is_not_a_lost_lease(stack):
     s3 = LandsThenDrops(stack.clients.s3)
-    jobs = JobStore(s3, stack.resources.bucket, "jobs")
+    jobs = JobStore(stack.clients.s3, stack.resources.bucket, "jobs")
     claim = jobs.claim("landed-1", "w1/a", 30)
     s3.armed = True
     renewed = jobs.renew(claim, 30)  # stored, response lost, retried: 412 against our own write
+    assert not s3.armed  # the drop happened
     s3.armed = True
     jobs.complete(renewed, completed_event("landed-1"))
     assert record(stack, "landed-1")["status"] == "COMPLETED"

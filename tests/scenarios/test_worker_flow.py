@@ -12,12 +12,14 @@ import pytest
 import soundfile as sf
 from botocore.exceptions import ClientError
 
+from consumer.aws.retry import AWS_CALL
 from consumer.engine.fake import FakeEngine
 from consumer.storage.job_record import JobStatus
 from consumer.worker.job import Outcome, process_message
 from consumer.worker.message import RECEIVE_ATTRIBUTES, ReceivedMessage
 from contracts.events import ErrorCode, SynthesisCompleted, SynthesisFailed, event_id_for
 from contracts.limits import MAX_TEXT_CHARS
+from tests.aws_faults import throttled
 
 
 def request(job_id: str, text: str = "Hello from a test.", **extra) -> str:
@@ -163,14 +165,15 @@ def test_transient_s3_failures_are_retried_without_loss_or_duplicates(stack, mak
     stack.send(request("flaky-1"))
     engine = FakeEngine()
     worker, services = make_worker(engine)
-    failures = {"left": 4}  # 3 exhaust the in-process retries of attempt 1; attempt 2 absorbs the 4th
+    failures = {"left": AWS_CALL.tries + 1}  # the tries of attempt 1's upload; attempt 2 absorbs the last one
 
-    def fail_put(params, **_):
-        if params["Key"].startswith("outputs/") and failures["left"] > 0:
+    def fail_put(request, **_):
+        if "/outputs/" in request.url and failures["left"] > 0:
             failures["left"] -= 1
-            raise ClientError({"Error": {"Code": "SlowDown", "Message": "injected"}}, "PutObject")
+            return throttled(request.url)
+        return None
 
-    services.audio._s3.meta.events.register("before-parameter-build.s3.PutObject", fail_put)
+    services.audio._s3.meta.events.register("before-send.s3.PutObject", fail_put)
     worker.run()
     events = stack.events()
     assert [e.type for e in events] == ["synthesis.completed.v1"]

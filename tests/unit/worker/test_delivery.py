@@ -12,9 +12,9 @@ from collections.abc import Callable
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from consumer.aws.retry import delivery_task_delay_s
 from consumer.producer.client import Client
 from consumer.storage.jobs import JobStore
-from consumer.worker.delivery import retry_delay_s
 from tests.scenarios.test_worker_flow import request
 from tests.webhook_receiver import Receiver
 
@@ -58,7 +58,7 @@ def running(make_worker):
 
 
 def test_retry_delays_double_up_to_fifteen_minutes():
-    assert [retry_delay_s(n, 30) for n in (1, 2, 3, 4, 5, 6)] == [30, 60, 120, 240, 480, 900]
+    assert [delivery_task_delay_s(n, 30) for n in (1, 2, 3, 4, 5, 6)] == [30, 60, 120, 240, 480, 900]
 
 
 def test_a_failing_webhook_is_retried_from_the_queue_until_it_accepts(stack, running):

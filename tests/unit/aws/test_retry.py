@@ -1,0 +1,120 @@
+"""The retry policies: what each retries, how often, how long it waits, one layer per AWS call, and the docs table."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from consumer.aws.clients import make_clients
+from consumer.aws.retry import (
+    AWS_CALL,
+    DELIVERY_TASK,
+    EVENT_PUBLISH,
+    QUEUE_BACKOFF,
+    WEBHOOK_INLINE,
+    Backoff,
+    delivery_task_delay_s,
+    queue_backoff_s,
+    render_table,
+)
+from consumer.core.settings import Settings
+from tests.paths import REPO
+
+
+def _throttled() -> ClientError:
+    return ClientError({"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")
+
+
+def _denied() -> ClientError:
+    return ClientError({"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "PutObject")
+
+
+def test_waits_stay_under_their_ceiling_and_jitter_as_declared():
+    full = Backoff("X", "x", tries=5, base_s=1.0, max_s=4.0)
+    assert [full.ceiling_s(n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 4.0]
+    assert all(0 <= full.delay_s(3) <= 4.0 for _ in range(200))
+    assert {WEBHOOK_INLINE.delay_s(n) for n in (1, 2, 3)} == {0.5, 1.0, 2.0}  # no jitter: as before the module
+    upper = [QUEUE_BACKOFF.delay_s(2) for _ in range(200)]
+    assert min(upper) >= 5.0 and max(upper) <= 10.0
+    assert full.waits_s() == 1 + 2 + 4 + 4
+
+
+def test_call_retries_what_it_is_told_to_and_gives_up_after_its_tries(monkeypatch):
+    monkeypatch.setattr("consumer.aws.retry.time.sleep", lambda _s: None)
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise _throttled()
+        return "ok"
+
+    retried = Backoff("X", "x", tries=3, base_s=0.01, max_s=0.01).call(flaky, retry_on=lambda e: True)
+    assert retried() == "ok" and len(calls) == 3
+    calls.clear()
+
+    def always() -> str:
+        calls.append(1)
+        raise _throttled()
+
+    with pytest.raises(ClientError):
+        Backoff("X", "x", tries=2, base_s=0.01, max_s=0.01).call(always, retry_on=lambda e: True)()
+    assert len(calls) == 2
+    calls.clear()
+    with pytest.raises(ClientError):  # not retried: an answer, not a fault
+        EVENT_PUBLISH.call(always, retry_on=lambda e: False)()
+    assert len(calls) == 1
+
+
+def test_queued_delays_double_up_to_their_caps():
+    assert [delivery_task_delay_s(n, 30) for n in (1, 2, 3, 4, 5, 6)] == [30, 60, 120, 240, 480, 900]
+    settings = Settings(retry_base_delay_s=5, retry_max_delay_s=900)
+    assert all(10 <= queue_backoff_s(3, settings) <= 20 for _ in range(100))
+    capped = Settings(retry_base_delay_s=5, retry_max_delay_s=60)
+    assert all(30 <= queue_backoff_s(12, capped) <= 60 for _ in range(100))
+    assert DELIVERY_TASK.tries == 8
+
+
+def test_one_aws_call_is_tried_by_one_layer_only(stack):
+    """A dropped connection is tried AWS_CALL.tries times in all (botocore's own retries are off), a 4xx once."""
+    clients = make_clients(Settings(aws_endpoint_url=stack.endpoint_url))
+    sent: list[str] = []
+
+    def drop(request, **_):
+        sent.append(request.url)
+        raise EndpointConnectionError(endpoint_url=request.url)
+
+    clients.s3.meta.events.register("before-send.s3.HeadBucket", drop)
+    with pytest.raises(EndpointConnectionError):
+        clients.s3.head_bucket(Bucket=stack.resources.bucket)
+    assert len(sent) == AWS_CALL.tries
+
+    answered: list[int] = []
+    clients.s3.meta.events.register("after-call.s3.GetObject", lambda http_response, **_: answered.append(1))
+    with pytest.raises(ClientError):
+        clients.s3.get_object(Bucket=stack.resources.bucket, Key="no-such-key")
+    assert len(answered) == 1  # NoSuchKey is an answer
+
+
+def test_publish_and_receive_are_left_to_their_own_policies(stack):
+    clients = make_clients(Settings(aws_endpoint_url=stack.endpoint_url))
+    sent: list[str] = []
+
+    def drop(request, **_):
+        sent.append(request.url)
+        raise EndpointConnectionError(endpoint_url=request.url)
+
+    clients.sns.meta.events.register("before-send.sns.Publish", drop)
+    with pytest.raises(EndpointConnectionError):
+        clients.sns.publish(TopicArn=stack.resources.topic_arn, Message="x")
+    assert len(sent) == 1  # EVENT_PUBLISH (the Notifier) retries it, not the client
+
+
+def test_the_docs_table_is_the_generated_one():
+    text = (REPO / "docs" / "architecture.md").read_text()
+    found = re.search(r"<!-- retry-policies -->\n(.*?)<!-- /retry-policies -->", text, re.S)
+    assert found is not None, "docs/architecture.md lost its retry-policies table"
+    assert found.group(1) == render_table(), "regenerate it: python -m consumer.aws.retry"
+    assert render_table().count("\n| `") == 8  # every policy has its row
