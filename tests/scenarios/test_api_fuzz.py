@@ -29,7 +29,7 @@ def api_app(aws_endpoint):
     # request for a known voice would wait for a worker: the wait is short (504, declared).
     app = create_app(stack.settings(api_rate_per_minute=1_000_000, api_speech_wait_s=1.0))
     yield app
-    app.state.waiter.close()  # what the lifespan's end does
+    app.state.api.waiter.close()  # what the lifespan's end does
 
 
 @pytest.fixture(scope="module")

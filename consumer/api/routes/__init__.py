@@ -1,0 +1,1 @@
+"""The API's routes by area, one `APIRouter` each; `create_app` includes them in this order."""
