@@ -188,8 +188,18 @@ def test_concurrent_callers_are_serialised(tiny_engine, en_reference):
     assert len(results) == 2 and all(np.array_equal(r, expected) for r in results)
 
 
-def test_warm_up_runs(tiny_engine):
-    tiny_engine.warm_up()
+def test_warm_up_runs_the_model_and_the_vocoder(tiny_engine):
+    """Warm-up is one short synthesis: two ODE steps through the DiT (its 2-step options), one vocoder pass."""
+    ode_steps: list[int] = []
+    vocoder_passes: list[int] = []
+    step_hook = tiny_engine._model.transformer.register_forward_pre_hook(lambda *_: ode_steps.append(1))
+    vocoder_hook = tiny_engine._vocoder.backbone.register_forward_hook(lambda *_: vocoder_passes.append(1))
+    try:
+        tiny_engine.warm_up()
+    finally:
+        step_hook.remove()
+        vocoder_hook.remove()
+    assert len(ode_steps) == 2 and len(vocoder_passes) == 1
 
 
 def test_factory_and_torch_free_modules(tiny_model_path):
@@ -252,7 +262,7 @@ def test_epss_schedule_is_an_option(tiny_engine, en_reference, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("requested", "installed", "device", "dtype", "expected"),
+    ("requested", "installed", "device_name", "dtype", "expected"),
     [
         ("auto", True, "cuda", torch.float16, "flash_attn"),
         ("auto", True, "cuda:1", torch.bfloat16, "flash_attn"),
@@ -263,30 +273,30 @@ def test_epss_schedule_is_an_option(tiny_engine, en_reference, monkeypatch):
         ("flash_attn", True, "cuda", torch.float16, "flash_attn"),
     ],
 )
-def test_attention_backend_resolution(monkeypatch, requested, installed, device, dtype, expected):
+def test_attention_backend_resolution(monkeypatch, requested, installed, device_name, dtype, expected):
     import importlib.util
 
-    from consumer.engine import f5
+    from consumer.engine.f5 import device
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        f5.importlib.util,
+        device.importlib.util,
         "find_spec",
         lambda name: (object() if installed else None) if name == "flash_attn" else real(name),
     )
-    assert f5.resolve_attention_backend(requested, device, dtype) == expected
+    assert device.resolve_attention_backend(requested, device_name, dtype) == expected
 
 
 def test_flash_attn_that_cannot_run_is_refused_at_start(tiny_model_path, monkeypatch):
     from consumer.core.errors import EngineError
-    from consumer.engine import f5
+    from consumer.engine.f5 import device
     from consumer.engine.model_spec import load_model_dir
 
     spec = load_model_dir(tiny_model_path)
-    if f5.importlib.util.find_spec("flash_attn") is None:
+    if device.importlib.util.find_spec("flash_attn") is None:
         with pytest.raises(EngineError, match="flash-attn package is not installed"):
             F5Engine(spec, device="cpu", attention_backend="flash_attn")
-    monkeypatch.setattr(f5.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(device.importlib.util, "find_spec", lambda name: object())
     with pytest.raises(EngineError, match="needs CUDA and float16/bfloat16"):
         F5Engine(spec, device="cpu", attention_backend="flash_attn")
 

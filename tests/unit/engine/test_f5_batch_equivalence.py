@@ -62,15 +62,16 @@ def batched_engine(tiny_model_path: Path) -> Iterator[F5Engine]:
 
 @pytest.fixture
 def sample_calls(batched_engine, monkeypatch) -> list[list[tuple[int, int]]]:
-    """(job, chunk) of the items of each batched `CFM.sample` call."""
+    """(job, chunk) of the items of each `CFM.sample` call."""
     calls: list[list[tuple[int, int]]] = []
-    original = batched_engine._sample_items
+    sampler = batched_engine._runner.sampler
+    original = sampler.sample
 
     def spy(group):
         calls.append([(it.job, it.chunk) for it in group])
         return original(group)
 
-    monkeypatch.setattr(batched_engine, "_sample_items", spy)
+    monkeypatch.setattr(sampler, "sample", spy)
     return calls
 
 
@@ -86,7 +87,7 @@ def test_batched_items_equal_their_single_runs(batched_engine, jobs, singles, sa
     batched = batched_engine.render_batch(jobs)
     # 5 items (the long job has 2 chunks), at most 4 per call, sorted by length: one call of 4 items
     # mixing messages, including a chunk of the multi-chunk job; the longest item runs alone.
-    assert [len(c) for c in sample_calls] == [4] and any(job == 2 for job, _ in sample_calls[0])
+    assert [len(c) for c in sample_calls] == [4, 1] and any(job == 2 for job, _ in sample_calls[0])
     for b, s in zip(batched, singles, strict=True):
         assert_same(b, s)
 

@@ -64,15 +64,16 @@ def chunk_by_chunk(engines, long_job) -> Rendering:
 
 
 def sample_sizes(engine: F5Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Items per batched `CFM.sample` call (calls of one item take the single path and are not counted)."""
+    """Items per `CFM.sample` call, in the order the calls started."""
     sizes: list[int] = []
-    original = engine._sample_items
+    sampler = engine._runner.sampler
+    original = sampler.sample
 
     def spy(group):
         sizes.append(len(group))
         return original(group)
 
-    monkeypatch.setattr(engine, "_sample_items", spy)
+    monkeypatch.setattr(sampler, "sample", spy)
     return sizes
 
 
@@ -89,7 +90,8 @@ def test_multi_chunk_job_equals_chunk_by_chunk_and_is_reproducible(
     first = engines[name].render(long_job)
     second = engines[name].render(long_job)
     assert len(first.chunks) == 2 and first.chunk_seeds == (3, chunk_seed(3, 1))
-    assert sizes == ([2, 2] if name == "batched" else [])  # the batched engine runs both chunks in one call
+    # the batched engine runs both chunks in one call, the concurrent one each chunk in its own
+    assert sizes == ([2, 2] if name == "batched" else [1, 1, 1, 1])
     assert_same(first, chunk_by_chunk)
     assert np.array_equal(first.samples, second.samples) and np.array_equal(first.mel, second.mel)
 
