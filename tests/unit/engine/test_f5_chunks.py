@@ -217,3 +217,38 @@ def test_a_lone_chunk_out_of_memory_fails_its_job_and_keeps_the_cap(oom_engine, 
         handle.remove()
     assert oom_engine.batch_item_cap == 4  # one item that does not fit says nothing about batch sizes
     assert_same(oom_engine.render(short_jobs[0]), short_singles[0])
+
+
+# --- the stream: each chunk a call of one item through the same runner -------------------------------------------
+def test_the_stream_runs_each_chunk_as_a_call_of_one_item(engines, long_job, chunk_by_chunk, monkeypatch):
+    engine = engines["batched"]  # would run both chunks in one call if they came as a batch
+    sizes = sample_sizes(engine, monkeypatch)
+    pieces = list(engine.synthesize_stream(long_job))
+    assert sizes == [1] * len(chunk_by_chunk.chunks)
+    np.testing.assert_allclose(np.concatenate(pieces), np.clip(chunk_by_chunk.samples, -1, 1), rtol=0, atol=1e-4)
+
+
+def test_a_streamed_chunk_out_of_memory_fails_the_stream_and_keeps_the_cap(oom_engine, long_job):
+    handle = out_of_memory_when(oom_engine, lambda x: True)
+    try:
+        with capture_logs() as logs, pytest.raises(EngineError, match="out of memory"):
+            list(oom_engine.synthesize_stream(long_job))
+    finally:
+        handle.remove()
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["chunk_out_of_memory"]
+    assert oom_engine.batch_item_cap == 4
+    assert len(list(oom_engine.synthesize_stream(long_job))) == len(oom_engine.render(long_job).chunks) + 1
+
+
+def test_an_aborted_stream_stops_between_ode_steps(engines, long_job):
+    checks: list[int] = []
+
+    def abort_at_the_third_check() -> bool:
+        checks.append(1)
+        return len(checks) >= 3
+
+    job = SynthesisJob(LONG, long_job.reference, OPTIONS, seed=3, should_abort=abort_at_the_third_check)
+    stream = engines["sequential"].synthesize_stream(job)
+    with pytest.raises(SynthesisAborted):
+        next(stream)
+    assert len(checks) == 3  # at the call's start, then before each ODE step until it fired
