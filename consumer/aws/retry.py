@@ -24,13 +24,20 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    retry_if_result,
+    stop_after_attempt,
+    stop_never,
+)
 
 from consumer.aws.failures import is_transient, is_transient_response
 from consumer.core.settings import Settings
 
-P = ParamSpec("P")
-T = TypeVar("T")
 MAX_TASK_DELAY_S = 900  # SQS's largest DelaySeconds / visibility change we use for a delivery task
 
 
@@ -62,21 +69,36 @@ class Backoff:
             return float("inf")
         return sum(self.ceiling_s(n) for n in range(1, self.tries))
 
-    def call(self, fn: Callable[P, T], retry_on: Callable[[BaseException], bool]) -> Callable[P, T]:
-        """`fn` retried by this policy on the exceptions `retry_on` accepts (the last one is raised)."""
+    def retrying(
+        self,
+        retry_on: Callable[[BaseException], bool] = lambda _exc: False,
+        *,
+        retry_result: Callable[[Any], bool] = lambda _result: False,
+        sleep: Callable[[float], Any] | None = None,
+        before_sleep: Callable[[RetryCallState], None] | None = None,
+    ) -> Retrying:
+        """A tenacity `Retrying` with this policy's tries and waits. It tries again after an exception `retry_on`
+        accepts or a result `retry_result` accepts; when the tries run out, the last result is returned or the
+        last exception raised. `sleep`: how a wait is spent (default `time.sleep`; an event's `wait` ends early on
+        stop)."""
+        return Retrying(
+            stop=stop_never if self.tries is None else stop_after_attempt(self.tries),
+            wait=lambda state: self.delay_s(state.attempt_number),
+            retry=retry_if_exception(retry_on) | retry_if_result(retry_result),
+            sleep=sleep or _sleep,
+            before_sleep=before_sleep,
+            retry_error_callback=_last_outcome,
+        )
 
-        def tried(*args: P.args, **kwargs: P.kwargs) -> T:
-            attempt = 1
-            while True:
-                try:
-                    return fn(*args, **kwargs)
-                except Exception as exc:
-                    if not retry_on(exc) or (self.tries is not None and attempt >= self.tries):
-                        raise
-                time.sleep(self.delay_s(attempt))
-                attempt += 1
 
-        return tried
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)  # looked up at each wait (tests replace `time.sleep`)
+
+
+def _last_outcome(state: RetryCallState) -> Any:
+    """What the last try returned, or its exception raised: a policy that gives up hands back what it got."""
+    assert state.outcome is not None
+    return state.outcome.result()
 
 
 AWS_CALL = Backoff(
@@ -149,8 +171,9 @@ def queue_backoff_s(receive_count: int, settings: Settings) -> int:
 
 
 def delivery_task_delay_s(attempt: int, base_s: float) -> int:
-    """Delay before queued delivery attempt `attempt + 1`: base · 2^(attempt-1), at most 15 minutes."""
-    return int(min(MAX_TASK_DELAY_S, base_s * 2 ** max(0, attempt - 1)))
+    """Delay before queued delivery attempt `attempt + 1` (DELIVERY_TASK from `base_s`): base · 2^(attempt-1), at
+    most 15 minutes."""
+    return int(replace(DELIVERY_TASK, base_s=base_s).delay_s(attempt))
 
 
 def install(client: Any) -> None:

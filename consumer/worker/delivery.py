@@ -101,11 +101,10 @@ class Deliveries:
     def _deliver_inline(self, event: Event, url: str, recorded: bool) -> None:
         body = event.model_dump_json().encode()
         policy = replace(WEBHOOK_INLINE, tries=self.settings.webhook_inline_attempts)
-        for attempt in range(1, self.settings.webhook_inline_attempts + 1):
-            if self._post(event, url, body, recorded, final=False) is not Posted.FAILED:
-                return
-            if attempt < self.settings.webhook_inline_attempts:
-                self._closing.wait(policy.delay_s(attempt))
+        # POSTed again while it fails; a wait ends at once on `close` (a queued task covers what is left)
+        policy.retrying(retry_result=lambda posted: posted is Posted.FAILED, sleep=self._closing.wait)(
+            self._post, event, url, body, recorded, final=False
+        )
 
     # --- a queued task ----------------------------------------------------------------------------------------
     def run_task(self, message: ReceivedMessage) -> str:

@@ -21,7 +21,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import FrameType
 
 from botocore.exceptions import BotoCoreError, ClientError
-from tenacity import Retrying, retry_if_exception_type, stop_never, wait_random_exponential
 
 from consumer.aws.failures import error_code
 from consumer.aws.retry import QUEUE_POLL
@@ -164,10 +163,8 @@ class Worker:
     def _receive(self, max_messages: int) -> list[ReceivedMessage]:
         """One long poll, retried with jittered backoff on AWS errors (longer for credential errors).
         Messages that arrive after stop was requested are handed straight back."""
-        retrying = Retrying(
-            retry=retry_if_exception_type((ClientError, BotoCoreError)),
-            wait=wait_random_exponential(multiplier=QUEUE_POLL.base_s, max=QUEUE_POLL.max_s),
-            stop=stop_never,
+        retrying = QUEUE_POLL.retrying(
+            lambda exc: isinstance(exc, ClientError | BotoCoreError),
             before_sleep=self._log_poll_failure,
             sleep=self._interruptible_sleep,
         )

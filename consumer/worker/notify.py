@@ -35,9 +35,13 @@ class Notifier:
             "event_type": {"DataType": "String", "StringValue": event.type},
             "job_id": {"DataType": "String", "StringValue": event.job_id},
         }
-        publish = self._policy.call(self._sns.publish, retry_on=_aws_error)
         try:
-            publish(TopicArn=self._topic_arn, Message=event.model_dump_json(), MessageAttributes=attributes)
+            self._policy.retrying(_aws_error)(
+                self._sns.publish,
+                TopicArn=self._topic_arn,
+                Message=event.model_dump_json(),
+                MessageAttributes=attributes,
+            )
         except (ClientError, BotoCoreError) as exc:
             raise NotifyError(f"SNS publish of {event.type} failed: {exc}") from exc
         log.info("event_published", target="sns", event_type=event.type, event_id=event.event_id)

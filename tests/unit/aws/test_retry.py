@@ -13,6 +13,7 @@ from consumer.aws.retry import (
     DELIVERY_TASK,
     EVENT_PUBLISH,
     QUEUE_BACKOFF,
+    QUEUE_POLL,
     WEBHOOK_INLINE,
     Backoff,
     delivery_task_delay_s,
@@ -41,8 +42,8 @@ def test_waits_stay_under_their_ceiling_and_jitter_as_declared():
     assert full.waits_s() == 1 + 2 + 4 + 4
 
 
-def test_call_retries_what_it_is_told_to_and_gives_up_after_its_tries(monkeypatch):
-    monkeypatch.setattr("consumer.aws.retry.time.sleep", lambda _s: None)
+def test_retrying_tries_again_on_what_it_is_told_to_and_gives_up_after_its_tries():
+    waits: list[float] = []
     calls: list[int] = []
 
     def flaky() -> str:
@@ -51,21 +52,43 @@ def test_call_retries_what_it_is_told_to_and_gives_up_after_its_tries(monkeypatc
             raise _throttled()
         return "ok"
 
-    retried = Backoff("X", "x", tries=3, base_s=0.01, max_s=0.01).call(flaky, retry_on=lambda e: True)
-    assert retried() == "ok" and len(calls) == 3
+    policy = Backoff("X", "x", tries=3, base_s=1.0, max_s=1.5, jitter="none")
+    assert policy.retrying(lambda e: True, sleep=waits.append)(flaky) == "ok"
+    assert len(calls) == 3 and waits == [1.0, 1.5]  # its own waits, through the sleep it was given
     calls.clear()
 
     def always() -> str:
         calls.append(1)
         raise _throttled()
 
-    with pytest.raises(ClientError):
-        Backoff("X", "x", tries=2, base_s=0.01, max_s=0.01).call(always, retry_on=lambda e: True)()
+    with pytest.raises(ClientError):  # the last exception itself, not tenacity's RetryError
+        Backoff("X", "x", tries=2, base_s=0.01, max_s=0.01).retrying(lambda e: True, sleep=waits.append)(always)
     assert len(calls) == 2
     calls.clear()
     with pytest.raises(ClientError):  # not retried: an answer, not a fault
-        EVENT_PUBLISH.call(always, retry_on=lambda e: False)()
+        EVENT_PUBLISH.retrying(lambda e: False, sleep=waits.append)(always)
     assert len(calls) == 1
+
+
+def test_retrying_on_a_result_hands_back_the_last_one():
+    results = iter(["failed", "failed", "failed", "delivered"])
+    tries = 0
+
+    def post() -> str:
+        nonlocal tries
+        tries += 1
+        return next(results)
+
+    waits: list[float] = []
+    got = WEBHOOK_INLINE.retrying(retry_result=lambda r: r == "failed", sleep=waits.append)(post)
+    assert (got, tries, waits) == ("failed", 3, [0.5, 1.0])  # WEBHOOK_INLINE.tries, then the last result
+
+
+def test_worst_case_waits_are_the_sum_of_the_ceilings():
+    assert AWS_CALL.waits_s() == pytest.approx(0.1 + 0.2 + 0.4)
+    assert EVENT_PUBLISH.waits_s() == pytest.approx(0.2 + 0.4 + 0.8)
+    assert DELIVERY_TASK.waits_s() == 30 + 60 + 120 + 240 + 480 + 900 + 900
+    assert QUEUE_POLL.waits_s() == float("inf")  # never gives up
 
 
 def test_queued_delays_double_up_to_their_caps():
