@@ -24,19 +24,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
-
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    retry_if_result,
-    stop_after_attempt,
-    stop_never,
-)
+from typing import TYPE_CHECKING, Any
 
 from consumer.aws.failures import is_transient, is_transient_response
 from consumer.core.settings import Settings
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState, Retrying
 
 MAX_TASK_DELAY_S = 900  # SQS's largest DelaySeconds / visibility change we use for a delivery task
 
@@ -81,6 +75,10 @@ class Backoff:
         accepts or a result `retry_result` accepts; when the tries run out, the last result is returned or the
         last exception raised. `sleep`: how a wait is spent (default `time.sleep`; an event's `wait` ends early on
         stop)."""
+        # imported here: the clients (`install`) load this module where tenacity is not installed (the LocalStack
+        # hook's container, tests/repo/test_layout.py)
+        from tenacity import Retrying, retry_if_exception, retry_if_result, stop_after_attempt, stop_never
+
         return Retrying(
             stop=stop_never if self.tries is None else stop_after_attempt(self.tries),
             wait=lambda state: self.delay_s(state.attempt_number),
