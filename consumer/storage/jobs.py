@@ -37,6 +37,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from consumer.aws.failures import is_conflict, is_missing, storage_errors
+from consumer.aws.retry import OPTIMISTIC_WRITE_TRIES
 from consumer.core.errors import (
     JobAlreadyCompleted,
     JobAlreadyFailed,
@@ -270,7 +271,7 @@ class JobStore:
     def request_cancel(self, job_id: str, by: str, reason: str = "") -> CancelResult:
         """Ask for the job to be cancelled (a field on its record, written with If-Match/If-None-Match)."""
         cancel = CancelRequest(by=by, reason=reason, at=self._clock().isoformat())
-        for _ in range(8):
+        for _ in range(OPTIMISTIC_WRITE_TRIES):
             record, etag = self.read(job_id)
             if record is None:
                 queued = Released(job_id=job_id, cancel=cancel)
@@ -322,7 +323,7 @@ class JobStore:
         """Append a webhook delivery attempt (and optionally a new state) to a finished job's record, with
         If-Match retries against concurrent writers. A delivered state stays unless `replace_delivered` (a manual
         redelivery says what happened this time). Returns False when the job has no terminal record."""
-        for _ in range(8):
+        for _ in range(OPTIMISTIC_WRITE_TRIES):
             record, etag = self.read(job_id)
             if not isinstance(record, Completed | Failed):
                 return False
