@@ -1,24 +1,23 @@
-"""Worker settings: one frozen object read from `F5_WORKER_*` environment variables, built once in `main`.
+"""Settings read from `F5_WORKER_*` environment variables: one frozen class per role, each loadable on its own
+(`ApiSettings()` reads only the API's variables), and `Settings`, all of them, built once by `run` and `local`.
 
-Torch-free and boto3-free, so the CLI and producers can read it cheaply.
+Torch-free and boto3-free, so the CLI and producers can read it cheaply. Error messages: `settings_errors`;
+docs/settings.md: `settings_doc`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, get_origin
 
-from annotated_types import Ge, Gt, Le, Lt
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from consumer.core.errors import ConfigurationError, SettingsConflict
+from consumer.core.errors import SettingsConflict
 
 SQS_MAX_WAIT_S = 20
 SQS_MAX_VISIBILITY_S = 12 * 3600
@@ -43,16 +42,32 @@ def _split_list(value: str) -> list[object]:
     return parsed
 
 
-class Settings(BaseSettings):
+class SettingsBase(BaseSettings):
+    """What every settings class shares: the variable prefix, frozen values, the list rule."""
+
     # No JSON decoding by the sources: list settings are parsed by `_lists` (comma-separated or a JSON array).
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", enable_decoding=False)
 
-    # --- AWS -------------------------------------------------------------------------------------------
+    @field_validator("*", mode="before")
+    @classmethod
+    def _lists(cls, value: object, info: ValidationInfo) -> object:
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, str) and field is not None and get_origin(field.annotation) is tuple:
+            return _split_list(value)
+        return value
+
+    def _conflict(self, names: tuple[str, ...], rule: str, fix: str) -> SettingsConflict:
+        return SettingsConflict({name: getattr(self, name) for name in names}, rule, fix)
+
+
+# --- shared by several roles -----------------------------------------------------------------------------------------
+class AwsSettings(SettingsBase):
+    """What every AWS-facing role (worker, API, producers) needs to reach the queue and the bucket."""
+
     aws_region: str = Field("us-east-1", description="AWS region of the queue, bucket and topic.")
     aws_endpoint_url: str | None = Field(None, description="Override for moto/LocalStack, e.g. http://127.0.0.1:4566")
     queue_url: str = Field("", description="Request queue URL (required for `run`).")
     bucket: str = Field("", description="Bucket for audio, job records and the voice library.")
-    output_prefix: str = Field("outputs", description="Default key prefix of audio objects.")
     jobs_prefix: str = Field("jobs", description="Key prefix of job records (claims, completions).")
     jobs_index_prefix: str = Field(
         "jobs-index", description="Key prefix of the hourly index of recent jobs (`jobs list`, `status`)."
@@ -61,6 +76,40 @@ class Settings(BaseSettings):
         "workers", description="Key prefix of the per-worker liveness records (`status`), one write a minute."
     )
     voices_prefix: str = Field("voices", description="Key prefix of the voice library.")
+    # The SQS clients of every role size their read timeout from it (`consumer.aws.clients`).
+    wait_time_s: int = Field(SQS_MAX_WAIT_S, ge=0, le=SQS_MAX_WAIT_S, description="Long-poll wait (≤ 20 s).")
+
+
+class LogSettings(SettingsBase):
+    """How a long-running command (worker, API) or a producer command logs."""
+
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR.")
+    log_json: bool = Field(True, description="JSON lines (false: console format).")
+
+
+class VoiceCacheSettings(SettingsBase):
+    """The voice cache of the worker and the API."""
+
+    voice_revalidate_s: float = Field(
+        60.0, ge=0, description="Reuse a cached voice this long before checking its S3 ETag again."
+    )
+
+
+class WebhookTargetSettings(SettingsBase):
+    """Which webhook addresses are allowed: the worker delivers to them, `jobs redeliver` checks them first."""
+
+    webhook_allow_private: bool = Field(
+        False,
+        description="Also allow loopback, RFC 1918 and IPv6 ULA webhook targets (local and private networks). "
+        "Cloud metadata, link-local, multicast and reserved addresses stay refused.",
+    )
+
+
+# --- one class per role ----------------------------------------------------------------------------------------------
+class WorkerSettings(LogSettings, VoiceCacheSettings, WebhookTargetSettings, AwsSettings):
+    """`f5-worker run`, with `EngineSettings`: queue behaviour, outputs, notifications, the process."""
+
+    output_prefix: str = Field("outputs", description="Default key prefix of audio objects.")
     allowed_output_buckets: tuple[str, ...] = Field(
         (), description="Extra buckets a request may write to; the worker's own bucket is always allowed."
     )
@@ -68,14 +117,9 @@ class Settings(BaseSettings):
         (),
         description="Extra buckets references may be read from; the worker's own bucket is always allowed.",
     )
-    voice_revalidate_s: float = Field(
-        60.0, ge=0, description="Reuse a cached voice this long before checking its S3 ETag again."
-    )
     topic_arn: str | None = Field(None, description="SNS topic for completion/failure events.")
-    events_queue_url: str | None = Field(None, description="Producers: an SQS queue subscribed to the topic (`say`).")
 
     # --- Queue behaviour ---------------------------------------------------------------------------------
-    wait_time_s: int = Field(SQS_MAX_WAIT_S, ge=0, le=SQS_MAX_WAIT_S, description="Long-poll wait (≤ 20 s).")
     visibility_timeout_s: int = Field(
         120, ge=2, le=SQS_MAX_VISIBILITY_S, description="Visibility per receive and per heartbeat extension."
     )
@@ -133,7 +177,67 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(60.0, ge=0, description="Time to finish in-flight jobs after SIGTERM.")
     burst: bool = Field(False, description="Exit once the queue is empty and nothing is in flight.")
 
-    # --- Engine -----------------------------------------------------------------------------------------
+    # --- Notifications ------------------------------------------------------------------------------------
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Standard Webhooks secret (whsec_...) that signs webhooks. To rotate, give several separated "
+        "by spaces or commas: every one signs each delivery (receivers accept any).",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Per webhook POST.")
+    webhook_senders: int = Field(2, ge=1, le=32, description="Threads that deliver webhooks, apart from the jobs.")
+    webhook_inline_attempts: int = Field(
+        3, ge=1, le=10, description="Delivery attempts in process (with backoff) before a queued retry takes over."
+    )
+    webhook_retry_base_s: float = Field(
+        30.0, ge=0, le=900, description="Delay of the first queued delivery retry; doubles per attempt, at most 900 s."
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=100, description="Queued delivery attempts before the record says delivery_failed."
+    )
+    webhook_max_age_s: float = Field(
+        86_400.0, gt=0, description="No delivery retry is queued this long after the job finished."
+    )
+    notify_attempts: int = Field(4, ge=1, le=10, description="In-process attempts per notification target.")
+
+    # --- Process --------------------------------------------------------------------------------------------
+    worker_id: str = Field(default_factory=_default_worker_id, description="Names this process in claims/events.")
+    health_port: int | None = Field(None, ge=0, le=65535, description="Serve /healthz /readyz /metrics here.")
+    health_max_poll_age_s: float = Field(90.0, gt=0, description="/healthz fails when no poll succeeded since.")
+
+    @model_validator(mode="after")
+    def _worker_rules(self) -> WorkerSettings:
+        for name, (_, derive) in DERIVED_DEFAULTS.items():
+            if name not in self.model_fields_set:
+                self.__dict__[name] = derive(self)  # frozen model: set while it is being built
+        if self.heartbeat_interval_s >= self.visibility_timeout_s:
+            raise self._conflict(
+                ("heartbeat_interval_s", "visibility_timeout_s"),
+                "the heartbeat must extend the visibility before it runs out",
+                "lower F5_WORKER_HEARTBEAT_INTERVAL_S below F5_WORKER_VISIBILITY_TIMEOUT_S, or unset it "
+                f"(default: {DERIVED_DEFAULTS['heartbeat_interval_s'][0]})",
+            )
+        if self.retry_base_delay_s > self.retry_max_delay_s:
+            raise self._conflict(
+                ("retry_base_delay_s", "retry_max_delay_s"),
+                "the first retry delay must not exceed the ceiling",
+                "lower F5_WORKER_RETRY_BASE_DELAY_S to F5_WORKER_RETRY_MAX_DELAY_S or less, or unset it",
+            )
+        return self
+
+
+# Worker defaults computed from another setting when not given: (what docs/settings.md shows, the formula).
+DERIVED_DEFAULTS: dict[str, tuple[str, Callable[[WorkerSettings], Any]]] = {
+    "heartbeat_interval_s": (
+        "min(30, visibility_timeout_s / 4)",
+        lambda s: min(30.0, s.visibility_timeout_s / 4),
+    ),
+    "retry_base_delay_s": ("min(5, retry_max_delay_s)", lambda s: min(5, s.retry_max_delay_s)),
+}
+
+
+class EngineSettings(SettingsBase):
+    """The synthesis engine (`f5-worker run`, with `WorkerSettings`): model, device, batching, ASR. No AWS."""
+
     engine: str = Field("f5", pattern="^(f5|fake)$", description="fake: a tone generator for tests of the consumer.")
     fake_work_s: float = Field(0.0, ge=0, description="fake engine only: wall time per synthesis.")
     model_dir: Path | None = Field(None, description="Prepared model directory (model.json + weights).")
@@ -174,34 +278,25 @@ class Settings(BaseSettings):
     )
     cache_dir: Path = Field(Path.home() / ".cache" / "f5-worker", description="Generated models (local runs).")
 
-    # --- Notifications ------------------------------------------------------------------------------------
-    webhook_secret: SecretStr | None = Field(
-        None,
-        description="Standard Webhooks secret (whsec_...) that signs webhooks. To rotate, give several separated "
-        "by spaces or commas: every one signs each delivery (receivers accept any).",
-    )
-    webhook_allow_private: bool = Field(
-        False,
-        description="Also allow loopback, RFC 1918 and IPv6 ULA webhook targets (local and private networks). "
-        "Cloud metadata, link-local, multicast and reserved addresses stay refused.",
-    )
-    webhook_timeout_s: float = Field(10.0, gt=0, description="Per webhook POST.")
-    webhook_senders: int = Field(2, ge=1, le=32, description="Threads that deliver webhooks, apart from the jobs.")
-    webhook_inline_attempts: int = Field(
-        3, ge=1, le=10, description="Delivery attempts in process (with backoff) before a queued retry takes over."
-    )
-    webhook_retry_base_s: float = Field(
-        30.0, ge=0, le=900, description="Delay of the first queued delivery retry; doubles per attempt, at most 900 s."
-    )
-    webhook_max_attempts: int = Field(
-        8, ge=1, le=100, description="Queued delivery attempts before the record says delivery_failed."
-    )
-    webhook_max_age_s: float = Field(
-        86_400.0, gt=0, description="No delivery retry is queued this long after the job finished."
-    )
-    notify_attempts: int = Field(4, ge=1, le=10, description="In-process attempts per notification target.")
+    @model_validator(mode="after")
+    def _engine_rules(self) -> EngineSettings:
+        if self.model_dir is not None and self.checkpoint is not None:
+            raise self._conflict(
+                ("model_dir", "checkpoint"), "give one model, not two", "unset one of the two variables"
+            )
+        extra = "vocab" if self.vocab is not None else "architecture"
+        if self.model_dir is not None and extra in self.model_fields_set:
+            raise self._conflict(
+                ("model_dir", extra),
+                f"{extra} goes with a checkpoint; a model directory's model.json names its own",
+                f"unset F5_WORKER_{extra.upper()}",
+            )
+        return self
 
-    # --- HTTP API (`f5-worker api`) ---------------------------------------------------------------------------
+
+class ApiSettings(LogSettings, VoiceCacheSettings, AwsSettings):
+    """`f5-worker api`: the HTTP API."""
+
     api_host: str = Field("127.0.0.1", description="Address the API listens on (keyless only on loopback).")
     api_port: int = Field(8000, ge=0, le=65535, description="Port of the API.")
     api_key_hashes: tuple[str, ...] = Field(
@@ -227,49 +322,20 @@ class Settings(BaseSettings):
         "api-jobs", description="Key prefix of the API's job markers (owner key, body hash: idempotency)."
     )
 
-    # --- Process --------------------------------------------------------------------------------------------
-    worker_id: str = Field(default_factory=_default_worker_id, description="Names this process in claims/events.")
-    health_port: int | None = Field(None, ge=0, le=65535, description="Serve /healthz /readyz /metrics here.")
-    health_max_poll_age_s: float = Field(90.0, gt=0, description="/healthz fails when no poll succeeded since.")
-    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR.")
-    log_json: bool = Field(True, description="JSON lines (false: console format).")
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _lists(cls, value: object, info: ValidationInfo) -> object:
-        if isinstance(value, str) and info.field_name and is_list_field(info.field_name):
-            return _split_list(value)
-        return value
+class ProducerSettings(LogSettings, WebhookTargetSettings, AwsSettings):
+    """The producer commands (`enqueue`, `say`, `jobs`, `voices`, `status`, `dlq`) and the Python client."""
+
+    events_queue_url: str | None = Field(None, description="Producers: an SQS queue subscribed to the topic (`say`).")
+
+
+class Settings(EngineSettings, WorkerSettings, ApiSettings, ProducerSettings):
+    """Every setting (`run`, `local` and `init` read them all). The bases' order sets the fields' order (AWS, the
+    shared ones, producer, API, worker, engine: of several bad variables, the first is named) and the rules' order
+    (the worker's, the engine's, then the one across both, below)."""
 
     @model_validator(mode="after")
-    def _consistent(self) -> Settings:
-        for name, (_, derive) in DERIVED_DEFAULTS.items():
-            if name not in self.model_fields_set:
-                self.__dict__[name] = derive(self)  # frozen model: set while it is being built
-        if self.heartbeat_interval_s >= self.visibility_timeout_s:
-            raise self._conflict(
-                ("heartbeat_interval_s", "visibility_timeout_s"),
-                "the heartbeat must extend the visibility before it runs out",
-                "lower F5_WORKER_HEARTBEAT_INTERVAL_S below F5_WORKER_VISIBILITY_TIMEOUT_S, or unset it "
-                f"(default: {DERIVED_DEFAULTS['heartbeat_interval_s'][0]})",
-            )
-        if self.retry_base_delay_s > self.retry_max_delay_s:
-            raise self._conflict(
-                ("retry_base_delay_s", "retry_max_delay_s"),
-                "the first retry delay must not exceed the ceiling",
-                "lower F5_WORKER_RETRY_BASE_DELAY_S to F5_WORKER_RETRY_MAX_DELAY_S or less, or unset it",
-            )
-        if self.model_dir is not None and self.checkpoint is not None:
-            raise self._conflict(
-                ("model_dir", "checkpoint"), "give one model, not two", "unset one of the two variables"
-            )
-        extra = "vocab" if self.vocab is not None else "architecture"
-        if self.model_dir is not None and extra in self.model_fields_set:
-            raise self._conflict(
-                ("model_dir", extra),
-                f"{extra} goes with a checkpoint; a model directory's model.json names its own",
-                f"unset F5_WORKER_{extra.upper()}",
-            )
+    def _roles_fit(self) -> Settings:
         if isinstance(self.max_in_flight, int) and self.max_in_flight < self.batch_max_size:
             raise self._conflict(
                 ("batch_max_size", "max_in_flight"),
@@ -279,18 +345,8 @@ class Settings(BaseSettings):
             )
         return self
 
-    def _conflict(self, names: tuple[str, ...], rule: str, fix: str) -> SettingsConflict:
-        return SettingsConflict({name: getattr(self, name) for name in names}, rule, fix)
 
-
-# Defaults computed from another setting when not given: (what docs/settings.md shows, the formula).
-DERIVED_DEFAULTS: dict[str, tuple[str, Callable[[Settings], Any]]] = {
-    "heartbeat_interval_s": (
-        "min(30, visibility_timeout_s / 4)",
-        lambda s: min(30.0, s.visibility_timeout_s / 4),
-    ),
-    "retry_base_delay_s": ("min(5, retry_max_delay_s)", lambda s: min(5, s.retry_max_delay_s)),
-}
+ROLES: tuple[type[SettingsBase], ...] = (WorkerSettings, EngineSettings, ApiSettings, ProducerSettings)
 
 
 def is_list_field(name: str) -> bool:
@@ -298,149 +354,21 @@ def is_list_field(name: str) -> bool:
 
 
 # --- loading: a mistake is one line naming the variable, what it takes, and a fix ----------------------------------
+RoleT = TypeVar("RoleT", bound=SettingsBase)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment, `overrides` (command-line flags) first; a bad one is a ConfigurationError."""
+    """All settings from the environment, `overrides` (command-line flags) first; a bad one is a
+    ConfigurationError."""
+    return load_role(Settings, **overrides)
+
+
+def load_role(role: type[RoleT], **overrides: Any) -> RoleT:
+    """One role's settings (e.g. `ApiSettings`) from the environment, `overrides` first; a bad one is a
+    ConfigurationError naming its variable."""
     try:
-        return Settings(**overrides)
+        return role(**overrides)
     except ValidationError as exc:  # its text holds every input, secrets included: never shown
+        from consumer.core.settings_errors import settings_error  # it reads the fields above: imported late
+
         raise settings_error(exc, overrides) from None
-
-
-def settings_error(exc: ValidationError, overrides: dict[str, Any]) -> ConfigurationError:
-    errors = exc.errors(include_url=False, include_input=False)
-    bad = list(dict.fromkeys(str(error["loc"][0]) for error in errors if error["loc"]))
-    if not bad:
-        conflict = errors[0].get("ctx", {}).get("error")
-        if isinstance(conflict, SettingsConflict):
-            return _conflict_error(conflict)
-        return ConfigurationError("the F5_WORKER_* settings do not fit together", "see docs/settings.md")
-    name = bad[0]
-    field = Settings.model_fields[name]
-    accepts = describe_accepted(name)
-    given = _given(name, overrides)
-    shown = env_name(name) if given is None else show_setting(name, repr(_clip(str(given))))
-    others = f" (also invalid: {', '.join(env_name(other) for other in bad[1:])})" if bad[1:] else ""
-    optional = ", or unset" if field.default is None else ""
-    default = "" if field.default is None else f" for the default ({_default_text(name).strip('()')})"
-    return ConfigurationError(
-        f"{shown} is not valid: it takes {accepts}{optional}{others}",
-        f"set {env_name(name)} to {accepts}, or unset it{default}; see docs/settings.md",
-    )
-
-
-def _conflict_error(conflict: SettingsConflict) -> ConfigurationError:
-    shown = " and ".join(show_setting(name, str(value)) for name, value in conflict.values.items())
-    return ConfigurationError(f"{shown} do not fit together: {conflict.rule}", conflict.fix)
-
-
-def env_name(name: str) -> str:
-    return f"{ENV_PREFIX}{name.upper()}"
-
-
-def show_setting(name: str, value: str) -> str:
-    """`F5_WORKER_NAME=value`, or the name alone for a secret."""
-    return f"{env_name(name)} (value not shown)" if name in SECRET_SETTINGS else f"{env_name(name)}={value}"
-
-
-def _given(name: str, overrides: dict[str, Any]) -> object:
-    """What the user gave for a setting: the override, else the variable (names are case-insensitive)."""
-    if name in overrides:
-        return overrides[name]
-    return next((value for key, value in os.environ.items() if key.upper() == env_name(name)), None)
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def describe_accepted(name: str) -> str:
-    """What a setting takes, in words, from its type and constraints."""
-    field = Settings.model_fields[name]
-    return _describe(field.annotation, list(field.metadata))
-
-
-def _describe(annotation: Any, rules: list[Any]) -> str:
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        base, *extra = get_args(annotation)
-        inner = [rule for item in extra for rule in (item.metadata if isinstance(item, FieldInfo) else [item])]
-        return _describe(base, rules + inner)
-    if origin is Literal:
-        return " or ".join(str(value) for value in get_args(annotation))
-    if origin is tuple:
-        return 'a comma-separated list (or a JSON array of strings: ["a", "b"])'
-    if get_args(annotation):  # a union: its parts, None aside (the caller says "or unset")
-        parts = [arg for arg in get_args(annotation) if arg is not type(None)]
-        return " or ".join(_describe(arg, rules) for arg in parts)
-    if annotation is bool:
-        return "true or false"
-    if annotation in (int, float):
-        noun = "a whole number" if annotation is int else "a number"
-        return f"{noun}{_range(rules)}"
-    pattern = next((rule.pattern for rule in rules if getattr(rule, "pattern", None)), None)
-    if pattern:
-        choices = pattern.strip("^$()").split("|")
-        return ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
-    return "a path" if annotation is Path else "text"
-
-
-def _range(rules: list[Any]) -> str:
-    def num(value: Any) -> str:
-        return str(int(value)) if float(value).is_integer() else str(value)
-
-    low = next((f"{num(r.ge)}" for r in rules if isinstance(r, Ge)), None)
-    above = next((f"{num(r.gt)}" for r in rules if isinstance(r, Gt)), None)
-    high = next((f"{num(r.le)}" for r in rules if isinstance(r, Le)), None)
-    below = next((f"{num(r.lt)}" for r in rules if isinstance(r, Lt)), None)
-    if low is not None and high is not None:
-        return f" from {low} to {high}"
-    words = [
-        f"of {low} or more" if low is not None else "",
-        f"above {above}" if above is not None else "",
-        f"up to {high}" if high is not None else "",
-        f"below {below}" if below is not None else "",
-    ]
-    return "".join(f" {word}" for word in words if word)
-
-
-def _default_text(name: str) -> str:
-    field = Settings.model_fields[name]
-    if name in DERIVED_DEFAULTS:
-        return DERIVED_DEFAULTS[name][0]
-    if field.default_factory is not None:
-        return "(generated)"
-    if name == "cache_dir":
-        return "~/.cache/f5-worker"
-    if is_list_field(name) and not field.default:
-        return "(empty list)"
-    return str(field.default)
-
-
-def render_settings_doc() -> str:
-    """docs/settings.md, generated from the fields above (a test keeps it in sync)."""
-    lists = ", ".join(f"`{name}`" for name in Settings.model_fields if is_list_field(name))
-    derived = "; ".join(f"`{name}` = `{text}`" for name, (text, _) in DERIVED_DEFAULTS.items())
-    rows = [
-        "# Settings reference",
-        "",
-        "Environment variables (prefix `F5_WORKER_`), read once at start by `consumer/core/settings.py`.",
-        "Cross-field rules: `heartbeat_interval_s < visibility_timeout_s`; `retry_base_delay_s <= retry_max_delay_s`;",
-        "`model_dir` and `checkpoint` are exclusive (`vocab`, `architecture` go with `checkpoint`); "
-        "`max_in_flight >= batch_max_size` when `max_in_flight` is a number.",
-        f"Defaults derived from another setting when not set: {derived}.",
-        f'Lists ({lists}) are comma-separated (`a,b`); a JSON array (`["a","b"]`) works too.',
-        "An invalid setting stops the command that reads it with exit code 2 and two lines: the variable, the value",
-        "given (never a secret's) and what it takes; then the fix. `f5-worker run` also checks, before it loads the",
-        "model, that `model_dir` exists and holds `model.json`.",
-        "Regenerate with `python -m consumer.core.settings`.",
-        "",
-        "| variable | default | meaning |",
-        "|---|---|---|",
-    ]
-    for name, field in Settings.model_fields.items():
-        rows.append(f"| `{env_name(name)}` | `{_default_text(name)}` | {field.description or ''} |")
-    return "\n".join(rows) + "\n"
-
-
-if __name__ == "__main__":
-    (Path(__file__).resolve().parents[2] / "docs" / "settings.md").write_text(render_settings_doc())

@@ -12,7 +12,8 @@ from annotated_types import Ge, Gt, Le
 from pydantic import SecretStr
 
 from consumer.core.errors import ConfigurationError
-from consumer.core.settings import Settings, load_settings, show_setting
+from consumer.core.settings import Settings, load_settings
+from consumer.core.settings_errors import show_setting
 
 LIST_FIELDS = [name for name, field in Settings.model_fields.items() if get_origin(field.annotation) is tuple]
 
