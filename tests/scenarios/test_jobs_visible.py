@@ -140,7 +140,7 @@ def test_a_job_cancelled_while_synthesizing_stops_at_its_next_step(cli_env, make
 
     assert isinstance(event, SynthesisFailed) and event.error_code == ErrorCode.CANCELLED
     assert "while synthesizing" in event.error_message
-    assert stopped_after < 5, stopped_after  # not the 20 s of synthesis
+    assert stopped_after < 10, stopped_after  # well short of the 20 s of synthesis (loose: the suite runs 4 at once)
     assert stack.objects("outputs/") == [] and stack.queue_counts() == (0, 0)
     assert [e.event_id for e in stack.events()] == [event_id_for("cancel-r", "failed:1")]
     assert worker.outcomes == {"failed": 1}
