@@ -14,8 +14,8 @@ from consumer.core.errors import EngineError
 from consumer.engine import SynthesisJob, SynthesizedAudio
 from consumer.engine.fake import FakeEngine
 from consumer.worker.job import Outcome, process_message
-from consumer.worker.message import RECEIVE_ATTRIBUTES, ReceivedMessage
 from contracts.events import SynthesisCompleted
+from tests.scenarios.test_worker_flow import receive_one
 
 HEARTBEAT_S = 0.01
 EXTENSION_TAKES_S = 0.3  # each extension is slow: a beat is in flight ~97 % of the time
@@ -23,17 +23,6 @@ EXTENSION_TAKES_S = 0.3  # each extension is slow: a beat is in flight ~97 % of 
 
 def request(job_id: str) -> str:
     return json.dumps({"job_id": job_id, "text": "Hello from a test.", "voice": {"voice_id": "basic-en"}})
-
-
-def receive_one(stack, visibility: int = 30) -> ReceivedMessage:
-    response = stack.clients.sqs.receive_message(
-        QueueUrl=stack.resources.queue_url,
-        MaxNumberOfMessages=1,
-        WaitTimeSeconds=2,
-        VisibilityTimeout=visibility,
-        MessageSystemAttributeNames=RECEIVE_ATTRIBUTES,
-    )
-    return ReceivedMessage.from_sqs(response["Messages"][0])
 
 
 class FailingEngine(FakeEngine):
