@@ -11,16 +11,23 @@
 #   --build-arg MODEL_REPO=/model-src --build-arg VOCODER_REPO=/model-src/vocoder (see docs/deploying.md).
 # Speech recognition for reference clips sent without a transcript (optional):
 #   --build-arg ASR_MODEL=openai/whisper-large-v3-turbo --build-arg ASR_REVISION=<commit>
+# Elsewhere (no CUDA base, no registry): BASE_IMAGE, API_BASE_IMAGE, PYTHON, TORCH_INDEX_URL= (pip's configured
+# index) and FLASH_ATTN_WHEEL=none build the same stages; `bash scripts/image` does that with buildah and checks
+# what it built. Every default below is the production build's.
+ARG BASE_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04
+ARG API_BASE_IMAGE=python:3.12.8-slim-bookworm
 
 # ---- base: Python 3.12, tini and the non-root user; shared by every stage -----------------------------------------
-FROM nvidia/cuda:12.8.1-base-ubuntu24.04 AS base
+FROM ${BASE_IMAGE} AS base
+# The Python the base provides as a Debian/Ubuntu package: python3.12 on Ubuntu 24.04, python3.11 on Debian 12.
+ARG PYTHON=python3.12
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 # Ubuntu's own packages track security updates within 24.04; the image is rebuilt, not patched.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates python3.12 python3.12-venv tini \
+    && apt-get install -y --no-install-recommends ca-certificates "${PYTHON}" "${PYTHON}-venv" tini \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin worker
 
@@ -30,8 +37,9 @@ FROM scratch AS model-src
 # ---- weights: fetched and sha256-verified here, in a stage that code changes do not invalidate ---------------------
 FROM base AS weights
 ARG F5_TTS_VERSION=1.1.22
+ARG PYTHON=python3.12
 RUN --mount=type=cache,target=/root/.cache/pip \
-    python3.12 -m venv /opt/prep \
+    "${PYTHON}" -m venv /opt/prep \
     && /opt/prep/bin/pip install "huggingface_hub==1.33.0" "pyyaml==6.0.4" \
     && /opt/prep/bin/pip install --no-deps "f5-tts==${F5_TTS_VERSION}"
 COPY consumer/__init__.py /build/consumer/__init__.py
@@ -43,51 +51,65 @@ ARG MODEL_REPO=SWivid/F5-TTS
 ARG MODEL_FILE=F5TTS_v1_Base/model_1250000.safetensors
 ARG MODEL_REVISION=main
 ARG MODEL_SHA256=""
+# The architecture: an f5-tts config name, or a model.json / JSON file in model-src (/model-src/model.json).
+ARG MODEL_ARCH=F5TTS_v1_Base
 ARG VOCODER_REPO=charactr/vocos-mel-24khz
 ARG VOCODER_REVISION=main
 ARG VOCODER_SHA256=""
 ARG ASR_MODEL=""
 ARG ASR_REVISION=main
 ENV HF_HUB_DISABLE_PROGRESS_BARS=1 HF_HUB_DISABLE_TELEMETRY=1
-# An empty MODEL_SHA256 fails the build: prepare_weights.py refuses unverified weights.
+# An empty MODEL_SHA256 fails the build: prepare_weights.py refuses unverified weights. Its errors name the
+# build argument to set (--build-args).
 RUN --mount=type=bind,from=model-src,target=/model-src \
-    /opt/prep/bin/python /build/docker/prepare_weights.py --out /opt/f5-worker/model \
+    /opt/prep/bin/python /build/docker/prepare_weights.py --build-args --out /opt/f5-worker/model \
       --model-repo "${MODEL_REPO}" --model-file "${MODEL_FILE}" --model-revision "${MODEL_REVISION}" \
-      --model-sha256 "${MODEL_SHA256}" \
+      --model-sha256 "${MODEL_SHA256}" --arch "${MODEL_ARCH}" \
       --vocoder "${VOCODER_REPO}" --vocoder-revision "${VOCODER_REVISION}" --vocoder-sha256 "${VOCODER_SHA256}" \
       --asr-model "${ASR_MODEL}" --asr-revision "${ASR_REVISION}"
 
 # ---- build: torch, flash-attn (checked to import against this torch/CUDA/Python), then f5-worker -----------------
 FROM base AS build
+ARG PYTHON=python3.12
+# Empty: pip's configured index (on PyPI, torch 2.9.1 for Linux is the CUDA 12.8 build with its nvidia-* wheels).
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 # A flash-attn wheel built for torch 2.9 + CUDA 12 + cp312 + cxx11abiTRUE (torch's own ABI); PyPI has sources only.
+# "none" is an explicit choice: no flash-attn, attention runs on torch's SDPA (printed in the build log).
 ARG FLASH_ATTN_WHEEL=""
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+# Pinned (torch==2.9.1); hadolint cannot read the pins past the optional index argument.
+# hadolint ignore=DL3013
 RUN --mount=type=cache,target=/root/.cache/pip \
-    python3.12 -m venv /opt/venv \
-    && pip install --index-url "${TORCH_INDEX_URL}" "torch==2.9.1" "torchaudio==2.9.1"
+    "${PYTHON}" -m venv /opt/venv \
+    && pip install ${TORCH_INDEX_URL:+--index-url "${TORCH_INDEX_URL}"} "torch==2.9.1" "torchaudio==2.9.1"
 # The wheel URL names one exact build (hadolint cannot see a version in a URL).
 # hadolint ignore=DL3013
 RUN --mount=type=cache,target=/root/.cache/pip \
-    if [ -z "${FLASH_ATTN_WHEEL}" ]; then \
-      echo "FLASH_ATTN_WHEEL is required: the URL of a flash-attn wheel for torch 2.9, CUDA 12, cp312, cxx11abiTRUE" >&2; \
-      exit 1; \
-    fi \
-    && pip install "${FLASH_ATTN_WHEEL}" \
-    && python -c "import torch, flash_attn; print('flash-attn', flash_attn.__version__, 'torch', torch.__version__)"
+    case "${FLASH_ATTN_WHEEL}" in \
+      "") echo "FLASH_ATTN_WHEEL is required: set it to the URL of a flash-attn wheel for torch 2.9, CUDA 12, cp312, cxx11abiTRUE, or to none (torch SDPA)" >&2; exit 1 ;; \
+      none) echo "FLASH_ATTN_WHEEL=none: no flash-attn; attention runs on torch SDPA" ;; \
+      http://*.whl|https://*.whl|/*.whl) pip install "${FLASH_ATTN_WHEEL}" \
+        && python -c "import torch, flash_attn; print('flash-attn', flash_attn.__version__, 'torch', torch.__version__)" ;; \
+      *) echo "FLASH_ATTN_WHEEL=${FLASH_ATTN_WHEEL} is neither a .whl URL nor none: set it to a flash-attn wheel's URL or to none" >&2; exit 1 ;; \
+    esac
 COPY pyproject.toml README.md /src/
 COPY contracts /src/contracts
 COPY consumer /src/consumer
 # torch pinned again so that resolving f5-tts keeps the CUDA build installed above; the import check runs again
 # because a dependency that replaced torch would break flash-attn's ABI silently.
+# hadolint ignore=DL3013
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --extra-index-url "${TORCH_INDEX_URL}" "/src[engine]" "torch==2.9.1" "torchaudio==2.9.1" \
-    && python -c "import flash_attn, consumer.engine.f5, torch; assert torch.__version__.startswith('2.9.1'), torch.__version__"
+    pip install ${TORCH_INDEX_URL:+--extra-index-url "${TORCH_INDEX_URL}"} "/src[engine]" "torch==2.9.1" "torchaudio==2.9.1" \
+    && python -c "import consumer.engine.f5, torch; assert torch.__version__.startswith('2.9.1'), torch.__version__" \
+    && if [ "${FLASH_ATTN_WHEEL}" != none ]; then python -c "import flash_attn"; fi
 
 # ---- api: the HTTP door alone, no torch, no GPU (docker build --target api -t f5-worker-api .) ----------------------
 # It refuses to start without F5_WORKER_API_KEY_HASHES on 0.0.0.0 (keyless mode is for loopback only).
-FROM python:3.12.8-slim-bookworm AS api
-ENV PYTHONDONTWRITEBYTECODE=1 \
+FROM ${API_BASE_IMAGE} AS api
+# A venv, so that the same steps build on a base whose Python is the distribution's (PEP 668).
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
     F5_WORKER_API_HOST=0.0.0.0 \
     F5_WORKER_API_PORT=8000 \
@@ -95,7 +117,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY pyproject.toml README.md /src/
 COPY contracts /src/contracts
 COPY consumer /src/consumer
-RUN pip install --no-cache-dir "/src[api]" \
+RUN python -m venv /opt/venv \
+    && pip install --no-cache-dir "/src[api]" \
     && rm -rf /src \
     && python -c "import consumer.api.app" \
     && if python -c "import torch" 2>/dev/null; then echo "torch must not be in the API image" >&2; exit 1; fi

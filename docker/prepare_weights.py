@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -46,6 +47,19 @@ VOCODER_FILES = ("config.yaml", "pytorch_model.bin")
 ASR_DIR = "asr"
 ASR_PATTERNS = ("*.json", "*.txt", "*.safetensors")  # configs, tokenizer, weights; not .bin/.h5/.msgpack copies
 _CHUNK = 1 << 20
+# The Dockerfile's build argument for each option (`--build-args`: errors name what to set in the build).
+BUILD_ARGS = {
+    "--model-repo": "MODEL_REPO",
+    "--model-file": "MODEL_FILE",
+    "--model-revision": "MODEL_REVISION",
+    "--model-sha256": "MODEL_SHA256",
+    "--arch": "MODEL_ARCH",
+    "--vocoder": "VOCODER_REPO",
+    "--vocoder-revision": "VOCODER_REVISION",
+    "--vocoder-sha256": "VOCODER_SHA256",
+    "--asr-model": "ASR_MODEL",
+    "--asr-revision": "ASR_REVISION",
+}
 
 
 def _load_model_spec() -> ModuleType:
@@ -73,9 +87,9 @@ def _copy_hashed(source: Path, target: Path) -> str:
     return digest.hexdigest()
 
 
-def _verify(name: str, actual: str, expected: str | None) -> None:
+def _verify(name: str, actual: str, expected: str | None, fix: str) -> None:
     if expected and actual != expected.strip().lower():
-        raise PrepareError(f"sha256 mismatch for {name}: expected {expected.strip().lower()}, got {actual}", 2)
+        raise PrepareError(f"sha256 mismatch for {name}: expected {expected.strip().lower()}, got {actual}", 2, (fix,))
 
 
 class Fetcher:
@@ -84,18 +98,19 @@ class Fetcher:
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir
 
-    def fetch(self, repo: str, filename: str, revision: str | None) -> tuple[Path, str]:
-        """`(local path, provenance)` of `filename` in `repo`."""
+    def fetch(self, repo: str, filename: str, revision: str | None, fix: tuple[str, ...]) -> tuple[Path, str]:
+        """`(local path, provenance)` of `filename` in `repo`; `fix`: the options naming the repository, the file
+        (when there is one) and the revision, in that order."""
         local = Path(repo).expanduser()
         if local.is_file():
             return local, str(local.resolve())
         if local.is_dir():
             path = local / filename
             if not path.is_file():
-                raise PrepareError(f"{filename} not found in {local}")
+                raise PrepareError(f"{filename} not found in {local}", 1, tuple(o for o in fix[1:2] if o) or fix[:1])
             return path, str(path.resolve())
         if repo.startswith((".", "/", "~")):
-            raise PrepareError(f"local source {repo} does not exist")
+            raise PrepareError(f"local source {repo} does not exist", 1, fix[:1])
         try:
             from huggingface_hub import hf_hub_download
         except ImportError as exc:
@@ -103,7 +118,7 @@ class Fetcher:
         try:
             path = hf_hub_download(repo_id=repo, filename=filename, revision=revision, cache_dir=str(self.cache_dir))
         except Exception as exc:  # hub errors vary (HTTP, offline, missing repo, auth): report them, exit 1
-            raise PrepareError(f"downloading {filename} from {repo}@{revision or 'main'}: {exc}") from exc
+            raise PrepareError(f"downloading {filename} from {repo}@{revision or 'main'}: {exc}", 1, fix) from exc
         return Path(path), f"hf://{repo}/{filename}@{revision or 'main'}"
 
 
@@ -142,7 +157,7 @@ def _arch(model_spec: ModuleType, value: str) -> tuple[dict[str, Any], dict[str,
     try:
         arch, mel_spec = model_spec.read_architecture(value)
     except (OSError, ValueError) as exc:  # missing file, unknown config name, bad JSON/yaml, not a DiT config
-        raise PrepareError(f"--arch {value}: {exc}") from exc
+        raise PrepareError(f"--arch {value}: {exc}", 1, ("--arch",)) from exc
     return arch, mel_spec, Path(value).name
 
 
@@ -152,10 +167,12 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     if out.exists() and any(out.iterdir()) and not args.force:
         raise PrepareError(f"{out} exists and is not empty (use --force to replace it)")
     if not args.model_sha256 and not args.allow_unverified:
+        skip = "" if args.build_args else "; --allow-unverified skips the check for local experiments"
         raise PrepareError(
-            "--model-sha256 is required (the hub shows it on the file's page as the LFS 'SHA256'); "
-            "--allow-unverified skips the check for local experiments",
+            "--model-sha256 is required (the hub shows it on the file's page as the LFS 'SHA256', and "
+            f"`sha256sum` prints it for a local file){skip}",
             2,
+            ("--model-sha256",),
         )
     arch, mel_spec, arch_label = _arch(model_spec, args.arch)
     mel_spec = model_spec.check_mel_spec(mel_spec, f"--arch {args.arch}")
@@ -164,11 +181,13 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     cache = Path(tempfile.mkdtemp(prefix="f5-weights-cache-"))
     try:
         fetcher = Fetcher(cache)
-        checkpoint, checkpoint_source = fetcher.fetch(args.model_repo, args.model_file, args.model_revision)
+        checkpoint, checkpoint_source = fetcher.fetch(
+            args.model_repo, args.model_file, args.model_revision, ("--model-repo", "--model-file", "--model-revision")
+        )
         if checkpoint.suffix not in (".safetensors", ".pt"):
             raise PrepareError(f"checkpoint must be .safetensors or .pt, got {checkpoint.name}")
         checkpoint_sha = _copy_hashed(checkpoint, staging / checkpoint.name)
-        _verify(checkpoint.name, checkpoint_sha, args.model_sha256)
+        _verify(checkpoint.name, checkpoint_sha, args.model_sha256, "--model-sha256")
 
         vocab = Path(args.vocab) if args.vocab else model_spec.wheel_example_path("infer/examples/vocab.txt")
         if not vocab.is_file():
@@ -178,9 +197,11 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
         (staging / "vocoder").mkdir()
         vocoder_source, vocoder_sha = {}, {}
         for name in VOCODER_FILES:
-            path, vocoder_source[name] = fetcher.fetch(args.vocoder, name, args.vocoder_revision)
+            path, vocoder_source[name] = fetcher.fetch(
+                args.vocoder, name, args.vocoder_revision, ("--vocoder", "", "--vocoder-revision")
+            )
             vocoder_sha[name] = _copy_hashed(path, staging / "vocoder" / name)
-        _verify(f"vocoder/{VOCODER_FILES[1]}", vocoder_sha[VOCODER_FILES[1]], args.vocoder_sha256)
+        _verify(f"vocoder/{VOCODER_FILES[1]}", vocoder_sha[VOCODER_FILES[1]], args.vocoder_sha256, "--vocoder-sha256")
         asr: dict[str, Any] = {}
         if args.asr_model:
             source, sha = fetch_asr(args.asr_model, args.asr_revision, staging / ASR_DIR, cache)
@@ -234,6 +255,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--asr-model", default="", help="Whisper hub id or local directory, copied to <out>/asr")
     parser.add_argument("--asr-revision", default=None, help="hub revision of the ASR model (commit hash)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    parser.add_argument("--build-args", action="store_true", help="name the Dockerfile's build arguments in errors")
     return parser
 
 
@@ -242,11 +264,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         manifest = prepare(args)
     except PrepareError as exc:
-        print(f"prepare_weights: {exc}", file=sys.stderr)
+        print(f"prepare_weights: {_in_terms_of(str(exc), exc.fix, args.build_args)}", file=sys.stderr)
         return exc.status
     summary = {k: manifest[k] for k in ("model_id", "checkpoint")} | manifest["source"]
     print(json.dumps({"out": str(Path(args.out).resolve()), **summary}, indent=2))
     return 0
+
+
+def _in_terms_of(message: str, fix: tuple[str, ...], build_args: bool) -> str:
+    """The message as the user who ran it can act on it: in an image build, the options become build arguments."""
+    if not build_args:
+        return message
+    for option, name in BUILD_ARGS.items():
+        message = re.sub(rf"(?<![\w-]){re.escape(option)}(?![\w-])", name, message)
+    names = [BUILD_ARGS[option] for option in fix if option in BUILD_ARGS]  # "": no option names it
+    label = "build argument" if len(names) == 1 else "build arguments"
+    return f"{message} ({label}: {', '.join(names)})" if names else message
 
 
 if __name__ == "__main__":

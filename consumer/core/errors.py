@@ -234,9 +234,10 @@ class ModelSpecError(ValueError):
 class PrepareError(Exception):
     """Image build: preparing the weights failed, with its exit status (1: source/download, 2: verification)."""
 
-    def __init__(self, message: str, status: int = 1) -> None:
+    def __init__(self, message: str, status: int = 1, fix: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.status = status
+        self.fix = fix  # the options that fix it (--model-sha256), named as build arguments in an image build
 
 
 class JobTimeoutError(TimeoutError):

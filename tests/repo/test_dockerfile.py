@@ -76,12 +76,27 @@ def test_hadolint_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _global_args(text: str) -> dict[str, str]:
+    """The ARGs declared before the first FROM (the ones a FROM line may use), with their defaults."""
+    args: dict[str, str] = {}
+    for keyword, value in _instructions(text):
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            name, _, default = value.partition("=")
+            args[name] = default
+    return args
+
+
 def test_base_images_are_pinned(stages: dict[str, list[tuple[str, str]]]) -> None:
     names = set(stages)
+    defaults = _global_args(DOCKERFILE.read_text(encoding="utf-8"))
     for stage in stages.values():
         image = stage[0][1].split()[0]
         if image in names or image == "scratch":
             continue
+        if image.startswith("${"):  # a build argument: its default is the production base
+            image = defaults[image.strip("${}")]
         assert ":" in image and not image.endswith(":latest"), image
 
 
@@ -108,14 +123,41 @@ def test_build_time_weights_and_flash_attn(stages: dict[str, list[tuple[str, str
     runs = [args for stage in stages.values() for keyword, args in stage if keyword == "RUN"]
     weights = [r for r in runs if "prepare_weights.py" in r]
     assert len(weights) == 1 and '--model-sha256 "${MODEL_SHA256}"' in weights[0]
-    flash = [r for r in runs if "FLASH_ATTN_WHEEL" in r]
+    flash = [r for r in runs if 'case "${FLASH_ATTN_WHEEL}"' in r]
     assert len(flash) == 1
     # Installed and imported in the same step: a wheel built for another torch/CUDA/Python fails the build there.
     assert flash[0].index('pip install "${FLASH_ATTN_WHEEL}"') < flash[0].index("import torch, flash_attn")
     # ...and imported again after f5-worker's dependencies, which must not have replaced torch.
-    assert any("import flash_attn" in r and "/src[engine]" in r for r in runs)
+    again = '[ "${FLASH_ATTN_WHEEL}" != none ]; then python -c "import flash_attn"'
+    assert any(again in r and "/src[engine]" in r for r in runs)
     weight_args = {args.split("=")[0] for keyword, args in stages["weights"] if keyword == "ARG"}
     assert {"MODEL_REPO", "MODEL_FILE", "MODEL_REVISION", "MODEL_SHA256", "VOCODER_REPO"} <= weight_args
+
+
+@pytest.mark.parametrize(
+    ("wheel", "status", "says"),
+    [
+        ("", 1, "FLASH_ATTN_WHEEL is required"),
+        ("none", 0, "FLASH_ATTN_WHEEL=none: no flash-attn; attention runs on torch SDPA"),
+        ("flash-attn==2.8.3", 1, "is neither a .whl URL nor none"),
+        ("https://example.invalid/flash_attn-2.8.3-cp312-cp312-linux_x86_64.whl", 0, "pip install https://"),
+    ],
+)
+def test_the_flash_attn_step_reads_its_argument(
+    stages: dict[str, list[tuple[str, str]]], tmp_path: Path, wheel: str, status: int, says: str
+) -> None:
+    """The step's own shell script, run with `pip` and `python` standing in: what each value does."""
+    step = next(args for keyword, args in stages["build"] if keyword == "RUN" and 'case "${FLASH_ATTN_WHEEL}"' in args)
+    script = step.split(" ", 1)[1]  # past the --mount flag
+    for tool in ("pip", "python"):
+        (tmp_path / tool).write_text(f'#!/bin/sh\necho "{tool} $*"\n')
+        (tmp_path / tool).chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "FLASH_ATTN_WHEEL": wheel}
+    result = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == status and says in lines[0], lines
+    if status:
+        assert len(lines) == 1 and "FLASH_ATTN_WHEEL" in lines[0]  # one line, naming the build argument
 
 
 def test_asr_model_is_optional_and_baked_at_build_time(stages: dict[str, list[tuple[str, str]]]) -> None:

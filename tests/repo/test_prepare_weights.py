@@ -141,6 +141,28 @@ def test_missing_local_source_and_occupied_target(
     assert not (occupied / "keep.txt").exists()
 
 
+def test_in_an_image_build_each_error_is_one_line_naming_the_build_argument(
+    prepare_weights: ModuleType,
+    tiny_model_path: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    good = _sha256(tiny_model_path / "model.safetensors")
+    empty_context = tmp_path / "model-src"
+    empty_context.mkdir()
+    cases = [
+        ([], 2, "MODEL_SHA256 is required", "MODEL_SHA256"),
+        (["--model-sha256", "0" * 64], 2, "sha256 mismatch for model.safetensors", "MODEL_SHA256"),
+        (["--model-sha256", good, "--model-repo", str(empty_context)], 1, "model.safetensors not found", "MODEL_FILE"),
+        (["--model-sha256", good, "--arch", "F5TTS_v9_Imaginary"], 1, "MODEL_ARCH F5TTS_v9_Imaginary", "MODEL_ARCH"),
+    ]
+    for i, (extra, status, cause, build_arg) in enumerate(cases):
+        assert prepare_weights.main([*_args(tiny_model_path, tmp_path / f"m{i}"), "--build-args", *extra]) == status
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and cause in lines[0] and lines[0].endswith(")"), lines
+        assert f"build argument: {build_arg}" in lines[0] and "--" not in lines[0].split("(build argument")[0], lines
+
+
 def test_hub_sources_are_fetched_at_the_pinned_revision(
     prepare_weights: ModuleType,
     tiny_model_path: Path,
