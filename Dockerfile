@@ -164,7 +164,8 @@ USER 10001:10001
 WORKDIR /tmp
 EXPOSE 8080
 STOPSIGNAL SIGTERM
-# /healthz: alive while starting, then "polled SQS within F5_WORKER_HEALTH_MAX_POLL_AGE_S".
+# Healthy = /readyz (model loaded, AWS answered) and /healthz ("polled SQS within F5_WORKER_HEALTH_MAX_POLL_AGE_S");
+# unhealthy while the model loads, which the start period covers.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 CMD ["f5-worker", "check"]
 ENTRYPOINT ["tini", "--"]
 CMD ["f5-worker", "run"]

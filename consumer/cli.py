@@ -109,15 +109,18 @@ def local(
 @app.command()
 def check(
     port: Annotated[int, typer.Option(envvar="F5_WORKER_HEALTH_PORT", help="Health port of the worker.")] = 8080,
-    path: Annotated[str, typer.Option(help="/healthz (liveness) or /readyz.")] = "/healthz",
+    path: Annotated[
+        str | None, typer.Option(help="Only this endpoint: /healthz (liveness) or /readyz. Default: both.")
+    ] = None,
 ) -> None:
-    """Exit 0 when the worker on this machine is healthy; 1 otherwise, with one line saying why (Docker
-    HEALTHCHECK)."""
-    url = f"http://127.0.0.1:{port}{path}"
-    problem = _health_problem(url)
-    if problem:
-        typer.echo(f"f5-worker check: {url}: {problem}", err=True)
-        raise typer.Exit(1)
+    """Exit 0 when the worker on this machine is ready (model loaded, AWS answered) and alive (polled the queue
+    recently); 1 otherwise, with one line saying why (Docker HEALTHCHECK: unhealthy until ready)."""
+    for checked in [path] if path else ["/readyz", "/healthz"]:
+        url = f"http://127.0.0.1:{port}{checked}"
+        problem = _health_problem(url)
+        if problem:
+            typer.echo(f"f5-worker check: {url}: {problem}", err=True)
+            raise typer.Exit(1)
 
 
 def _health_problem(url: str, timeout_s: float = 3.0) -> str | None:

@@ -195,17 +195,24 @@ def health_server() -> Iterator[tuple[int, dict[str, tuple[int, bytes]]]]:
 
 def test_check_says_what_it_checked_and_why_it_failed(tmp_path, health_server):
     port, answers = health_server
-    url = f"http://127.0.0.1:{port}/healthz"
+    answers["/readyz"] = (503, b"starting\n")
+    answers["/healthz"] = (200, b"poll_age_s=None\n")  # alive while loading: a liveness probe waits
+    starting = f5_worker("check", "--port", str(port), env=bare_env(tmp_path))
+    ready_url, alive_url = f"http://127.0.0.1:{port}/readyz", f"http://127.0.0.1:{port}/healthz"
+    assert starting.returncode == 1 and starting.stderr == f"f5-worker check: {ready_url}: answered 503: starting\n"
+    alive = f5_worker("check", "--port", str(port), "--path", "/healthz", env=bare_env(tmp_path))
+    assert alive.returncode == 0 and alive.stderr == ""
+    answers["/readyz"] = (200, b"ready\n")
     answers["/healthz"] = (200, b"poll_age_s=1.0\n")
     healthy = f5_worker("check", "--port", str(port), env=bare_env(tmp_path))
     assert healthy.returncode == 0 and healthy.stderr == ""
     answers["/healthz"] = (503, b"poll_age_s=93.1\n")
     stale = f5_worker("check", "--port", str(port), env=bare_env(tmp_path))
-    assert stale.returncode == 1 and stale.stderr == f"f5-worker check: {url}: answered 503: poll_age_s=93.1\n"
+    assert stale.returncode == 1 and stale.stderr == f"f5-worker check: {alive_url}: answered 503: poll_age_s=93.1\n"
 
 
 def test_check_without_a_worker_says_so_in_one_line(tmp_path):
     closed = f5_worker("check", env=bare_env(tmp_path, F5_WORKER_HEALTH_PORT="9"))
     assert closed.returncode == 1 and closed.stderr.count("\n") == 1, closed.stderr
-    assert closed.stderr.startswith("f5-worker check: http://127.0.0.1:9/healthz: no answer (")
+    assert closed.stderr.startswith("f5-worker check: http://127.0.0.1:9/readyz: no answer (")
     assert "no `f5-worker run` on this machine" in closed.stderr and "F5_WORKER_HEALTH_PORT" in closed.stderr
