@@ -38,6 +38,10 @@ FROM scratch AS model-src
 FROM base AS weights
 ARG F5_TTS_VERSION=1.1.22
 ARG PYTHON=python3.12
+# Optional: a pip configuration for this build's pip steps (a private index, a proxy's CA), mounted read-only
+# where the base already has a directory (buildah -v DIR:/mnt:ro, PIP_CONFIG_FILE=/mnt/pip.conf), so that
+# neither it nor a mount point lands in a layer. Unset: pip's defaults.
+ARG PIP_CONFIG_FILE
 RUN --mount=type=cache,target=/root/.cache/pip \
     "${PYTHON}" -m venv /opt/prep \
     && /opt/prep/bin/pip install "huggingface_hub==1.33.0" "pyyaml==6.0.4" \
@@ -71,6 +75,7 @@ RUN --mount=type=bind,from=model-src,target=/model-src \
 # ---- build: torch, flash-attn (checked to import against this torch/CUDA/Python), then f5-worker -----------------
 FROM base AS build
 ARG PYTHON=python3.12
+ARG PIP_CONFIG_FILE
 # Empty: pip's configured index (on PyPI, torch 2.9.1 for Linux is the CUDA 12.8 build with its nvidia-* wheels).
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 # A flash-attn wheel built for torch 2.9 + CUDA 12 + cp312 + cxx11abiTRUE (torch's own ABI); PyPI has sources only.
@@ -106,6 +111,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # ---- api: the HTTP door alone, no torch, no GPU (docker build --target api -t f5-worker-api .) ----------------------
 # It refuses to start without F5_WORKER_API_KEY_HASHES on 0.0.0.0 (keyless mode is for loopback only).
 FROM ${API_BASE_IMAGE} AS api
+ARG PIP_CONFIG_FILE
 # A venv, so that the same steps build on a base whose Python is the distribution's (PEP 668).
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
