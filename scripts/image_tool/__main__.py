@@ -31,7 +31,7 @@ from scripts.image_tool.build import (
     standin_args,
     tiny_model_source,
 )
-from scripts.image_tool.engines import ToolError, image_size_mb, missing_tools, run
+from scripts.image_tool.engines import ToolError, buildah, image_size_mb, missing_tools, run
 from scripts.image_tool.hygiene import problems
 
 # Bad build arguments: each build must stop at its step with one line naming the cause and the argument to set.
@@ -43,6 +43,9 @@ BAD_INPUTS: list[tuple[str, str, dict[str, str], str]] = [
 ]
 
 
+BAD_TAG = "localhost/f5-worker-bad:check"
+
+
 def say(message: str) -> None:
     print(f"[image] {message}", file=sys.stderr, flush=True)
 
@@ -52,9 +55,11 @@ def check_bad_inputs(model: ModelSource, mounts: list[str], work: Path, log: Pat
     empty = work / "empty-model-src"
     empty.mkdir(exist_ok=True)
     for label, target, overrides, expected in BAD_INPUTS:
-        contexts = {"model-src": empty if "without a checkpoint" in label else model.directory}
-        build = Build(target, f"localhost/f5-worker-bad:{target}", standin_args(model) | overrides, contexts)
+        other_context = "without a checkpoint" in label
+        contexts = {"model-src": empty if other_context else model.directory}
+        build = Build(target, BAD_TAG, standin_args(model) | overrides, contexts, no_cache=other_context)
         output = build.run(mounts, log, check=False)
+        run(buildah("rmi", "--force", BAD_TAG), check=False)  # only there if the build wrongly succeeded
         lines = [line for line in output.splitlines() if expected in line and "STEP" not in line]
         failed = "error building at STEP" in output or "exit status" in output
         if not failed or not lines:
@@ -72,7 +77,8 @@ def run_checks(runtime: str, api: str, log: Path) -> dict[str, Any]:
         run(["ip", "-n", name, "link", "set", "lo", "up"])
         argv = ["ip", "netns", "exec", name, sys.executable, "-m", "scripts.image_tool.run_checks"]
         argv += ["--runtime", runtime, "--api", api, "--netns", f"/run/netns/{name}"]
-        result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=1800, check=False)
+        env = os.environ | {"F5_IMAGE_HOST_PID": str(os.getpid())}  # podman runs back in this process's namespaces
+        result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False)
         with log.open("a", encoding="utf-8") as handle:
             handle.write(result.stdout + result.stderr)
         last = result.stdout.strip().splitlines()[-1:] or ["{}"]

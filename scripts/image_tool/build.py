@@ -93,10 +93,15 @@ class Build:
     tag: str
     args: dict[str, str] = field(default_factory=dict)
     contexts: dict[str, Path] = field(default_factory=dict)
+    # buildah's layer cache does not key a RUN step on the content of a bind-mounted build context: a build
+    # that must see a changed context (with the same build arguments) cannot use it.
+    no_cache: bool = False
     seconds: float = 0.0
 
     def argv(self, mounts: list[str]) -> list[str]:
         argv = buildah("bud", "--isolation", "chroot", "--layers", "--target", self.target, "-t", self.tag)
+        if self.no_cache:
+            argv.append("--no-cache")
         for name, value in self.args.items():
             argv += ["--build-arg", f"{name}={value}"]
         for name, path in self.contexts.items():

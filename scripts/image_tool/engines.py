@@ -8,6 +8,7 @@ on the same `overlay` store. Two settings come from what such sandboxes allow, n
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import subprocess
@@ -29,15 +30,25 @@ def missing_tools() -> list[str]:
 
 
 def run(argv: Sequence[str], *, check: bool = True, timeout: float | None = None, log: Path | None = None) -> str:
-    """Run a tool; its combined output (also appended to `log`). A failure raises ToolError with the tail."""
-    result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
-    output = result.stdout + result.stderr
-    if log is not None:
+    """Run a tool; its combined output, written to `log` as it comes when one is given (a build's progress can
+    be followed with `tail -f`). A failure raises ToolError with the last lines."""
+    if log is None:
+        result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+        output, status = result.stdout + result.stderr, result.returncode
+    else:
         with log.open("a", encoding="utf-8") as handle:
-            handle.write(f"$ {' '.join(argv)}\n{output}\n")
-    if check and result.returncode != 0:
+            handle.write(f"$ {' '.join(argv)}\n")
+            handle.flush()
+            start = handle.tell()
+            status = subprocess.run(
+                list(argv), stdout=handle, stderr=subprocess.STDOUT, timeout=timeout, check=False
+            ).returncode
+        with log.open(encoding="utf-8", errors="replace") as handle:
+            handle.seek(start)
+            output = handle.read()
+    if check and status != 0:
         tail = "\n".join(output.strip().splitlines()[-15:])
-        raise ToolError(f"{' '.join(argv[:4])} ... exited {result.returncode}:\n{tail}")
+        raise ToolError(f"{' '.join(argv[:4])} ... exited {status}:\n{tail}")
     return output
 
 
@@ -46,8 +57,13 @@ def buildah(*args: str) -> list[str]:
 
 
 def podman(*args: str) -> list[str]:
+    """A podman command. From inside `ip netns exec` (the run checks), it runs back in the namespaces of the
+    process named by F5_IMAGE_HOST_PID: podman and runc need the host's cgroup mounts, which `ip netns exec`
+    hides, and runc refuses a container's network namespace that is its own."""
     _NO_CNI.mkdir(exist_ok=True)
-    return ["podman", *STORAGE, "--runtime", "runc", "--cni-config-dir", str(_NO_CNI), *args]
+    host = os.environ.get("F5_IMAGE_HOST_PID")
+    escape = ["nsenter", "--target", host, "--mount", "--net", "--"] if host else []
+    return [*escape, "podman", *STORAGE, "--runtime", "runc", "--cni-config-dir", str(_NO_CNI), *args]
 
 
 def ulimits() -> list[str]:

@@ -72,6 +72,7 @@ def test_the_hygiene_check_finds_what_a_careless_build_leaves(tmp_path: Path) ->
 
 
 @skip_without_tools
+@pytest.mark.timeout(3000)  # a cold build downloads torch and its CUDA wheels (about 3 GB) and commits 9 GB
 def test_the_images_build_and_run_as_runpod_would_run_them() -> None:
     result = subprocess.run(
         ["bash", str(REPO / "scripts" / "image")], cwd=REPO, capture_output=True, text=True, timeout=3000, check=False
