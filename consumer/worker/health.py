@@ -4,6 +4,7 @@ answered), /metrics (Prometheus). Also the check behind `f5-worker check` for a 
 from __future__ import annotations
 
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,6 +16,7 @@ class HealthServer:
         self.metrics = metrics
         self.max_poll_age_s = max_poll_age_s
         self.ready = threading.Event()
+        self._ready_at: float | None = None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,7 +38,9 @@ class HealthServer:
     def respond(self, path: str) -> tuple[int, bytes, str]:
         if path == "/healthz":
             age = self.metrics.seconds_since_poll()
-            alive = not self.ready.is_set() or (age is not None and age <= self.max_poll_age_s)
+            # Before the first poll the age counts from ready: the worker is alive until that one is overdue.
+            since = age if age is not None or self._ready_at is None else time.monotonic() - self._ready_at
+            alive = not self.ready.is_set() or (since is not None and since <= self.max_poll_age_s)
             text = f"poll_age_s={age if age is None else round(age, 1)}\n"
             return (200 if alive else 503), text.encode(), "text/plain"
         if path == "/readyz":
@@ -44,6 +48,11 @@ class HealthServer:
         if path == "/metrics":
             return 200, self.metrics.render(), "text/plain; version=0.0.4"
         return 404, b"not found\n", "text/plain"
+
+    def mark_ready(self) -> None:
+        """Model loaded and AWS answered: /readyz turns 200 and the poll age starts counting."""
+        self._ready_at = time.monotonic()
+        self.ready.set()
 
     def start(self) -> HealthServer:
         self._thread.start()

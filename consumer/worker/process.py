@@ -64,7 +64,7 @@ def run_worker(
         worker.install_signal_handlers()
         metrics.ready.set(1)
         if health is not None:
-            health.ready.set()
+            health.mark_ready()
         log.info(
             "worker_ready",
             startup=timeline.phases,

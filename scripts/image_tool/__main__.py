@@ -38,7 +38,12 @@ from scripts.image_tool.hygiene import problems
 BAD_INPUTS: list[tuple[str, str, dict[str, str], str]] = [
     ("no MODEL_SHA256", "weights", {"MODEL_SHA256": ""}, "MODEL_SHA256 is required"),
     ("a wrong MODEL_SHA256", "weights", {"MODEL_SHA256": "0" * 64}, "(build argument: MODEL_SHA256)"),
-    ("model-src without a checkpoint", "weights", {}, "model.safetensors not found in /model-src (build argument"),
+    (
+        "model-src without a checkpoint",
+        "weights",
+        {"MODEL_ARCH": "F5TTS_v1_Base"},  # the production architecture: the empty context has no model.json
+        "model.safetensors not found in /model-src (build argument: MODEL_FILE)",
+    ),
     ("an unknown FLASH_ATTN_WHEEL", "build", {"FLASH_ATTN_WHEEL": "flash-attn==2.8.3"}, "FLASH_ATTN_WHEEL="),
 ]
 
