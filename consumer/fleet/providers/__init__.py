@@ -1,0 +1,1 @@
+"""Where workers run: local processes, RunPod pods. Each provider implements `Provider` (base.py)."""
