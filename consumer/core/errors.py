@@ -244,6 +244,16 @@ class JobTimeoutError(TimeoutError):
     """The producer client's wait for a job's outcome ran out."""
 
 
+# --- the fleet -------------------------------------------------------------------------------------------------------
+class ProviderError(RuntimeError):
+    """A provider refused or failed to start or stop workers (capacity, credentials, its API). `config` errors
+    are the user's to fix (`scale` exits 2 and leaves the fleet as it is); the others are retried next step."""
+
+    def __init__(self, message: str, *, config: bool = False) -> None:
+        super().__init__(message)
+        self.config = config
+
+
 # --- the HTTP API ----------------------------------------------------------------------------------------------------
 class ApiError(Exception):
     """An HTTP answer in OpenAI's error shape (`consumer/api/errors.py` renders it)."""

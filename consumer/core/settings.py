@@ -24,7 +24,8 @@ SQS_MAX_VISIBILITY_S = 12 * 3600
 MAX_IN_FLIGHT = 64  # a fixed max_in_flight: at most this many slots
 AUTO_CAP = 32  # max_in_flight auto: at most this many messages in flight, whatever the measurements say
 ENV_PREFIX = "F5_WORKER_"
-SECRET_SETTINGS = frozenset({"webhook_secret", "api_key_hashes"})  # named in messages, their values never shown
+# Named in messages, their values never shown.
+SECRET_SETTINGS = frozenset({"webhook_secret", "api_key_hashes", "fleet_runpod_api_key"})
 
 
 def _default_worker_id() -> str:
@@ -329,6 +330,53 @@ class ProducerSettings(LogSettings, WebhookTargetSettings, AwsSettings):
     events_queue_url: str | None = Field(None, description="Producers: an SQS queue subscribed to the topic (`say`).")
 
 
+class FleetSettings(LogSettings, AwsSettings):
+    """`f5-worker scale`: the controller that sizes the fleet from the queue, and its simulator."""
+
+    fleet_provider: Literal["local", "runpod"] = Field(
+        "local", description="Where workers run: `local` processes on this host, or `runpod` pods."
+    )
+    fleet_name_prefix: str = Field("f5-worker", description="Names of the fleet's workers/pods: the fleet is these.")
+    fleet_min_pods: int = Field(0, ge=0, description="Fewest workers (0: scale to zero).")
+    fleet_max_pods: int = Field(4, ge=1, description="Most workers.")
+    fleet_target_drain_s: float = Field(300.0, gt=0, description="The backlog should be gone within this.")
+    fleet_fallback_rate: float = Field(
+        0.1, gt=0, description="Jobs per worker per second until the fleet's rate is measured."
+    )
+    fleet_cooldown_s: float = Field(120.0, ge=0, description="After any change, before a scale-down.")
+    fleet_empty_window_s: float = Field(300.0, ge=0, description="The queue stays empty this long before a scale-down.")
+    fleet_max_changes_per_minute: int = Field(4, ge=1, description="Workers started or stopped within any 60 s.")
+    fleet_price_per_pod_hour: float = Field(0.0, ge=0, description="Dollars per worker-hour (0: no cost cap).")
+    fleet_max_dollars_per_hour: float | None = Field(None, ge=0, description="Cost cap of the whole fleet.")
+    fleet_interval_s: float = Field(15.0, gt=0, description="Seconds between two decisions.")
+    fleet_lease_key: str = Field("fleet/controller.json", description="S3 key of the one-controller lease.")
+    fleet_lease_ttl_s: float = Field(60.0, gt=0, description="A controller silent this long is replaced.")
+    fleet_local_command: str = Field(
+        "f5-worker run", description="`local` provider: the worker command each slot runs (shell words)."
+    )
+    fleet_runpod_api_key: SecretStr | None = Field(None, description="`runpod` provider: the RunPod API key.")
+    fleet_runpod_template: str = Field(
+        "deploy/runpod/pod.json", description="`runpod` provider: the pod template file (image, env, GPU types)."
+    )
+    fleet_runpod_api_url: str | None = Field(None, description="`runpod` provider: another API endpoint (tests).")
+
+    @model_validator(mode="after")
+    def _fleet_rules(self) -> FleetSettings:
+        if self.fleet_min_pods > self.fleet_max_pods:
+            raise self._conflict(
+                ("fleet_min_pods", "fleet_max_pods"),
+                "the fleet's minimum cannot exceed its maximum",
+                "lower F5_WORKER_FLEET_MIN_PODS to F5_WORKER_FLEET_MAX_PODS or less",
+            )
+        if self.fleet_lease_ttl_s <= self.fleet_interval_s:
+            raise self._conflict(
+                ("fleet_lease_ttl_s", "fleet_interval_s"),
+                "the controller renews its lease once per decision, so the lease must outlast the interval",
+                "raise F5_WORKER_FLEET_LEASE_TTL_S above F5_WORKER_FLEET_INTERVAL_S (3x is a good margin)",
+            )
+        return self
+
+
 class Settings(EngineSettings, WorkerSettings, ApiSettings, ProducerSettings):
     """Every setting (`run`, `local` and `init` read them all). The bases' order sets the fields' order (AWS, the
     shared ones, producer, API, worker, engine: of several bad variables, the first is named) and the rules' order
@@ -349,8 +397,12 @@ class Settings(EngineSettings, WorkerSettings, ApiSettings, ProducerSettings):
 ROLES: tuple[type[SettingsBase], ...] = (WorkerSettings, EngineSettings, ApiSettings, ProducerSettings)
 
 
+# Every setting of every role, by name: `Settings` (what `run`, `local` and `init` read) and `scale`'s own.
+ALL_FIELDS = Settings.model_fields | FleetSettings.model_fields
+
+
 def is_list_field(name: str) -> bool:
-    return get_origin(Settings.model_fields[name].annotation) is tuple
+    return get_origin(ALL_FIELDS[name].annotation) is tuple
 
 
 # --- loading: a mistake is one line naming the variable, what it takes, and a fix ----------------------------------

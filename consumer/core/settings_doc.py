@@ -8,13 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from consumer.core.settings import (
+    ALL_FIELDS,
     DERIVED_DEFAULTS,
     ApiSettings,
     AwsSettings,
     EngineSettings,
+    FleetSettings,
     LogSettings,
     ProducerSettings,
-    Settings,
     SettingsBase,
     VoiceCacheSettings,
     WebhookTargetSettings,
@@ -29,6 +30,7 @@ ROLE_READERS: dict[type[SettingsBase], str] = {
     EngineSettings: "`run`",
     ApiSettings: "`api`",
     ProducerSettings: "the producer commands (`enqueue`, `say`, `jobs`, `voices`, `status`, `dlq`)",
+    FleetSettings: "`scale`",
 }
 # The tables, in the order of `Settings`' fields (so an error naming the first of several bad variables names the
 # first in the reference): (class, title, a note after who reads it).
@@ -46,6 +48,7 @@ SECTIONS: tuple[tuple[type[SettingsBase], str, str], ...] = (
         " (with the worker's); `voices add` without a transcript reads `asr_model`, `asr_language`, `device` and "
         "`dtype` to transcribe the clip",
     ),
+    (FleetSettings, "Fleet", ""),
 )
 
 
@@ -73,7 +76,7 @@ def _table(cls: type[SettingsBase], title: str, note: str) -> list[str]:
         "|---|---|---|",
     ]
     for name in own_fields(cls):
-        field = Settings.model_fields[name]
+        field = ALL_FIELDS[name]
         rows.append(f"| `{env_name(name)}` | `{default_text(name)}` | {field.description or ''} |")
     return [*rows, ""]
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from consumer.core.errors import ConfigurationError, SettingsConflict
-from consumer.core.settings import DERIVED_DEFAULTS, ENV_PREFIX, SECRET_SETTINGS, Settings, is_list_field
+from consumer.core.settings import ALL_FIELDS, DERIVED_DEFAULTS, ENV_PREFIX, SECRET_SETTINGS, is_list_field
 
 
 def settings_error(exc: ValidationError, overrides: dict[str, Any]) -> ConfigurationError:
@@ -24,7 +24,7 @@ def settings_error(exc: ValidationError, overrides: dict[str, Any]) -> Configura
             return _conflict_error(conflict)
         return ConfigurationError("the F5_WORKER_* settings do not fit together", "see docs/settings.md")
     name = bad[0]
-    field = Settings.model_fields[name]
+    field = ALL_FIELDS[name]
     accepts = describe_accepted(name)
     given = _given(name, overrides)
     shown = env_name(name) if given is None else show_setting(name, repr(_clip(str(given))))
@@ -64,7 +64,7 @@ def _clip(text: str, limit: int = 80) -> str:
 
 def describe_accepted(name: str) -> str:
     """What a setting takes, in words, from its type and constraints."""
-    field = Settings.model_fields[name]
+    field = ALL_FIELDS[name]
     return _describe(field.annotation, list(field.metadata))
 
 
@@ -114,7 +114,7 @@ def _range(rules: list[Any]) -> str:
 
 def default_text(name: str) -> str:
     """A setting's default as docs/settings.md and the fix lines show it."""
-    field = Settings.model_fields[name]
+    field = ALL_FIELDS[name]
     if name in DERIVED_DEFAULTS:
         return DERIVED_DEFAULTS[name][0]
     if field.default_factory is not None:

@@ -21,8 +21,8 @@ NEEDED = ("buildah", "podman", "runc", "debootstrap", "ip")
 _NO_CNI = Path(tempfile.gettempdir()) / "f5-image-no-cni"  # no bridge networks: containers join a given netns
 
 
-class ToolError(RuntimeError):
-    """A container tool failed; the message names the command and its last output lines."""
+# A container tool that fails raises RuntimeError naming the command and its last output lines.
+ToolError = RuntimeError
 
 
 def missing_tools() -> list[str]:

@@ -47,8 +47,7 @@ HEALTH_PORT = 8080
 API_PORT = 8000
 
 
-class CheckFailed(AssertionError):
-    """One check did not hold; the message says what was seen."""
+CheckFailed = AssertionError  # one check did not hold; the message says what was seen
 
 
 def _wait_for(what: str, probe: Callable[[], Any], timeout_s: float, every_s: float = 0.1) -> Any:

@@ -5,16 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from consumer.core.errors import ProviderError
+
+__all__ = ["Pod", "PodState", "Provider", "ProviderError", "pick_to_stop"]
+
 PodState = Literal["starting", "running", "stopping"]
-
-
-class ProviderError(RuntimeError):
-    """The provider refused or failed (capacity, credentials, API error); the message says which and what to
-    set. `config` errors are the user's to fix (exit 2); others may pass on the next step."""
-
-    def __init__(self, message: str, *, config: bool = False) -> None:
-        super().__init__(message)
-        self.config = config
 
 
 @dataclass(frozen=True)
@@ -28,7 +23,7 @@ class Pod:
 class Provider(Protocol):
     name: str
 
-    def list(self) -> list[Pod]:
+    def pods(self) -> list[Pod]:
         """The fleet this controller owns (by name prefix): every pod not yet gone, stopping ones included."""
         ...
 
