@@ -11,7 +11,7 @@ import boto3
 from botocore.config import Config
 
 from consumer.aws.retry import install
-from consumer.core.settings import Settings
+from consumer.core.settings import AwsSettings
 
 NO_RETRIES: Any = {"mode": "standard", "total_max_attempts": 1}  # the retry layer is `install`'s
 
@@ -23,7 +23,7 @@ class AwsClients:
     sns: Any
 
 
-def make_cloudwatch(settings: Settings) -> Any:
+def make_cloudwatch(settings: AwsSettings) -> Any:
     """A CloudWatch client (`status`'s oldest-message age), with the same endpoint and region as the others."""
     session = boto3.session.Session(region_name=settings.aws_region)
     client = session.client(
@@ -33,7 +33,7 @@ def make_cloudwatch(settings: Settings) -> Any:
     return client
 
 
-def make_clients(settings: Settings, max_pool_connections: int = 10) -> AwsClients:
+def make_clients(settings: AwsSettings, max_pool_connections: int = 10) -> AwsClients:
     """`max_pool_connections`: HTTP connections kept per client (the API, with many requests at once, wants more)."""
     session = boto3.session.Session(region_name=settings.aws_region)
     base: dict[str, Any] = {
