@@ -85,6 +85,7 @@ class Controller:
         interval_s: float = 15.0,
         metrics: FleetMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        on_decision: Callable[[Observation, Decision], None] | None = None,
     ) -> None:
         self.policy = policy
         self.provider = provider
@@ -95,7 +96,7 @@ class Controller:
         self.metrics = metrics or FleetMetrics()
         self.clock = clock
         self.state = PolicyState()
-        self.decisions: list[Decision] = []
+        self.on_decision = on_decision
 
     @property
     def dry_run(self) -> bool:
@@ -129,7 +130,8 @@ class Controller:
         return decision
 
     def _record(self, seen: Observation, decision: Decision) -> None:
-        self.decisions.append(decision)
+        if self.on_decision is not None:
+            self.on_decision(seen, decision)
         log.info(
             "fleet_decision",
             **decision.to_json(),

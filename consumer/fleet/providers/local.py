@@ -84,12 +84,14 @@ class LocalProvider:
         env: dict[str, str] | None = None,
         gpus: list[str] | None = None,
         clock: Callable[[], float] = time.time,
+        log_dir: Path | None = None,
     ) -> None:
         self.prefix = prefix
         self.command = shlex.split(command) if isinstance(command, str) else list(command)
         self.env = dict(os.environ if env is None else env)
         self.gpus = gpu_slots() if gpus is None else gpus
         self._clock = clock
+        self.log_dir = log_dir  # each worker's output in <log_dir>/<pod id>.log; None: this process's stderr
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._stopping: set[str] = set()
 
@@ -153,7 +155,12 @@ class LocalProvider:
                 env["CUDA_VISIBLE_DEVICES"] = free[0]
                 used.add(free[0])
             try:
-                child = subprocess.Popen(self.command, env=env, start_new_session=True)  # noqa: S603
+                output = (self.log_dir / f"{pod_id}.log").open("wb") if self.log_dir else None
+                child = subprocess.Popen(  # noqa: S603
+                    self.command, env=env, start_new_session=True, stdout=output, stderr=output
+                )
+                if output is not None:
+                    output.close()  # the child holds its own copy
             except OSError as exc:
                 raise ProviderError(
                     f"cannot start `{shlex.join(self.command)}`: {exc}; set F5_WORKER_FLEET_LOCAL_COMMAND", config=True
