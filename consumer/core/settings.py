@@ -336,7 +336,9 @@ class FleetSettings(LogSettings, AwsSettings):
     fleet_provider: Literal["local", "runpod"] = Field(
         "local", description="Where workers run: `local` processes on this host, or `runpod` pods."
     )
-    fleet_name_prefix: str = Field("f5-worker", description="Names of the fleet's workers/pods: the fleet is these.")
+    fleet_name_prefix: str = Field(
+        "f5-worker", description="Name prefix of the fleet's workers (pods): the fleet is these."
+    )
     fleet_min_pods: int = Field(0, ge=0, description="Fewest workers (0: scale to zero).")
     fleet_max_pods: int = Field(4, ge=1, description="Most workers.")
     fleet_target_drain_s: float = Field(300.0, gt=0, description="The backlog should be gone within this.")

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from consumer.api.gateway import Gateway
 from consumer.audio.encoding import EXTENSIONS
-from consumer.core.settings import Settings
+from consumer.core.settings import FleetSettings, Settings
 from consumer.storage.audio import output_location
 from consumer.storage.job_index import JobIndex
 from consumer.storage.jobs import JobStore
@@ -41,6 +41,7 @@ def code_key_patterns() -> list[str]:
     index = hour.replace("2000-01-02", "{yyyy-mm-dd}").replace("/03/", "/{hh}/")
     worker = WorkerRegistry(s3=None, bucket="b", prefix=defaults.workers_prefix).key("{worker_id}")
     marker = Gateway.marker_key(defaults.api_jobs_prefix, "{job_id}")
+    lease = FleetSettings().fleet_lease_key  # `scale`'s one-controller lease
     return [
         jobs,
         *outputs,
@@ -49,6 +50,7 @@ def code_key_patterns() -> list[str]:
         index,
         worker,
         marker,
+        lease,
     ]
 
 
@@ -58,7 +60,9 @@ def _regex(pattern: str) -> re.Pattern[str]:
 
 
 def _doc_keys(text: str) -> set[str]:
-    return set(re.findall(r"(?<![\w/{.-])((?:jobs|jobs-index|outputs|voices|workers|api-jobs)/[^\s`'\")|,]*)", text))
+    return set(
+        re.findall(r"(?<![\w/{.-])((?:jobs|jobs-index|outputs|voices|workers|api-jobs|fleet)/[^\s`'\")|,]*)", text)
+    )
 
 
 def _produced(doc_key: str, patterns: list[str]) -> bool:
@@ -72,11 +76,12 @@ def _produced(doc_key: str, patterns: list[str]) -> bool:
 def test_code_key_patterns_are_the_documented_layout():
     assert code_key_patterns()[0] == "jobs/{job_id}.json"
     assert "outputs/{job_id}.mp3" in code_key_patterns()
-    assert code_key_patterns()[-4] == "voices/{voice_id}/manifest.json"
-    assert code_key_patterns()[-3:] == [
+    assert code_key_patterns()[-5] == "voices/{voice_id}/manifest.json"
+    assert code_key_patterns()[-4:] == [
         "jobs-index/{yyyy-mm-dd}/{hh}/{job_id}",
         "workers/{worker_id}.json",
         "api-jobs/{job_id}.json",
+        "fleet/controller.json",
     ]
 
 
