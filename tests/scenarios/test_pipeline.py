@@ -245,6 +245,8 @@ def test_a_long_job_beats_through_the_batch_call_and_renews_its_claim_each_beat(
     # the claim (first W) to the completion (last W), each beat renews: a cancel or takeover is heard within one.
     while_claimed = "".join(timeline)
     while_claimed = while_claimed[while_claimed.index("W") + 1 : while_claimed.rindex("W")]
+    if while_claimed.startswith("VV"):  # that beat raced the claim: sent while the claim's write was on its way
+        while_claimed = while_claimed[1:]
     assert while_claimed.count("V") >= 3, timeline
     assert while_claimed.count("VW") == while_claimed.count("V"), timeline  # progress writes may come between
 
