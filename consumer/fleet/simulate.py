@@ -1,0 +1,701 @@
+"""`f5-worker scale simulate`: the fleet policy against a simulated load, before paying for GPUs.
+
+A discrete-event simulation (one heap of events, simulated time only, deterministic for a seed):
+
+    jobs     arrive (constant, bursts, a day curve or a trace), each asking for some seconds of audio
+    queue    FIFO; a running pod takes one job at a time: audio_s x RTF + a fixed overhead per job
+    control  every interval, `consumer.fleet.policy.decide` (the controller's own function) sees the queue
+             (visible = waiting, in_flight = being synthesized, delayed = 0, pods = starting + running, the rate
+             measured while jobs waited) and its decision is applied: "up" creates pods that poll after the
+             start-up time, "down" stops the pods `pick_to_stop` picks (a busy one finishes its job first)
+    billing  every pod costs its price per hour from creation until it stops
+
+Arrivals are generated up front from the seed, so two policies are compared on the same jobs. The simulation runs
+until `duration_s` (the last arrival), then until the queue is drained and the fleet is back at `min_pods` (or
+`tail_s` more at most), so the cost includes the scale-down tail.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import math
+import random
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from consumer.core.errors import ConfigurationError
+from consumer.fleet import policy as fleet_policy
+from consumer.fleet.policy import Observation, Policy, PolicyState
+from consumer.fleet.providers.base import Pod, PodState, pick_to_stop
+
+ARRIVALS_FORMS = "constant:RATE, burst:COUNT@AT[,COUNT@AT...], daily:PEAK[,PERIOD_S] or csv:PATH, joined with +"
+RATE_WINDOW = 4  # intervals of saturated work the measured rate averages over
+MAX_JOBS = 1_000_000  # a bigger scenario is a typo (a rate per hour given per second)
+MAX_DECISIONS = 1_000_000  # (duration + tail) / interval: a year of 15 s decisions is a typo too
+
+
+def _refuse(message: str, option: str, fix: str) -> ConfigurationError:
+    return ConfigurationError(f"{message} ({option})", fix)
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def _not_negative(value: float) -> bool:
+    return math.isfinite(value) and value >= 0
+
+
+# --- GPU types ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GpuType:
+    name: str
+    rtf: float  # seconds of compute per second of audio
+    price_per_hour: float  # dollars per pod-hour
+
+
+# Planning defaults to override with --rtf and --price: rough figures, not measurements of this worker. Measure
+# your RTF with benchmarks/gpu_ready.py and take prices from your provider.
+GPU_TYPES: dict[str, GpuType] = {
+    gpu.name: gpu
+    for gpu in (
+        GpuType("RTX 4090", 0.08, 0.69),
+        GpuType("A100 80GB", 0.05, 1.64),
+        GpuType("H100", 0.035, 2.69),
+        GpuType("CPU", 26.0, 0.0),
+    )
+}
+
+
+def gpu_type(name: str, rtf: float | None = None, price_per_hour: float | None = None) -> GpuType:
+    """A known GPU type (case-insensitive), its RTF and price replaced where given."""
+    known = {key.lower(): gpu for key, gpu in GPU_TYPES.items()}
+    base = known.get(name.strip().lower())
+    if base is None:
+        raise _refuse(
+            f"unknown GPU type {name!r}; known: {', '.join(GPU_TYPES)}",
+            "--gpu",
+            "pass one of the known types, and --rtf and --price for your own GPU's numbers",
+        )
+    gpu = GpuType(
+        base.name, base.rtf if rtf is None else rtf, base.price_per_hour if price_per_hour is None else price_per_hour
+    )
+    if not _positive(gpu.rtf):
+        raise _refuse(f"RTF {gpu.rtf}: must be > 0", "--rtf", "pass the seconds of compute per second of audio")
+    if not _not_negative(gpu.price_per_hour):
+        raise _refuse(f"price {gpu.price_per_hour}: must be >= 0", "--price", "pass dollars per pod-hour")
+    return gpu
+
+
+# --- arrivals -------------------------------------------------------------------------------------------------------
+def _arrivals_error(message: str) -> ConfigurationError:
+    return _refuse(message, "--arrivals", f"use {ARRIVALS_FORMS}")
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A Poisson process of `rate_per_s` jobs per second."""
+
+    rate_per_s: float
+    finite = False
+
+    def __post_init__(self) -> None:
+        if not _positive(self.rate_per_s):
+            raise _arrivals_error(f"constant rate {self.rate_per_s}: must be > 0 jobs per second")
+
+    def times(self, duration_s: float, rng: random.Random) -> list[float]:
+        out: list[float] = []
+        t = rng.expovariate(self.rate_per_s)
+        while t < duration_s:
+            if len(out) == MAX_JOBS:
+                raise _arrivals_error(
+                    f"more than {MAX_JOBS} jobs in {duration_s:g} s at {self.rate_per_s:g} per second"
+                )
+            out.append(t)
+            t += rng.expovariate(self.rate_per_s)
+        return out
+
+    def describe(self) -> str:
+        return f"constant:{self.rate_per_s:g}"
+
+
+@dataclass(frozen=True)
+class Bursts:
+    """`count` jobs at once at each `at_s`."""
+
+    bursts: tuple[tuple[float, int], ...]
+    finite = True
+
+    def __post_init__(self) -> None:
+        if not self.bursts or any(not _not_negative(at) or count < 1 for at, count in self.bursts):
+            raise _arrivals_error(f"bursts {list(self.bursts)}: need at least one, times >= 0, counts >= 1")
+        if sum(count for _, count in self.bursts) > MAX_JOBS:
+            raise _arrivals_error(f"more than {MAX_JOBS} jobs in bursts")
+
+    def times(self, duration_s: float, rng: random.Random) -> list[float]:
+        return [float(at) for at, count in self.bursts if at < duration_s for _ in range(count)]
+
+    @property
+    def last_s(self) -> float:
+        return max(at for at, _ in self.bursts)
+
+    def describe(self) -> str:
+        return "burst:" + ",".join(f"{count}@{at:g}" for at, count in self.bursts)
+
+
+@dataclass(frozen=True)
+class Daily:
+    """A day curve: nothing at night, a half-sine by day (from a quarter to three quarters of the period), peaking
+    at `peak_per_s` mid-period. The simulation starts at midnight."""
+
+    peak_per_s: float
+    period_s: float = 86400.0
+    finite = False
+
+    def __post_init__(self) -> None:
+        if not (_positive(self.peak_per_s) and _positive(self.period_s)):
+            raise _arrivals_error(f"daily peak {self.peak_per_s}, period {self.period_s}: both must be > 0")
+
+    def rate_at(self, t: float) -> float:
+        phase = (t % self.period_s) / self.period_s
+        return self.peak_per_s * math.sin(2 * math.pi * (phase - 0.25)) if 0.25 <= phase < 0.75 else 0.0
+
+    def times(self, duration_s: float, rng: random.Random) -> list[float]:
+        """A Poisson process at the peak rate, thinned to the day curve."""
+        candidates = Constant(self.peak_per_s).times(duration_s, rng)
+        return [t for t in candidates if rng.random() * self.peak_per_s < self.rate_at(t)]
+
+    def describe(self) -> str:
+        return f"daily:{self.peak_per_s:g}" + ("" if self.period_s == 86400 else f",{self.period_s:g}")
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Recorded arrival times, seconds from the first one."""
+
+    at_s: tuple[float, ...]
+    name: str = "trace"
+    finite = True
+
+    def __post_init__(self) -> None:
+        if not self.at_s:
+            raise _arrivals_error(f"{self.name}: no arrival times")
+
+    def times(self, duration_s: float, rng: random.Random) -> list[float]:
+        return [t for t in self.at_s if t < duration_s]
+
+    @property
+    def last_s(self) -> float:
+        return max(self.at_s)
+
+    def describe(self) -> str:
+        return f"csv:{self.name}"
+
+
+@dataclass(frozen=True)
+class Mixed:
+    """Several arrival patterns at once."""
+
+    parts: tuple[Arrivals, ...]
+
+    @property
+    def finite(self) -> bool:
+        return all(part.finite for part in self.parts)
+
+    def times(self, duration_s: float, rng: random.Random) -> list[float]:
+        return [t for part in self.parts for t in part.times(duration_s, rng)]
+
+    def describe(self) -> str:
+        return "+".join(part.describe() for part in self.parts)
+
+
+Arrivals = Constant | Bursts | Daily | Trace | Mixed
+
+
+def constant(rate_per_s: float) -> Constant:
+    return Constant(rate_per_s)
+
+
+def bursts(items: Iterable[tuple[float, int]]) -> Bursts:
+    """Bursts from (at_s, count) pairs."""
+    return Bursts(tuple((float(at), int(count)) for at, count in items))
+
+
+def daily(peak_per_s: float, period_s: float = 86400.0) -> Daily:
+    return Daily(peak_per_s, period_s)
+
+
+def mixed(*parts: Arrivals) -> Mixed:
+    return Mixed(tuple(parts))
+
+
+def from_csv(path: Path) -> Trace:
+    """Arrival times from a file: one a line (first column), seconds or ISO 8601 times (naive ones are UTC);
+    a header line and `#` comments are skipped. Times count from the earliest."""
+    try:
+        with path.open(newline="") as file:
+            rows = [row[0].strip() for row in csv.reader(file) if row and row[0].strip()]
+    except OSError as exc:
+        raise _arrivals_error(f"cannot read {path}: {exc.strerror or exc}") from None
+    times: list[float] = []
+    for number, text in enumerate(rows, start=1):
+        if text.startswith("#"):
+            continue
+        value = _parse_time(text)
+        if value is None and number == 1:
+            continue  # a header
+        if value is None:
+            raise _arrivals_error(f"{path} line {number}: {text[:40]!r} is neither seconds nor an ISO time")
+        times.append(value)
+    first = min(times, default=0.0)
+    return Trace(tuple(sorted(t - first for t in times)), name=str(path))
+
+
+def _parse_time(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def parse_arrivals(spec: str) -> Arrivals:
+    """`constant:0.5`, `burst:200@0,100@600`, `daily:2.0[,86400]`, `csv:path`, or several joined with `+`."""
+    parts = [_parse_one(part.strip()) for part in spec.split("+")]
+    return parts[0] if len(parts) == 1 else Mixed(tuple(parts))
+
+
+def _parse_one(spec: str) -> Arrivals:
+    kind, _, value = spec.partition(":")
+    kind = kind.strip().lower()
+    try:
+        if kind == "constant":
+            return Constant(float(value))
+        if kind in ("burst", "bursts"):
+            pairs = [item.split("@") for item in value.split(",")]
+            return bursts((float(at), int(count)) for count, at in pairs)
+        if kind == "daily":
+            peak, *period = (float(item) for item in value.split(","))
+            if len(period) <= 1:
+                return Daily(peak, *period)
+        if kind == "csv" and value:
+            return from_csv(Path(value))
+    except ValueError:  # float(), int() or the unpacking of COUNT@AT
+        pass
+    raise _arrivals_error(f"cannot read {spec!r}")
+
+
+# --- the scenario ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AudioLengths:
+    """Seconds of audio per job: lognormal with this mean; `spread` is the sigma of its logarithm."""
+
+    mean_s: float = 20.0
+    spread: float = 0.6
+
+    def __post_init__(self) -> None:
+        if not _positive(self.mean_s):
+            raise _refuse(f"mean audio {self.mean_s} s: must be > 0", "--audio-s", "pass seconds of audio per job")
+        if not _not_negative(self.spread):
+            raise _refuse(f"audio spread {self.spread}: must be >= 0", "--audio-spread", "pass 0 for equal jobs")
+
+    def draw(self, rng: random.Random) -> float:
+        mu = math.log(self.mean_s) - self.spread**2 / 2  # so that the mean is mean_s
+        return rng.lognormvariate(mu, self.spread)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    arrivals: Arrivals
+    duration_s: float = 3600.0  # arrivals stop here; the simulation runs on until the fleet is back at min
+    gpu: GpuType = GPU_TYPES["RTX 4090"]
+    startup_s: float = 90.0  # pod created -> first poll (docs/deploying.md §7); a planning default
+    audio: AudioLengths = field(default_factory=AudioLengths)
+    overhead_s: float = 1.0  # per job, besides audio_s x RTF
+    interval_s: float = 15.0  # between two decisions (F5_WORKER_FLEET_INTERVAL_S)
+    seed: int = 0
+    tail_s: float = 86400.0  # after duration_s, at most this long for the drain and the scale-down
+
+    def __post_init__(self) -> None:
+        checks = [
+            (_positive(self.duration_s), f"duration {self.duration_s} s: must be > 0", "--duration-s"),
+            (_not_negative(self.startup_s), f"start-up {self.startup_s} s: must be >= 0", "--startup-s"),
+            (_not_negative(self.overhead_s), f"overhead {self.overhead_s} s: must be >= 0", "--overhead-s"),
+            (_positive(self.interval_s), f"interval {self.interval_s} s: must be > 0", "--interval-s"),
+            (_not_negative(self.tail_s), f"tail {self.tail_s} s: must be >= 0", "tail_s"),
+        ]
+        for ok, message, option in checks:
+            if not ok:
+                raise _refuse(message, option, "pass a number of seconds in range")
+        if (self.duration_s + self.tail_s) / self.interval_s > MAX_DECISIONS:
+            raise _refuse(
+                f"{self.duration_s:g} s at one decision every {self.interval_s:g} s: over {MAX_DECISIONS} decisions",
+                "--duration-s",
+                "simulate a shorter span (a day or a week is representative)",
+            )
+
+    def describe(self) -> str:
+        return f"{self.arrivals.describe()} on {self.gpu.name}"
+
+    def service_s(self, audio_s: float) -> float:
+        return audio_s * self.gpu.rtf + self.overhead_s
+
+    def jobs(self) -> list[tuple[float, float]]:
+        """(arrival time, audio seconds) of every job, in arrival order: the same for a seed, whatever the policy."""
+        times = sorted(self.arrivals.times(self.duration_s, random.Random(f"arrivals-{self.seed}")))
+        lengths = random.Random(f"audio-{self.seed}")
+        return [(t, self.audio.draw(lengths)) for t in times]
+
+
+def default_duration_s(arrivals: Arrivals) -> float:
+    """An hour, or past the last burst or traced arrival when that is later."""
+    parts = arrivals.parts if isinstance(arrivals, Mixed) else (arrivals,)
+    last = max((part.last_s for part in parts if isinstance(part, Bursts | Trace)), default=0.0)
+    return max(3600.0 if not arrivals.finite else 0.0, last + 1.0)
+
+
+# --- the result -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sample:
+    """The state at one decision, after it was applied."""
+
+    t: float
+    waiting: int
+    in_flight: int
+    pods: int  # starting + running (not stopping)
+    ready: int  # polling or working
+    wait_s: float | None  # the longest wait of the jobs started since the previous decision
+
+
+@dataclass(frozen=True)
+class Change:
+    t: float
+    action: str  # up | down
+    before: int
+    after: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Result:
+    scenario: Scenario
+    policy: Policy
+    jobs: int
+    completed: int
+    waits: tuple[float, ...]  # arrival -> start of synthesis, per started job, in start order
+    drain_s: float | None  # finite arrivals, all done: last completion - first arrival
+    end_s: float
+    cost: float  # dollars
+    audio_s: float  # produced
+    changes: tuple[Change, ...]
+    samples: tuple[Sample, ...]
+
+    def wait_percentile(self, q: float) -> float:
+        """Nearest-rank percentile of the waits (0 without jobs)."""
+        ordered = sorted(self.waits)
+        return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)] if ordered else 0.0
+
+    @property
+    def wait_p50_s(self) -> float:
+        return self.wait_percentile(50)
+
+    @property
+    def wait_p95_s(self) -> float:
+        return self.wait_percentile(95)
+
+    @property
+    def wait_p99_s(self) -> float:
+        return self.wait_percentile(99)
+
+    @property
+    def cost_per_audio_hour(self) -> float | None:
+        return self.cost / (self.audio_s / 3600) if self.audio_s > 0 else None
+
+    @property
+    def scaling_changes(self) -> int:
+        return len(self.changes)
+
+    @property
+    def pods_max(self) -> int:
+        return max((s.pods for s in self.samples), default=0)
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers, for --json."""
+        return {
+            "scenario": self.scenario.describe(),
+            "gpu": {
+                "name": self.scenario.gpu.name,
+                "rtf": self.scenario.gpu.rtf,
+                "price": self.scenario.gpu.price_per_hour,
+            },
+            "duration_s": self.scenario.duration_s,
+            "end_s": self.end_s,
+            "jobs": self.jobs,
+            "completed": self.completed,
+            "wait_s": {
+                "p50": self.wait_p50_s,
+                "p95": self.wait_p95_s,
+                "p99": self.wait_p99_s,
+                "max": max(self.waits, default=0.0),
+            },
+            "drain_s": self.drain_s,
+            "pods_max": self.pods_max,
+            "scaling_changes": self.scaling_changes,
+            "cost": round(self.cost, 4),
+            "audio_s": round(self.audio_s, 1),
+            "cost_per_audio_hour": None if self.cost_per_audio_hour is None else round(self.cost_per_audio_hour, 4),
+            "decisions": len(self.samples),
+        }
+
+
+# --- the simulation -------------------------------------------------------------------------------------------------
+DONE, READY, ARRIVAL, TICK = range(4)  # at the same instant: completions first, the decision last
+
+
+@dataclass
+class _Job:
+    arrival: float
+    audio_s: float
+    started: float | None = None
+    done: float | None = None
+
+
+@dataclass
+class _Pod:
+    pod_id: str
+    created: float
+    ready: bool = False
+    job: _Job | None = None
+    stopping: bool = False
+    stopped: float | None = None
+
+    def snapshot(self) -> Pod:
+        state: PodState = "stopping" if self.stopping else "running" if self.ready else "starting"
+        return Pod(self.pod_id, state, self.created, busy=self.job is not None)
+
+
+class _Simulation:
+    def __init__(self, scenario: Scenario, policy: Policy) -> None:
+        self.scenario, self.policy = scenario, policy
+        self.jobs = [_Job(t, audio) for t, audio in scenario.jobs()]
+        self.events: list[tuple[float, int, int, Any]] = []
+        self.seq = 0
+        self.now = 0.0
+        self.over = False
+        self.waiting: deque[_Job] = deque()
+        self.pods: list[_Pod] = []  # every pod ever created (billing)
+        self.active: list[_Pod] = []  # not stopped yet: starting, running, finishing a job
+        self.state = PolicyState()
+        self.arrivals_left = len(self.jobs)
+        self.started_since_tick: list[float] = []
+        # the rate: completions and ready pod-seconds per interval, kept while jobs waited throughout
+        self.completions = 0
+        self.pod_seconds = 0.0
+        self.was_saturated = False
+        self.rate_samples: deque[tuple[int, float]] = deque(maxlen=RATE_WINDOW)
+        self.changes: list[Change] = []
+        self.samples: list[Sample] = []
+
+    def push(self, at: float, kind: int, ref: Any = None) -> None:
+        heapq.heappush(self.events, (at, kind, self.seq, ref))
+        self.seq += 1
+
+    def run(self) -> Result:
+        for job in self.jobs:
+            self.push(job.arrival, ARRIVAL, job)
+        self.push(0.0, TICK)
+        handlers: dict[int, Callable[[Any], None]] = {
+            DONE: self.on_done,
+            READY: self.on_ready,
+            ARRIVAL: self.on_arrival,
+            TICK: self.on_tick,
+        }
+        while self.events and not self.over:
+            at, kind, _, ref = heapq.heappop(self.events)
+            self.advance(at)
+            handlers[kind](ref)
+        return self.result()
+
+    def advance(self, to: float) -> None:
+        self.pod_seconds += sum(1 for p in self.active if p.ready) * (to - self.now)
+        self.now = to
+
+    # --- jobs and pods
+    def on_arrival(self, job: _Job) -> None:
+        self.arrivals_left -= 1
+        self.waiting.append(job)
+        self.dispatch()
+
+    def on_ready(self, pod: _Pod) -> None:
+        if pod.stopped is None:
+            pod.ready = True
+            self.dispatch()
+
+    def on_done(self, pod: _Pod) -> None:
+        assert pod.job is not None
+        pod.job.done, pod.job = self.now, None
+        self.completions += 1
+        if pod.stopping:
+            self.retire(pod)
+        else:
+            self.dispatch()
+
+    def dispatch(self) -> None:
+        """Waiting jobs to idle running pods, oldest pod first."""
+        for pod in self.active:
+            if not self.waiting:
+                return
+            if pod.ready and pod.job is None and not pod.stopping:
+                job = self.waiting.popleft()
+                job.started, pod.job = self.now, job
+                self.started_since_tick.append(self.now - job.arrival)
+                self.push(self.now + self.scenario.service_s(job.audio_s), DONE, pod)
+
+    def retire(self, pod: _Pod) -> None:
+        pod.stopped = self.now
+        self.active.remove(pod)
+
+    def live(self) -> list[_Pod]:
+        """What the provider reports as the fleet: starting and running pods, not stopping ones."""
+        return [p for p in self.active if not p.stopping]
+
+    # --- the controller
+    def on_tick(self, _: Any) -> None:
+        seen = self.observe()
+        decision, self.state = fleet_policy.decide(self.policy, seen, self.state)
+        if decision.action == "up":
+            self.start(decision.desired - decision.current)
+        elif decision.action == "down":
+            self.stop(decision.current - decision.desired)
+        if decision.action != "hold":
+            self.changes.append(Change(self.now, decision.action, decision.current, decision.desired, decision.reason))
+        self.record()
+        self.over = self.finished()
+        if not self.over:
+            self.push(self.now + self.scenario.interval_s, TICK)
+
+    def observe(self) -> Observation:
+        in_flight = sum(1 for p in self.active if p.job is not None)
+        live = self.live()
+        return Observation(self.now, len(self.waiting), in_flight, 0, len(live), self.measure(live))
+
+    def measure(self, live: list[_Pod]) -> float | None:
+        """Completions per ready pod-second over the last intervals in which jobs waited throughout; None until
+        there was one."""
+        saturated = bool(self.waiting) and any(p.ready for p in live)
+        if saturated and self.was_saturated and self.pod_seconds > 0:
+            self.rate_samples.append((self.completions, self.pod_seconds))
+        self.completions, self.pod_seconds, self.was_saturated = 0, 0.0, saturated
+        done = sum(c for c, _ in self.rate_samples)
+        seconds = sum(s for _, s in self.rate_samples)
+        return done / seconds if done and seconds > 0 else None
+
+    def start(self, count: int) -> None:
+        for _ in range(count):
+            pod = _Pod(f"sim-{len(self.pods) + 1}", self.now)
+            self.pods.append(pod)
+            self.active.append(pod)
+            self.push(self.now + self.scenario.startup_s, READY, pod)
+
+    def stop(self, count: int) -> None:
+        """The controller's choice (starting, then idle, then the youngest); a busy pod finishes its job first."""
+        by_id = {p.pod_id: p for p in self.live()}
+        for chosen in pick_to_stop([p.snapshot() for p in by_id.values()], count):
+            pod = by_id[chosen.pod_id]
+            if pod.job is None:
+                self.retire(pod)
+            else:
+                pod.stopping = True
+
+    def record(self) -> None:
+        live = self.live()
+        wait = max(self.started_since_tick) if self.started_since_tick else None
+        self.started_since_tick = []
+        in_flight = sum(1 for p in self.active if p.job is not None)
+        ready = sum(1 for p in live if p.ready)
+        self.samples.append(Sample(self.now, len(self.waiting), in_flight, len(live), ready, wait))
+
+    def finished(self) -> bool:
+        """Arrivals over, the queue drained and the fleet back at min_pods (or the tail ran out)."""
+        if self.now >= self.scenario.duration_s + self.scenario.tail_s:
+            return True
+        if self.now < self.scenario.duration_s or self.arrivals_left or self.waiting:
+            return False
+        live = self.live()
+        idle = all(p.job is None for p in self.active)
+        return idle and len(live) == self.policy.min_pods and all(p.ready for p in live)
+
+    def result(self) -> Result:
+        started = sorted((j for j in self.jobs if j.started is not None), key=lambda j: j.started or 0.0)
+        done = [j for j in self.jobs if j.done is not None]
+        drain = None
+        if self.scenario.arrivals.finite and self.jobs and len(done) == len(self.jobs):
+            drain = max(j.done or 0.0 for j in done) - self.jobs[0].arrival
+        pod_seconds = sum((self.now if p.stopped is None else p.stopped) - p.created for p in self.pods)
+        return Result(
+            scenario=self.scenario,
+            policy=self.policy,
+            jobs=len(self.jobs),
+            completed=len(done),
+            waits=tuple((j.started or 0.0) - j.arrival for j in started),
+            drain_s=drain,
+            end_s=self.now,
+            cost=pod_seconds * self.scenario.gpu.price_per_hour / 3600,
+            audio_s=sum(j.audio_s for j in done),
+            changes=tuple(self.changes),
+            samples=tuple(self.samples),
+        )
+
+
+def simulate(scenario: Scenario, policy: Policy) -> Result:
+    """Run `scenario` under `policy`, deciding with `consumer.fleet.policy.decide` every interval."""
+    return _Simulation(scenario, policy).run()
+
+
+# --- the plot -------------------------------------------------------------------------------------------------------
+def plot(result: Result, path: Path) -> Path:
+    """One PNG: backlog, pods and wait over time (one shared axis), titled with the p95 wait and the cost."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    samples = result.samples
+    hours = result.end_s > 3 * 3600
+    scale, unit = (3600.0, "h") if hours else (60.0, "min")
+    t = [s.t / scale for s in samples]
+    figure = Figure(figsize=(10, 7.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    backlog, pods, wait = figure.subplots(3, 1, sharex=True)
+    backlog.fill_between(t, [s.waiting for s in samples], step="post", alpha=0.4, label="waiting")
+    backlog.step(t, [s.in_flight for s in samples], where="post", label="in flight")
+    backlog.set_ylabel("jobs")
+    backlog.legend(loc="upper right", ncols=2)
+    pods.step(t, [s.pods for s in samples], where="post", label="pods (starting + running)")
+    pods.step(t, [s.ready for s in samples], where="post", linestyle="--", label="running")
+    pods.axhline(result.policy.max_pods, color="grey", linewidth=0.8, linestyle=":", label="max pods")
+    pods.set_ylim(-0.3, max(result.policy.max_pods, result.pods_max) + 1)
+    pods.set_ylabel("pods")
+    pods.legend(loc="upper center", ncols=3)
+    waited = [(s.t / scale, s.wait_s) for s in samples if s.wait_s is not None]
+    wait.plot([x for x, _ in waited], [y for _, y in waited], ".", markersize=3, label="longest wait of jobs started")
+    wait.axhline(result.wait_p95_s, color="red", linewidth=0.8, label=f"p95 {result.wait_p95_s:.0f} s")
+    wait.set_ylabel("wait (s)")
+    wait.set_xlabel(f"time ({unit})")
+    wait.legend(loc="upper right", ncols=2)
+    figure.suptitle(_title(result))
+    figure.savefig(path, format="png", dpi=100)
+    return path
+
+
+def _title(result: Result) -> str:
+    per_hour = result.cost_per_audio_hour
+    cost = "no audio" if per_hour is None else f"${per_hour:.2f} per hour of audio"
+    return f"{result.scenario.describe()}: p95 wait {result.wait_p95_s:.0f} s, {cost}"
