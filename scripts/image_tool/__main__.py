@@ -31,7 +31,15 @@ from scripts.image_tool.build import (
     standin_args,
     tiny_model_source,
 )
-from scripts.image_tool.engines import ToolError, buildah, image_size_mb, missing_tools, run
+from scripts.image_tool.engines import (
+    ToolError,
+    buildah,
+    dangling_images,
+    image_size_mb,
+    missing_tools,
+    remove_images,
+    run,
+)
 from scripts.image_tool.hygiene import problems
 
 # Bad build arguments: each build must stop at its step with one line naming the cause and the argument to set.
@@ -120,9 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"model-src: {model.directory} (sha256 {model.sha256[:16]}...)")
         mounts = pip_mounts(work)
         builds = [runtime_build(model), api_build()]
+        superseded = dangling_images()  # earlier builds' caches: removed once these builds stand
         for build in builds:
             build.run(mounts, log)
             say(f"built {build.tag} ({build.target}) in {build.seconds:.0f} s, {image_size_mb(build.tag)} MB")
+        remove_images(superseded)  # a 9 GB image a build: without this, the store fills the disk
         summary["runtime_mb"] = image_size_mb(builds[0].tag)
         summary["api_mb"] = image_size_mb(builds[1].tag)
         summary["build_s"] = round(bases_s + sum(b.seconds for b in builds))

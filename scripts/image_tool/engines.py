@@ -81,6 +81,17 @@ def image_exists(tag: str) -> bool:
     return subprocess.run(buildah("inspect", "--type", "image", tag), capture_output=True, check=False).returncode == 0
 
 
+def dangling_images() -> set[str]:
+    """IDs of the untagged images in the store: a build's stage caches (`--layers`) and what earlier builds left."""
+    return set(run(buildah("images", "--filter", "dangling=true", "--quiet", "--no-trunc")).split())
+
+
+def remove_images(ids: set[str]) -> None:
+    """Remove images; layers that newer images still use stay (buildah keeps what is referenced)."""
+    for image_id in ids:
+        run(buildah("rmi", image_id), check=False)
+
+
 def image_size_mb(tag: str) -> int:
     """The image's size in the local store (all layers, uncompressed), in MB."""
     size = run(podman("image", "inspect", "--format", "{{.Size}}", tag)).strip()
