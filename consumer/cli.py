@@ -13,6 +13,7 @@ from typing import Annotated, Any  # noqa: E402
 import typer  # noqa: E402
 
 from consumer.api import cli as cli_api  # noqa: E402
+from consumer.fleet import cli as cli_fleet  # noqa: E402
 from consumer.ops import cli as cli_ops  # noqa: E402
 from consumer.producer import cli as cli_producer  # noqa: E402
 
@@ -143,6 +144,7 @@ def _health_problem(url: str, timeout_s: float = 3.0) -> str | None:
 cli_ops.register(app)
 cli_producer.register(app)
 cli_api.register(app)
+cli_fleet.register(app)
 
 
 def main() -> None:

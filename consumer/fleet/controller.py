@@ -56,13 +56,14 @@ class RateMeter:
     _since: float | None = None
     _saturated: bool = False
 
+    touched: int | None = None  # jobs claimed or finished since the previous update; None: not known yet
+
     def update(self, now: float, visible: int, pods: int) -> float | None:
         saturated = visible > 0 and pods > 0
-        if self._since is not None and self._saturated and saturated and now > self._since:
-            touched = self._count(self._since, now)
-            if touched:
-                measured = touched / (pods * (now - self._since))
-                self.rate = measured if self.rate is None else 0.5 * self.rate + 0.5 * measured
+        self.touched = self._count(self._since, now) if self._since is not None and now > self._since else None
+        if self._saturated and saturated and self.touched and self._since is not None:
+            measured = self.touched / (pods * (now - self._since))
+            self.rate = measured if self.rate is None else 0.5 * self.rate + 0.5 * measured
         self._since, self._saturated = now, saturated
         return self.rate
 
@@ -107,8 +108,18 @@ class Controller:
         counts = queue_counts(self.sqs, self.queue_url)
         pods = [p for p in self.provider.pods() if p.state != "stopping"]
         rate = self.meter.update(now, counts["visible"], len(pods)) if self.meter else None
+        touched = self.meter.touched if self.meter else None
         oldest = oldest_message_age_s(self.cloudwatch, self.queue_url) if self.cloudwatch is not None else None
-        seen = Observation(now, counts["visible"], counts["in_flight"], counts["delayed"], len(pods), rate, oldest)
+        seen = Observation(
+            now,
+            counts["visible"],
+            counts["in_flight"],
+            counts["delayed"],
+            len(pods),
+            rate,
+            oldest,
+            active=None if touched is None else touched > 0,
+        )
         return seen, pods
 
     def step(self) -> Decision | None:

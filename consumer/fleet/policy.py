@@ -6,9 +6,11 @@ controller (`f5-worker scale`) and the simulator (`f5-worker scale simulate`), s
     desired  = clamp(needed, min_pods, max_pods, the dollars-per-hour cap)
 
 - Up at once, to `desired`, within `max_changes_per_minute` pods started in any 60 s.
-- Down one pod at a time, only when the backlog has been empty (nothing visible, delayed or in flight beyond
-  what the remaining pods hold) for `empty_window_s`, and `cooldown_s` after the last change of either kind.
-  Never below `min_pods`; a scale-down is a SIGTERM (the worker finishes or hands back its job).
+- Down one pod at a time, only when the queue has been quiet (nothing visible or delayed, and no more in flight
+  than the remaining pods hold) for `empty_window_s`, and `cooldown_s` after the last change of either kind.
+  The last pod goes only if no job started or finished since the previous decision (a trickle that comes and
+  goes between two looks would otherwise send the fleet to zero and make the next job wait a start-up). Never
+  below `min_pods`; a scale-down is a SIGTERM (the worker finishes or hands back its job).
 - What the decision remembers (`PolicyState`) is small and serialisable: the controller keeps it in its S3
   lease, so a successor continues the same cooldowns.
 """
@@ -70,6 +72,7 @@ class Observation:
     pods: int  # running or starting
     rate_per_pod: float | None = None  # measured jobs per pod per second; None: not measured yet
     oldest_age_s: float | None = None
+    active: bool | None = None  # a job started or finished since the previous decision; None: unknown
 
     @property
     def backlog(self) -> int:
@@ -116,7 +119,8 @@ def decide(policy: Policy, seen: Observation, state: PolicyState) -> tuple[Decis
     target = max(policy.min_pods, min(needed, ceiling))
     recent = tuple(t for t in state.changes if now - t < 60.0)
     budget = max(0, policy.max_changes_per_minute - len(recent))
-    empty = seen.visible == 0 and seen.delayed == 0 and seen.in_flight == 0
+    # Quiet: nothing waits, and one pod fewer still holds every job in flight.
+    empty = seen.visible == 0 and seen.delayed == 0 and seen.in_flight <= max(seen.pods - 1, 0)
     empty_since = (state.empty_since if state.empty_since is not None else now) if empty else None
     state = replace(state, empty_since=empty_since, changes=recent)
 
@@ -138,14 +142,16 @@ def decide(policy: Policy, seen: Observation, state: PolicyState) -> tuple[Decis
         return _change("up", seen.pods + step, seen, needed, rate, why, state, step)
     if seen.pods > target:
         if not empty and seen.pods > policy.min_pods:
-            return hold(f"backlog {seen.backlog}: the queue is not empty, no scale-down")
+            return hold(f"backlog {seen.backlog}: the queue is not quiet, no scale-down")
         if empty_since is not None and now - empty_since < policy.empty_window_s:
             return hold(f"empty for {now - empty_since:.0f} s of {policy.empty_window_s:.0f} s")
         if state.last_change_at is not None and now - state.last_change_at < policy.cooldown_s:
             return hold(f"cooldown: {now - state.last_change_at:.0f} s of {policy.cooldown_s:.0f} s since a change")
         if budget == 0:
             return hold("change budget spent")
-        return _change("down", seen.pods - 1, seen, needed, rate, "empty queue: one pod fewer", state, 1)
+        if seen.pods == 1 and seen.active:
+            return hold("jobs came and went since the last decision: the last pod stays")
+        return _change("down", seen.pods - 1, seen, needed, rate, "quiet queue: one pod fewer", state, 1)
     return hold("at the size the backlog needs")
 
 

@@ -586,7 +586,8 @@ class _Simulation:
     def observe(self) -> Observation:
         in_flight = sum(1 for p in self.active if p.job is not None)
         live = self.live()
-        return Observation(self.now, len(self.waiting), in_flight, 0, len(live), self.measure(live))
+        active = self.completions > 0 or bool(self.started_since_tick)  # read before measure() resets them
+        return Observation(self.now, len(self.waiting), in_flight, 0, len(live), self.measure(live), active=active)
 
     def measure(self, live: list[_Pod]) -> float | None:
         """Completions per ready pod-second over the last intervals in which jobs waited throughout; None until

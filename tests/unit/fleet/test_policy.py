@@ -40,13 +40,33 @@ def test_scale_down_waits_for_an_empty_window_then_a_cooldown_then_goes_one_at_a
     for now in range(0, 400, 10):
         busy = now < 100
         pods = 4 - sum(1 for d in decisions if d.action == "down")
-        decision, state = decide(POLICY, _seen(float(now), 0, pods, in_flight=3 if busy else 0), state)
+        decision, state = decide(POLICY, _seen(float(now), 0, pods, in_flight=pods if busy else 0), state)
         decisions.append(decision)
     downs = [(i * 10, d.desired) for i, d in enumerate(decisions) if d.action == "down"]
     assert downs[0][0] >= 100 + POLICY.empty_window_s  # not while jobs run, and only after the window
     assert [desired for _, desired in downs] == [3, 2, 1, 0]  # one at a time, down to min
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(downs)]
     assert all(gap >= POLICY.cooldown_s for gap in gaps), gaps
+
+
+def test_a_trickle_lets_the_fleet_shrink_to_what_it_holds() -> None:
+    """Nothing waits and the jobs in flight fit on fewer pods: the fleet shrinks while they run."""
+    state = PolicyState(last_change_at=0.0)
+    pods = 4
+    for now in range(0, 1200, 15):
+        decision, state = decide(POLICY, _seen(float(now), 0, pods, in_flight=1), state)
+        pods = decision.desired
+    assert pods == 1  # down to the one pod the job in flight needs, not below it
+
+
+def test_the_last_pod_stays_while_jobs_come_and_go_between_two_looks() -> None:
+    policy = Policy(min_pods=0, max_pods=2, cooldown_s=0, empty_window_s=0)
+    busy = Observation(now=100, visible=0, in_flight=0, delayed=0, pods=1, active=True)
+    decision, _ = decide(policy, busy, PolicyState())
+    assert decision.action == "hold" and "the last pod stays" in decision.reason
+    idle = Observation(now=100, visible=0, in_flight=0, delayed=0, pods=1, active=False)
+    decision, _ = decide(policy, idle, PolicyState())
+    assert (decision.action, decision.desired) == ("down", 0)
 
 
 def test_min_pods_is_kept_and_restored() -> None:
