@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.paths import REPO
+from tests.runpod_standin import RunPodStandIn
 from tests.unit.cli.test_commands import assert_users_mistake, bare_env, f5_worker
 
 
@@ -46,3 +48,30 @@ def test_dry_run_prints_the_decision_and_its_inputs_and_changes_nothing(stack, t
     assert line.startswith("visible 45 in flight 0 delayed 0 oldest ? workers 0 | up   0 -> 2"), line
     assert "needed 2 at 0.1 jobs/s per worker" in line
     assert stack.objects("fleet/") == []  # no lease taken
+
+
+def test_an_expired_runpod_key_stops_scale_with_one_line_and_leaves_the_fleet(stack, tmp_path: Path) -> None:
+    standin = RunPodStandIn("the-right-key")
+    try:
+        standin.add_pod("cli-fleet-aaaa1111")  # a running pod of this fleet: left as it is
+        env = bare_env(
+            tmp_path,
+            F5_WORKER_AWS_ENDPOINT_URL=stack.endpoint_url,
+            AWS_ACCESS_KEY_ID="local",
+            AWS_SECRET_ACCESS_KEY="local",
+            F5_WORKER_QUEUE_URL=stack.resources.queue_url,
+            F5_WORKER_BUCKET=stack.resources.bucket,
+            F5_WORKER_FLEET_PROVIDER="runpod",
+            F5_WORKER_FLEET_NAME_PREFIX="cli-fleet",
+            F5_WORKER_FLEET_RUNPOD_API_KEY="an-expired-key-0123456789",
+            F5_WORKER_FLEET_RUNPOD_TEMPLATE=str(REPO / "deploy" / "runpod" / "pod.json"),
+            F5_WORKER_FLEET_RUNPOD_API_URL=standin.url,
+        )
+        result = f5_worker("scale", "--once", env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 2 and "F5_WORKER_FLEET_RUNPOD_API_KEY" in result.stderr, lines
+        assert "an-expired-key-0123456789" not in result.stderr + result.stdout
+        assert standin.deployed() == [] and standin.stopped() == []
+    finally:
+        standin.close()
