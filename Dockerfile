@@ -97,16 +97,28 @@ RUN --mount=type=cache,target=/root/.cache/pip \
         && python -c "import torch, flash_attn; print('flash-attn', flash_attn.__version__, 'torch', torch.__version__)" ;; \
       *) echo "FLASH_ATTN_WHEEL=${FLASH_ATTN_WHEEL} is neither a .whl URL nor none: set it to a flash-attn wheel's URL or to none" >&2; exit 1 ;; \
     esac
+# f5-worker's dependencies only, from pyproject.toml and an empty package skeleton: this layer (and the 9 GB venv
+# the runtime copies) changes with the dependencies, not with the code. f5-worker itself arrives as a wheel
+# (stage `app`), a layer of a few hundred kB. torch pinned again so that resolving f5-tts keeps the CUDA build
+# installed above; the import check runs again because a dependency that replaced torch would break
+# flash-attn's ABI silently.
+COPY pyproject.toml /src/
+# hadolint ignore=DL3013
+RUN --mount=type=cache,target=/root/.cache/pip \
+    mkdir -p /src/consumer /src/contracts && touch /src/README.md /src/consumer/__init__.py /src/contracts/__init__.py \
+    && pip install ${TORCH_INDEX_URL:+--extra-index-url "${TORCH_INDEX_URL}"} "/src[engine]" "torch==2.9.1" "torchaudio==2.9.1" \
+    && pip uninstall --yes f5-worker && rm -rf /src \
+    && python -c "import f5_tts.model, torch; assert torch.__version__.startswith('2.9.1'), torch.__version__" \
+    && if [ "${FLASH_ATTN_WHEEL}" != none ]; then python -c "import flash_attn"; fi
+
+# ---- app: f5-worker as a wheel (the only part that changes with the code) -----------------------------------------
+FROM build AS app
+ARG PIP_CONFIG_FILE
 COPY pyproject.toml README.md /src/
 COPY contracts /src/contracts
 COPY consumer /src/consumer
-# torch pinned again so that resolving f5-tts keeps the CUDA build installed above; the import check runs again
-# because a dependency that replaced torch would break flash-attn's ABI silently.
-# hadolint ignore=DL3013
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install ${TORCH_INDEX_URL:+--extra-index-url "${TORCH_INDEX_URL}"} "/src[engine]" "torch==2.9.1" "torchaudio==2.9.1" \
-    && python -c "import consumer.engine.f5, torch; assert torch.__version__.startswith('2.9.1'), torch.__version__" \
-    && if [ "${FLASH_ATTN_WHEEL}" != none ]; then python -c "import flash_attn"; fi
+    pip wheel --no-deps --wheel-dir /wheels /src
 
 # ---- api: the HTTP door alone, no torch, no GPU (docker build --target api -t f5-worker-api .) ----------------------
 # It refuses to start without F5_WORKER_API_KEY_HASHES on 0.0.0.0 (keyless mode is for loopback only).
@@ -139,6 +151,7 @@ CMD ["f5-worker", "api"]
 FROM base AS runtime
 COPY --from=build /opt/venv /opt/venv
 COPY --from=weights /opt/f5-worker/model /opt/f5-worker/model
+COPY --from=app /wheels /tmp/wheels
 COPY --chmod=0755 docker/multi-gpu.sh /usr/local/bin/f5-worker-multi-gpu
 ARG ASR_MODEL=""
 # Offline by construction; every cache and scratch path under /tmp (the root filesystem can be read-only).
@@ -161,8 +174,10 @@ ENV VIRTUAL_ENV=/opt/venv \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 # The image refuses to exist if the model directory or the CLI is broken.
-RUN python -c "from consumer.engine.model_spec import load_model_dir; print(load_model_dir('/opt/f5-worker/model'))" \
-    && f5-worker --help > /dev/null \
+RUN /opt/venv/bin/pip install --no-deps --no-index --no-cache-dir /tmp/wheels/*.whl && rm -rf /tmp/wheels \
+    && /opt/venv/bin/python -c "import consumer.engine.f5" \
+    && /opt/venv/bin/python -c "from consumer.engine.model_spec import load_model_dir; print(load_model_dir('/opt/f5-worker/model'))" \
+    && /opt/venv/bin/f5-worker --help > /dev/null \
     && if [ -n "${ASR_MODEL}" ]; then \
       python -c "from transformers import pipeline; pipeline('automatic-speech-recognition', model='/opt/f5-worker/model/asr')"; \
     fi
