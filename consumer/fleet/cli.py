@@ -48,7 +48,7 @@ def scale(
 
 
 def register(app: typer.Typer) -> None:
-    from consumer.fleet import simulate_cli
+    from consumer.fleet.simulate_cli import register as register_simulate
 
-    simulate_cli.register(scale_app)
+    register_simulate(scale_app)
     app.add_typer(scale_app, name="scale")
