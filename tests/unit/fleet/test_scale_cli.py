@@ -12,6 +12,19 @@ from tests.runpod_standin import RunPodStandIn
 from tests.unit.cli.test_commands import assert_users_mistake, bare_env, f5_worker
 
 
+def _stack_env(stack, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A bare environment pointing `scale` at the test's queue and bucket on the embedded AWS."""
+    return bare_env(
+        tmp_path,
+        F5_WORKER_AWS_ENDPOINT_URL=stack.endpoint_url,
+        AWS_ACCESS_KEY_ID="local",
+        AWS_SECRET_ACCESS_KEY="local",
+        F5_WORKER_QUEUE_URL=stack.resources.queue_url,
+        F5_WORKER_BUCKET=stack.resources.bucket,
+        **extra,
+    )
+
+
 def test_a_minimum_above_the_maximum_is_refused_in_one_line(tmp_path: Path) -> None:
     result = f5_worker("scale", "--min-pods", "5", "--max-pods", "4", env=bare_env(tmp_path))
     assert_users_mistake(result, "minimum cannot exceed its maximum", "F5_WORKER_FLEET_MIN_PODS")
@@ -32,15 +45,7 @@ def test_without_a_queue_it_says_which_variable(tmp_path: Path) -> None:
 def test_dry_run_prints_the_decision_and_its_inputs_and_changes_nothing(stack, tmp_path: Path) -> None:
     for i in range(45):
         stack.send(json.dumps({"job_id": f"dry-{i}", "text": "Hi.", "voice": {"voice_id": "basic-en"}}))
-    env = bare_env(
-        tmp_path,
-        F5_WORKER_AWS_ENDPOINT_URL=stack.endpoint_url,
-        AWS_ACCESS_KEY_ID="local",
-        AWS_SECRET_ACCESS_KEY="local",
-        F5_WORKER_QUEUE_URL=stack.resources.queue_url,
-        F5_WORKER_BUCKET=stack.resources.bucket,
-        F5_WORKER_FLEET_NAME_PREFIX="dry-run-test",
-    )
+    env = _stack_env(stack, tmp_path, F5_WORKER_FLEET_NAME_PREFIX="dry-run-test")
     result = f5_worker("scale", "--dry-run", "--once", "--max-pods", "3", "--target-drain-s", "300", env=env)
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip()
@@ -54,13 +59,9 @@ def test_an_expired_runpod_key_stops_scale_with_one_line_and_leaves_the_fleet(st
     standin = RunPodStandIn("the-right-key")
     try:
         standin.add_pod("cli-fleet-aaaa1111")  # a running pod of this fleet: left as it is
-        env = bare_env(
+        env = _stack_env(
+            stack,
             tmp_path,
-            F5_WORKER_AWS_ENDPOINT_URL=stack.endpoint_url,
-            AWS_ACCESS_KEY_ID="local",
-            AWS_SECRET_ACCESS_KEY="local",
-            F5_WORKER_QUEUE_URL=stack.resources.queue_url,
-            F5_WORKER_BUCKET=stack.resources.bucket,
             F5_WORKER_FLEET_PROVIDER="runpod",
             F5_WORKER_FLEET_NAME_PREFIX="cli-fleet",
             F5_WORKER_FLEET_RUNPOD_API_KEY="an-expired-key-0123456789",
