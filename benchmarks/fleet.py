@@ -40,7 +40,8 @@ from consumer.fleet.controller import Controller
 from consumer.fleet.lease import ControllerLease
 from consumer.fleet.policy import Policy
 from consumer.fleet.providers.local import LocalProvider
-from consumer.fleet.simulate import AudioLengths, GpuType, Scenario, bursts, simulate
+from consumer.fleet.scenario import AudioLengths, GpuType, Scenario, bursts
+from consumer.fleet.simulate import simulate
 from consumer.producer.voice_library import VoiceLibrary
 from consumer.storage.job_index import JobIndex
 from contracts.events import SynthesisCompleted, parse_event

@@ -17,8 +17,9 @@ from pathlib import Path
 if not __package__:  # run as a script: the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from consumer.fleet.scenario import Scenario, gpu_type, parse_arrivals
 from consumer.fleet.settings import load_fleet_settings, policy_of
-from consumer.fleet.simulate import Scenario, gpu_type, parse_arrivals, plot, simulate
+from consumer.fleet.simulate import plot, simulate
 from consumer.fleet.simulate_cli import table
 
 ROOT = Path(__file__).resolve().parent.parent

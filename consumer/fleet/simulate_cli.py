@@ -50,6 +50,7 @@ def simulate_command(
     """Run the fleet policy against a simulated load (simulated time, seconds to run): the waits, the fleet's
     size and the cost of serving it. The GPU table holds planning defaults, not measurements: pass --rtf and
     --price for yours."""
+    from consumer.fleet import scenario as sc
     from consumer.fleet import simulate as sim
     from consumer.fleet.settings import load_fleet_settings, policy_of
 
@@ -62,13 +63,13 @@ def simulate_command(
         fleet_empty_window_s=empty_window_s,
         fleet_interval_s=interval_s,
     )
-    load = sim.parse_arrivals(arrivals)
-    scenario = sim.Scenario(
+    load = sc.parse_arrivals(arrivals)
+    scenario = sc.Scenario(
         arrivals=load,
-        duration_s=sim.default_duration_s(load) if duration_s is None else duration_s,
-        gpu=sim.gpu_type(gpu, rtf, price),
+        duration_s=sc.default_duration_s(load) if duration_s is None else duration_s,
+        gpu=sc.gpu_type(gpu, rtf, price),
         startup_s=startup_s,
-        audio=sim.AudioLengths(audio_s, audio_spread),
+        audio=sc.AudioLengths(audio_s, audio_spread),
         overhead_s=overhead_s,
         interval_s=settings.fleet_interval_s,
         seed=seed,

@@ -18,10 +18,9 @@ from typer.testing import CliRunner
 from consumer.core.errors import ConfigurationError
 from consumer.fleet import policy as fleet_policy
 from consumer.fleet.policy import Policy
-from consumer.fleet.simulate import (
+from consumer.fleet.scenario import (
     GPU_TYPES,
     AudioLengths,
-    Result,
     Scenario,
     bursts,
     constant,
@@ -29,9 +28,8 @@ from consumer.fleet.simulate import (
     from_csv,
     gpu_type,
     parse_arrivals,
-    plot,
-    simulate,
 )
+from consumer.fleet.simulate import Result, plot, simulate
 from consumer.fleet.simulate_cli import register
 
 POLICY = Policy(min_pods=0, max_pods=4, cooldown_s=120, empty_window_s=300)
