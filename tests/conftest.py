@@ -3,6 +3,7 @@ F5_WORKER_TEST_LOCALSTACK_URL is set), fresh resources per test, and worker fact
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from consumer.engine import Engine
 from consumer.engine.fake import FakeEngine
 from consumer.engine.model_spec import EXAMPLE_VOICE_EN, wheel_example_path
 from consumer.producer.voice_library import VoiceLibrary
+from consumer.storage.record_backends import records_for
 from consumer.worker.loop import Worker
 from consumer.worker.services import Services, build_services
 from contracts.events import SynthesisCompleted, SynthesisFailed, parse_event
@@ -63,6 +65,8 @@ class Stack:
             "engine": "fake",
             "log_json": True,
         }
+        if self.resources.jobs_table:
+            fields["jobs_table"] = self.resources.jobs_table
         fields.update(overrides)
         return Settings(**fields)
 
@@ -99,16 +103,27 @@ class Stack:
     def get(self, key: str) -> bytes:
         return self.clients.s3.get_object(Bucket=self.resources.bucket, Key=key)["Body"].read()
 
+    def record(self, job_id: str) -> dict:
+        """A job's stored record as raw JSON, wherever the stack keeps records (S3 or DynamoDB)."""
+        found = records_for(self.clients, self.settings()).get(job_id)
+        assert found is not None, f"no record of {job_id}"
+        return json.loads(found[0])
+
+    def put_record(self, job_id: str, record: dict) -> None:
+        """Overwrite a job's record unconditionally (another writer's doing)."""
+        records_for(self.clients, self.settings()).put(job_id, json.dumps(record).encode())
+
 
 @pytest.fixture
 def stack(aws_endpoint: str) -> Stack:
     return new_stack(aws_endpoint)
 
 
-def new_stack(aws_endpoint: str) -> Stack:
-    """Fresh resources (queue, DLQ, topic, bucket with the example voice) on the embedded AWS."""
+def new_stack(aws_endpoint: str, jobs_table: bool = False) -> Stack:
+    """Fresh resources (queue, DLQ, topic, bucket with the example voice) on the embedded AWS; job records in a
+    DynamoDB table with `jobs_table`, else in the bucket."""
     name = f"t{uuid.uuid4().hex[:10]}"
-    spec = ResourceSpec(name=name, bucket=f"{name}-audio", max_receive_count=3)
+    spec = ResourceSpec(name=name, bucket=f"{name}-audio", max_receive_count=3, jobs_table=jobs_table)
     base = Settings(aws_endpoint_url=aws_endpoint)
     clients = make_clients(base)
     resources = bootstrap(clients, spec)

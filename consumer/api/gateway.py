@@ -25,6 +25,7 @@ from consumer.core.settings import Settings
 from consumer.producer.client import Client
 from consumer.storage.job_record import Completed, InProgress, JobRecord, Released
 from consumer.storage.jobs import CancelResult
+from consumer.storage.record_backends import records_for
 from contracts.events import SynthesisCompleted
 from contracts.limits import JOB_ID_PATTERN
 from contracts.requests import SynthesisRequest
@@ -49,6 +50,7 @@ class Gateway:
             settings.bucket,
             jobs_prefix=settings.jobs_prefix,
             jobs_index_prefix=settings.jobs_index_prefix,
+            records=records_for(clients, settings),
         )
         self._prefix = settings.api_jobs_prefix.strip("/")
 

@@ -21,6 +21,7 @@ class AwsClients:
     sqs: Any
     s3: Any
     sns: Any
+    dynamodb: Any = None  # job records when F5_WORKER_JOBS_TABLE is set
 
 
 def make_cloudwatch(settings: AwsSettings) -> Any:
@@ -50,7 +51,8 @@ def make_clients(settings: AwsSettings, max_pool_connections: int = 10) -> AwsCl
         sqs=session.client("sqs", endpoint_url=endpoint, config=sqs_cfg),
         s3=session.client("s3", endpoint_url=endpoint, config=s3_cfg),
         sns=session.client("sns", endpoint_url=endpoint, config=other_cfg),
+        dynamodb=session.client("dynamodb", endpoint_url=endpoint, config=other_cfg),
     )
-    for client in (clients.sqs, clients.s3, clients.sns):
+    for client in (clients.sqs, clients.s3, clients.sns, clients.dynamodb):
         install(client)
     return clients

@@ -12,7 +12,7 @@ from consumer.core.errors import ConfigurationError, StorageError
 from consumer.core.settings import Settings
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
-_CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict"}
+_CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "ConditionalCheckFailedException"}  # S3, DynamoDB
 _FORBIDDEN = {"AccessDenied", "Forbidden", "403"}
 _TRANSIENT = {
     "SlowDown",
@@ -23,6 +23,9 @@ _TRANSIENT = {
     "InternalError",
     "ServiceUnavailable",
     "KMS.ThrottlingException",
+    "ProvisionedThroughputExceededException",  # DynamoDB
+    "RequestLimitExceeded",
+    "InternalServerError",
 }
 _CREDENTIALS_REJECTED = {"InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch", "ExpiredToken"}
 _NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}

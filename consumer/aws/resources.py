@@ -12,6 +12,9 @@ from botocore.exceptions import ClientError
 from consumer.aws.clients import AwsClients
 from consumer.aws.failures import error_code
 
+PARTITION_KEY = "job_id"  # of the job records' table
+TTL_ATTRIBUTE = "expires_at"  # epoch seconds; DynamoDB deletes the item after it
+
 
 @dataclass(frozen=True)
 class ResourceSpec:
@@ -24,6 +27,11 @@ class ResourceSpec:
     dlq_retention_s: int = 14 * 24 * 3600  # longer than the source's: the enqueue timestamp is kept
     max_message_size: int = 262_144
     events_queue: bool = True  # an SQS queue subscribed to the topic (how the demo and tests read events)
+    jobs_table: bool = False  # job records in a DynamoDB table (`{name}-jobs`) instead of S3 objects
+
+    @property
+    def jobs_table_name(self) -> str:
+        return f"{self.name}-jobs"
 
     @property
     def suffix(self) -> str:
@@ -53,10 +61,12 @@ class Resources:
     bucket: str
     topic_arn: str
     events_queue_url: str | None
+    jobs_table: str = ""
 
     def settings_fields(self) -> dict[str, str]:
         """The worker settings that point at these resources, as `Settings(**fields)` takes them."""
-        return {"queue_url": self.queue_url, "bucket": self.bucket, "topic_arn": self.topic_arn}
+        fields = {"queue_url": self.queue_url, "bucket": self.bucket, "topic_arn": self.topic_arn}
+        return fields | ({"jobs_table": self.jobs_table} if self.jobs_table else {})
 
     def env(self) -> dict[str, str]:
         """The same settings as environment variables."""
@@ -103,7 +113,31 @@ def bootstrap(clients: AwsClients, spec: ResourceSpec = ResourceSpec(), region: 
             Attributes={"RawMessageDelivery": "true"},
             ReturnSubscriptionArn=True,
         )
-    return Resources(queue_url, dlq_url, spec.bucket, topic_arn, events_url)
+    table = create_jobs_table(clients.dynamodb, spec.jobs_table_name) if spec.jobs_table else ""
+    return Resources(queue_url, dlq_url, spec.bucket, topic_arn, events_url, table)
+
+
+def create_jobs_table(dynamodb: Any, name: str) -> str:
+    """The job records' table, as infra/f5-worker.yaml declares it: on demand, key `job_id`, TTL on `expires_at`."""
+    try:
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": PARTITION_KEY, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except ClientError as exc:
+        if error_code(exc) != "ResourceInUseException":
+            raise
+    dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    try:
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+        )
+    except ClientError as exc:
+        if error_code(exc) != "ValidationException":  # already enabled
+            raise
+    return name
 
 
 def _create_bucket(s3: Any, bucket: str, region: str) -> None:

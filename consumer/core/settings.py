@@ -70,6 +70,12 @@ class AwsSettings(SettingsBase):
     queue_url: str = Field("", description="Request queue URL (required for `run`).")
     bucket: str = Field("", description="Bucket for audio, job records and the voice library.")
     jobs_prefix: str = Field("jobs", description="Key prefix of job records (claims, completions).")
+    jobs_table: str = Field(
+        "", description="DynamoDB table of job records (key `job_id`); empty: records are S3 objects under jobs_prefix."
+    )
+    jobs_table_ttl_days: float = Field(
+        19.0, gt=0, description="Days a record in jobs_table lives (its `expires_at`), as the bucket's lifecycle rule does for S3 records."
+    )
     jobs_index_prefix: str = Field(
         "jobs-index", description="Key prefix of the hourly index of recent jobs (`jobs list`, `status`)."
     )

@@ -27,15 +27,18 @@ def require(value: str | None, name: str) -> str:
 def client():
     from consumer.aws.clients import make_clients
     from consumer.producer.client import Client
+    from consumer.storage.record_backends import records_for
 
     s = settings()
+    aws = make_clients(s)
     return Client(
-        make_clients(s),
+        aws,
         require(s.queue_url, "queue_url"),
         require(s.bucket, "bucket"),
         jobs_prefix=s.jobs_prefix,
         events_queue_url=s.events_queue_url,
         jobs_index_prefix=s.jobs_index_prefix,
+        records=records_for(aws, s),
     ), s
 
 

@@ -20,6 +20,7 @@ from consumer.core.targets import resolve_target
 from consumer.storage.job_index import IndexEntry, JobIndex
 from consumer.storage.job_record import Completed, Failed, JobRecord
 from consumer.storage.jobs import CancelResult, JobStore
+from consumer.storage.record_backends import RecordBackend
 from contracts.events import Event, SynthesisCompleted, parse_event
 from contracts.requests import SynthesisRequest
 from contracts.tasks import DELIVER_KIND, KIND_ATTRIBUTE, DeliveryTask
@@ -41,13 +42,14 @@ class Client:
         jobs_prefix: str = "jobs",
         events_queue_url: str | None = None,
         jobs_index_prefix: str = "jobs-index",
+        records: RecordBackend | None = None,
     ) -> None:
         self._aws = clients
         self.queue_url = queue_url
         self.bucket = bucket
         self.events_queue_url = events_queue_url
         self.index = JobIndex(clients.s3, bucket, jobs_index_prefix)
-        self._jobs = JobStore(clients.s3, bucket, jobs_prefix, index=self.index)
+        self._jobs = JobStore(clients.s3, bucket, jobs_prefix, index=self.index, records=records)
         self._fifo = queue_url.endswith(".fifo")
         self._seen: dict[str, tuple[Event, str]] = {}
 

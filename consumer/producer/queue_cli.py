@@ -92,10 +92,16 @@ def dlq_list(
     listed message is received once and made visible again (its DLQ receive count goes up by one)."""
     from consumer.producer.overview import peek_dlq
     from consumer.storage.jobs import JobStore
+    from consumer.storage.record_backends import records_for
 
     clients, s = _aws()
     dlq = _dead_letters(clients.sqs, require(s.queue_url, "queue_url"))
-    rows = peek_dlq(clients.sqs, dlq.url, JobStore(clients.s3, require(s.bucket, "bucket"), s.jobs_prefix), limit)
+    rows = peek_dlq(
+        clients.sqs,
+        dlq.url,
+        JobStore(clients.s3, require(s.bucket, "bucket"), s.jobs_prefix, records=records_for(clients, s)),
+        limit,
+    )
     text = "\n".join(
         f"{r['job_id'] or '(no job id)'}  {r['error_code'] or '?'}: {r['error_message'] or ''}"
         f"  (sent {r['sent_at'][:19]}, message {r['message_id']})"

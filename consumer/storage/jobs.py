@@ -65,6 +65,7 @@ from consumer.storage.job_record import (
     Released,
     parse_record,
 )
+from consumer.storage.record_backends import RecordBackend, S3Records
 from contracts.codes import ErrorCode
 from contracts.events import Event, SynthesisCompleted, SynthesisFailed
 
@@ -129,7 +130,8 @@ class _Put:
 
 
 class JobStore:
-    """Claims and outcomes of jobs, as conditional writes to one S3 object per job."""
+    """Claims and outcomes of jobs, as conditional writes to one record per job: an S3 object under `prefix`, or
+    an item of a DynamoDB table when `records` says so (`consumer.storage.record_backends`)."""
 
     def __init__(
         self,
@@ -138,27 +140,21 @@ class JobStore:
         prefix: str,
         clock: Callable[[], datetime] = _now,
         index: JobIndex | None = None,
+        records: RecordBackend | None = None,
     ) -> None:
-        self._s3 = s3
-        self._bucket = bucket
-        self._prefix = prefix.strip("/")
+        self.records: RecordBackend = records or S3Records(s3, bucket, prefix)
         self._clock = clock
         self.index = index
-
-    def key(self, job_id: str) -> str:
-        return f"{self._prefix}/{job_id}.json"
 
     # --- reads ---------------------------------------------------------------------------------------------
     def read(self, job_id: str) -> tuple[JobRecord | None, str]:
         """(record, etag), or (None, "") when the job was never claimed."""
         with storage_errors(f"reading record of {job_id}"):
-            try:
-                response = self._s3.get_object(Bucket=self._bucket, Key=self.key(job_id))
-            except ClientError as exc:
-                if is_missing(exc):
-                    return None, ""
-                raise
-        return parse_record(response["Body"].read()), str(response["ETag"])
+            found = self.records.get(job_id)
+        if found is None:
+            return None, ""
+        body, version = found
+        return parse_record(body), version
 
     def terminal(self, job_id: str) -> Terminal | None:
         """The recorded outcome of a finished (completed or failed) job, or None."""
@@ -400,9 +396,7 @@ class JobStore:
         a dropped connection), so the write succeeded; otherwise the current record comes back to the caller."""
         with storage_errors(f"writing record of {job_id}"):
             try:
-                response = self._s3.put_object(
-                    Bucket=self._bucket, Key=self.key(job_id), Body=body, ContentType="application/json", **condition
-                )
+                version = self.records.put(job_id, body, **condition)
             except ClientError as exc:
                 if not (is_conflict(exc) or ("IfMatch" in condition and is_missing(exc))):
                     raise
@@ -410,4 +404,4 @@ class JobStore:
                 if current is not None and current == parse_record(body):
                     return _Put(etag)
                 return _Put(None, current, etag)
-        return _Put(str(response["ETag"]))
+        return _Put(version)

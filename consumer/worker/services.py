@@ -16,6 +16,7 @@ from consumer.engine.asr import Transcriber
 from consumer.storage.audio import AudioStore
 from consumer.storage.job_index import JobIndex
 from consumer.storage.jobs import JobStore
+from consumer.storage.record_backends import records_for
 from consumer.storage.workers import WorkerRegistry
 from consumer.worker.admission import Admission
 from consumer.worker.delivery import Deliveries
@@ -81,7 +82,9 @@ def build_services(
     queue = Queue(clients.sqs, settings.queue_url, delete_window_s=settings.delete_batch_window_s)
     max_receive = settings.max_receive_count or queue.max_receive_count()
     index = JobIndex(clients.s3, settings.bucket, settings.jobs_index_prefix)
-    jobs = JobStore(clients.s3, settings.bucket, settings.jobs_prefix, index=index)
+    jobs = JobStore(
+        clients.s3, settings.bucket, settings.jobs_prefix, index=index, records=records_for(clients, settings)
+    )
     notifier = Notifier(clients.sns, settings.topic_arn, attempts=settings.notify_attempts)
     return Services(
         settings=settings,

@@ -11,7 +11,7 @@ from consumer.audio.encoding import EXTENSIONS
 from consumer.core.settings import FleetSettings, Settings
 from consumer.storage.audio import output_location
 from consumer.storage.job_index import JobIndex
-from consumer.storage.jobs import JobStore
+from consumer.storage.record_backends import S3Records
 from consumer.storage.voice_layout import VoiceLayout
 from consumer.storage.workers import WorkerRegistry
 from contracts.requests import AudioFormat, OutputSpec, SynthesisRequest
@@ -26,7 +26,7 @@ _PLACEHOLDER = re.compile(r"\{[a-z_-]+\}")
 def code_key_patterns() -> list[str]:
     """Every S3 key shape the code writes, from its own key functions, with `{name}` placeholders."""
     defaults = Settings()
-    jobs = JobStore(s3=None, bucket="b", prefix=defaults.jobs_prefix).key("{job_id}")
+    jobs = S3Records(s3=None, bucket="b", prefix=defaults.jobs_prefix).key("{job_id}")
     outputs = [
         output_location(
             SynthesisRequest.model_construct(job_id="{job_id}", output=OutputSpec(format=fmt)),

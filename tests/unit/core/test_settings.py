@@ -54,6 +54,7 @@ ANY_TEXT = {
     "bucket",
     "output_prefix",
     "jobs_prefix",
+    "jobs_table",
     "jobs_index_prefix",
     "workers_prefix",
     "voices_prefix",

@@ -13,10 +13,12 @@ import pytest
 from consumer.core.errors import JobAlreadyCompleted, JobAlreadyFailed, JobInProgressElsewhere, LeaseLost
 from consumer.engine.fake import FakeEngine
 from consumer.storage.jobs import DeliveryState, JobStore
+from consumer.storage.record_backends import records_for
 from consumer.worker.job import Outcome, process_message
 from consumer.worker.message import RECEIVE_ATTRIBUTES, ReceivedMessage
 from contracts.codes import ErrorCode
 from contracts.events import SynthesisCompleted, SynthesisFailed, event_id_for
+from tests.conftest import new_stack
 
 
 class Clock:
@@ -32,13 +34,20 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(params=["s3", "dynamodb"])
+def stack(request, aws_endpoint: str):
+    """Every transition against both record stores: S3 objects and DynamoDB items."""
+    return new_stack(aws_endpoint, jobs_table=request.param == "dynamodb")
+
+
 @pytest.fixture
 def jobs(stack, clock) -> JobStore:
-    return JobStore(stack.clients.s3, stack.resources.bucket, "jobs", clock=clock)
+    records = records_for(stack.clients, stack.settings())
+    return JobStore(stack.clients.s3, stack.resources.bucket, "jobs", clock=clock, records=records)
 
 
 def record(stack, job_id: str) -> dict:
-    return json.loads(stack.get(f"jobs/{job_id}.json"))
+    return stack.record(job_id)
 
 
 def completed_event(job_id: str) -> SynthesisCompleted:
@@ -178,7 +187,7 @@ def test_a_claim_taken_over_mid_synthesis_is_abandoned_without_writes(stack, mak
     while engine.calls == 0:
         time.sleep(0.02)
     taken = dict(record(stack, "j8"), worker_id="intruder", expires_at="2099-01-01T00:00:00+00:00")
-    stack.clients.s3.put_object(Bucket=stack.resources.bucket, Key="jobs/j8.json", Body=json.dumps(taken))
+    stack.put_record("j8", taken)
     thread.join(timeout=10)
 
     assert outcome == [Outcome.ABANDONED]
