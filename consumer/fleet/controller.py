@@ -12,6 +12,7 @@ Each decision is one `fleet_decision` log line (inputs and outcome) and the `f5_
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
@@ -26,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from consumer.core.errors import ProviderError
 from consumer.core.logs import get_logger
+from consumer.fleet.dead_letter_count import DeadLetterCount
 from consumer.fleet.lease import ControllerLease
 from consumer.fleet.policy import Decision, Observation, Policy, PolicyState, decide
 from consumer.fleet.providers.base import Provider, pick_to_stop
@@ -44,6 +46,16 @@ class FleetMetrics:
         self.backlog = Gauge("f5_worker_fleet_backlog", "Messages visible, in flight or delayed", registry=r)
         self.rate = Gauge("f5_worker_fleet_rate_per_pod", "Jobs per worker per second used by the policy", registry=r)
         self.decisions = Counter("f5_worker_fleet_decisions", "Decisions by action", ["action"], registry=r)
+        # For alerts (deploy/prometheus/alerts.yml); NaN while unknown (no decision yet, no DLQ, no CloudWatch data).
+        self.dlq = Gauge("f5_worker_fleet_dlq_messages", "Visible messages in the queue's DLQ", registry=r)
+        self.oldest_age = Gauge(
+            "f5_worker_fleet_oldest_message_age_seconds", "The oldest message's age (CloudWatch)", registry=r
+        )
+        self.max_pods = Gauge(
+            "f5_worker_fleet_max_pods", "The most workers the policy allows (max_pods or the cost cap)", registry=r
+        )
+        for gauge in (self.dlq, self.oldest_age, self.max_pods):
+            gauge.set(math.nan)
 
 
 @dataclass
@@ -91,6 +103,7 @@ class Controller:
         self.policy = policy
         self.provider = provider
         self.sqs, self.queue_url, self.cloudwatch = sqs, queue_url, cloudwatch
+        self.dead_letters = DeadLetterCount(sqs, queue_url)  # the DLQ gauge: at most 2 requests an interval
         self.lease = lease  # None: --dry-run (no lease, no changes)
         self.meter = RateMeter(index) if index is not None else None
         self.interval_s = interval_s
@@ -158,6 +171,9 @@ class Controller:
         self.metrics.backlog.set(seen.backlog)
         self.metrics.rate.set(decision.rate_per_pod)
         self.metrics.decisions.labels(decision.action).inc()
+        self.metrics.max_pods.set(min(self.policy.max_pods, self.policy.cost_cap_pods))
+        self.metrics.oldest_age.set(_known(seen.oldest_age_s))  # observed already: no extra request
+        self.metrics.dlq.set(_known(self.dead_letters()))
 
     def _apply(self, decision: Decision, pods: list[Any]) -> None:
         if decision.action == "up":
@@ -181,6 +197,10 @@ class Controller:
             stop.wait(self.interval_s)
         if self.lease is not None:
             self.lease.release()
+
+
+def _known(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def controller_id() -> str:
