@@ -7,11 +7,49 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160, 320, 640)
 _RTF_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
+_LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240)
+
+
+@dataclass(frozen=True)
+class StatSet:
+    """Count, sum, min and max of some observations (CloudWatch's statistic set)."""
+
+    count: int
+    total: float
+    low: float
+    high: float
+
+    def __add__(self, other: StatSet) -> StatSet:
+        return StatSet(
+            self.count + other.count, self.total + other.total, min(self.low, other.low), max(self.high, other.high)
+        )
+
+
+class WindowedHistogram(Histogram):
+    """A histogram (unlabelled) that also keeps the statistic set of what it observed since `take` last ran."""
+
+    def _metric_init(self) -> None:
+        super()._metric_init()
+        self._window_lock = threading.Lock()
+        self._window: StatSet | None = None
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        super().observe(amount, exemplar)
+        seen = StatSet(1, amount, amount, amount)
+        with self._window_lock:
+            self._window = seen if self._window is None else self._window + seen
+
+    def take(self) -> StatSet | None:
+        """What was observed since the last take (None: nothing), and a fresh window."""
+        with self._window_lock:
+            taken, self._window = self._window, None
+        return taken
 
 
 class DeviceMeter:
@@ -65,13 +103,22 @@ class Metrics:
         self.synthesis_seconds = Histogram(
             "f5_worker_synthesis_seconds", "Engine time per job", buckets=_SECONDS_BUCKETS, registry=r
         )
-        self.queue_wait_seconds = Histogram(
+        self.queue_wait_seconds = WindowedHistogram(
             "f5_worker_queue_wait_seconds", "Enqueue to first receive", buckets=_SECONDS_BUCKETS, registry=r
         )
-        self.real_time_factor = Histogram(
+        self.real_time_factor = WindowedHistogram(
             "f5_worker_real_time_factor",
             "Synthesis seconds per audio second",
             buckets=_RTF_BUCKETS,
+            registry=r,
+        )
+        self.failures = Counter(
+            "f5_worker_failures", "Jobs whose recorded outcome is a failure, by error code", ["code"], registry=r
+        )
+        self.job_latency_seconds = Histogram(
+            "f5_worker_job_latency_seconds",
+            "Enqueue (SentTimestamp) to the outcome recorded, completed and failed jobs",
+            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.webhook_deliveries = Counter(
@@ -115,6 +162,21 @@ class Metrics:
         if self.last_poll_monotonic is None:
             return None
         return time.monotonic() - self.last_poll_monotonic
+
+    def outcome_recorded(self, sent_at: float, failure_code: str | None = None) -> None:
+        """A job's outcome is in its record: its latency from `sent_at` (unix seconds: the message's
+        SentTimestamp) and, for a failure, its error code."""
+        self.job_latency_seconds.observe(max(0.0, time.time() - sent_at))
+        if failure_code is not None:
+            self.failures.labels(failure_code).inc()
+
+    def failures_by_code(self) -> dict[str, float]:
+        return {
+            sample.labels["code"]: sample.value
+            for family in self.failures.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        }
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -168,6 +168,7 @@ class JobRun:
         except Exception as exc:
             log.exception("job_crashed")
             return self._retry(RetryableError(f"unexpected {type(exc).__name__}: {exc}", code=ErrorCode.INTERNAL))
+        self._outcome_metrics(event)
         return self._announce(event, Outcome.DONE, recorded=True)
 
     # --- the work -------------------------------------------------------------------------------------------
@@ -311,6 +312,7 @@ class JobRun:
             return self._abandon(str(lost))
         except RetryableError as retry:
             return self._retry(retry)
+        self._outcome_metrics(event)
         return self._announce(event, Outcome.FAILED, recorded=recorded)
 
     def _retry(self, exc: RetryableError) -> Outcome:
@@ -349,6 +351,7 @@ class JobRun:
                 return self._abandon(str(lost))
             except StorageError as storage:
                 log.warning("failure_not_recorded", error=str(storage), consequence="announced unrecorded")
+        self._outcome_metrics(event)
         return self._announce(event, Outcome.RETRY, recorded=recorded, then_release=True)
 
     # --- other exits -----------------------------------------------------------------------------------------
@@ -392,6 +395,12 @@ class JobRun:
         return outcome
 
     # --- helpers -------------------------------------------------------------------------------------------
+    def _outcome_metrics(self, event: Event) -> None:
+        """The job's outcome is decided (and recorded where it has a record): enqueue-to-outcome latency, and a
+        failure by its code. A replay counts nothing: its attempt counted already."""
+        code = event.error_code.value if isinstance(event, SynthesisFailed) else None
+        self.services.metrics.outcome_recorded(self.msg.sent_at.timestamp(), code)
+
     def _last_receive(self) -> bool:
         """This delivery is the generation's last: the queue dead-letters it on its next receive. Counted within
         the generation, from the delivery that reopened it: a queue may keep a redriven message's receive
