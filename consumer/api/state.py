@@ -61,11 +61,9 @@ class ApiState:
         library = VoiceLibrary(clients.s3, settings.bucket, settings.voices_prefix)
         cloudwatch = make_cloudwatch(settings)
         metrics = ApiMetrics.create()
-        count_aws_requests((clients.sqs, clients.s3), metrics.aws_requests)
+        count_aws_requests((clients.sqs, clients.s3, clients.dynamodb), metrics.aws_requests)
         # after the counter: the waiter's thread starts its first receive at once
-        waiter = Waiter(
-            gateway.client.jobs, gateway.client.index, sqs=clients.sqs, events_queue_url=settings.api_events_queue_url
-        )
+        waiter = Waiter(gateway.client.jobs, sqs=clients.sqs, events_queue_url=settings.api_events_queue_url)
         return cls(
             settings=settings,
             clients=clients,

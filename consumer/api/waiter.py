@@ -1,13 +1,11 @@
-"""Waiting for many jobs without polling S3 per request.
+"""Waiting for many jobs without listing anything.
 
-One thread per API process serves every waiting request: each round it lists the jobs index for the hours the
-waiting jobs live in (one ListObjectsV2 page per 1,000 jobs and hour, whatever the number of waiters) and reads
-the record of a waiting job only when its index entry changed (claim, outcome). Index writes are best effort,
-so a job whose entry did not move is also read every `fallback_s`. A job costs about two record reads, plus its
-share of the listings; `requests` counts them all (`benchmarks/api.py` reports it per job).
-
-With an events queue of its own (subscribed to the topic), a second thread long-polls it and wakes a waiting
-request the moment its event arrives; the index rounds then only back it up, every `fallback_s`."""
+One thread per API process serves every waiting request. With an events queue of its own (subscribed to the
+topic), a second thread long-polls it and wakes a waiting request the moment its event arrives; the record of a
+waiting job is then read only every `fallback_s`, in case its event was lost. Without one, each waiting job's
+record is read after `poll_s`, then at doubling gaps up to `fallback_s`: a job costs a few record reads over its
+wait, whatever the hour's volume (no listing grows with it). `requests` counts them all (`benchmarks/api.py`
+reports it per job)."""
 
 from __future__ import annotations
 
@@ -15,11 +13,10 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from consumer.core.logs import get_logger
-from consumer.storage.job_index import JobIndex, hour_prefixes
 from consumer.storage.jobs import JobStore
 from contracts.events import Event, parse_event
 
@@ -32,7 +29,6 @@ class Waiter:
     def __init__(
         self,
         jobs: JobStore,
-        index: JobIndex,
         *,
         poll_s: float = 0.25,
         fallback_s: float = 5.0,
@@ -41,15 +37,13 @@ class Waiter:
         events_queue_url: str | None = None,
     ) -> None:
         self._jobs = jobs
-        self._index = index
         self._poll_s = poll_s
         self._fallback_s = fallback_s
         self._clock = clock
         self._lock = threading.Condition()
         self._waiting: dict[str, list[_Waiting]] = {}
-        self._since: dict[str, datetime] = {}  # when the first waiter for the job came
-        self._read_at: dict[str, float] = {}  # monotonic time of the job's last record read
-        self._etags: dict[str, str] = {}  # index key → ETag last seen
+        self._next_read: dict[str, float] = {}  # monotonic time of the job's next record read
+        self._gap: dict[str, float] = {}  # seconds until the read after that
         self._thread: threading.Thread | None = None
         self._closed = False
         self._wake = False
@@ -66,8 +60,7 @@ class Waiter:
         future: asyncio.Future[Event] = loop.create_future()
         with self._lock:
             self._waiting.setdefault(job_id, []).append((loop, future))
-            self._since.setdefault(job_id, self._clock() - timedelta(minutes=1))
-            self._read_at.setdefault(job_id, 0.0)  # read the record on the next round: it may be done already
+            self._next_read.setdefault(job_id, 0.0)  # read the record on the next round: it may be done already
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="api-waiter", daemon=True)
                 self._thread.start()
@@ -120,8 +113,8 @@ class Waiter:
                 self._waiting[job_id] = left
             else:
                 self._waiting.pop(job_id, None)
-                self._since.pop(job_id, None)
-                self._read_at.pop(job_id, None)
+                self._next_read.pop(job_id, None)
+                self._gap.pop(job_id, None)
 
     def _run(self) -> None:
         while True:
@@ -130,10 +123,9 @@ class Waiter:
                     self._lock.wait()
                 if self._closed:
                     return
-                since = min(self._since.values())
                 waiting = set(self._waiting)
             try:
-                self._round(waiting, since)
+                self._round(waiting)
             except Exception as exc:  # noqa: BLE001 - a failed round is retried; waiters time out on their own
                 log.warning("api_waiter_round_failed", error=str(exc))
             with self._lock:
@@ -141,22 +133,15 @@ class Waiter:
                     self._lock.wait(self._poll_s)
                 self._wake = False
 
-    def _round(self, waiting: set[str], since: datetime) -> None:
-        to_read = set()
-        now_utc = self._clock()
-        self._etags = {k: v for k, v in self._etags.items() if k.rsplit("/", 1)[-1] in waiting}
-        for key, _modified, etag in self._index.keys(since, now_utc):
-            job_id = key.rsplit("/", 1)[-1]
-            if job_id in waiting and self._etags.get(key) != etag:
-                self._etags[key] = etag
-                to_read.add(job_id)
-        self.requests += len(hour_prefixes(self._index.prefix, since, now_utc))
+    def _round(self, waiting: set[str]) -> None:
         now = time.monotonic()
         with self._lock:
-            to_read |= {j for j in waiting if now - self._read_at.get(j, 0.0) >= self._fallback_s}
-        for job_id in to_read:
-            with self._lock:
-                self._read_at[job_id] = now
+            due = [j for j in waiting if self._next_read.get(j, 0.0) <= now]
+            for job_id in due:
+                gap = self._gap.get(job_id, self._poll_s)
+                self._next_read[job_id] = now + gap
+                self._gap[job_id] = min(2 * gap, self._fallback_s)
+        for job_id in due:
             done = self._jobs.terminal(job_id)
             self.requests += 1
             if done is not None:

@@ -74,10 +74,15 @@ class AwsSettings(SettingsBase):
         "", description="DynamoDB table of job records (key `job_id`); empty: records are S3 objects under jobs_prefix."
     )
     jobs_table_ttl_days: float = Field(
-        19.0, gt=0, description="Days a record in jobs_table lives (its `expires_at`), as the bucket's lifecycle rule does for S3 records."
+        19.0,
+        gt=0,
+        description="Days a record in jobs_table lives (`expires_at`), as the lifecycle rule does for S3 records.",
     )
     jobs_index_prefix: str = Field(
         "jobs-index", description="Key prefix of the hourly index of recent jobs (`jobs list`, `status`)."
+    )
+    index_flush_s: float = Field(
+        5.0, gt=0, le=300, description="A worker writes its jobs-index entries as one object at least this often."
     )
     workers_prefix: str = Field(
         "workers", description="Key prefix of the per-worker liveness records (`status`), one write a minute."
@@ -210,6 +215,15 @@ class WorkerSettings(LogSettings, VoiceCacheSettings, WebhookTargetSettings, Aws
     worker_id: str = Field(default_factory=_default_worker_id, description="Names this process in claims/events.")
     health_port: int | None = Field(None, ge=0, le=65535, description="Serve /healthz /readyz /metrics here.")
     health_max_poll_age_s: float = Field(90.0, gt=0, description="/healthz fails when no poll succeeded since.")
+    cloudwatch_metrics: bool = Field(
+        False,
+        description="Also publish jobs completed, failed by code, RTF and queue wait to CloudWatch: one PutMetricData "
+        "a worker an interval, dimension Queue (cost: docs/deploying.md).",
+    )
+    cloudwatch_namespace: str = Field("F5Worker", description="The CloudWatch namespace of those metrics.")
+    cloudwatch_metrics_interval_s: float = Field(
+        60.0, ge=10, le=3600, description="Seconds between a worker's PutMetricData calls (and what each covers)."
+    )
 
     @model_validator(mode="after")
     def _worker_rules(self) -> WorkerSettings:

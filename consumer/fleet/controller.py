@@ -61,14 +61,14 @@ class FleetMetrics:
 @dataclass
 class RateMeter:
     """The fleet's throughput per pod, measured only while it was saturated (messages waiting throughout), from
-    the jobs index: every job claimed or finished writes an entry, so entries per second ≈ jobs per second."""
+    the jobs index: each segment's key says how many jobs it saw finish, so one listing counts them."""
 
     index: JobIndex
     rate: float | None = None
     _since: float | None = None
     _saturated: bool = False
 
-    touched: int | None = None  # jobs claimed or finished since the previous update; None: not known yet
+    touched: int | None = None  # jobs finished since the previous update; None: not known yet
 
     def update(self, now: float, visible: int, pods: int) -> float | None:
         saturated = visible > 0 and pods > 0
@@ -81,7 +81,7 @@ class RateMeter:
 
     def _count(self, since: float, until: float) -> int:
         start, end = datetime.fromtimestamp(since, UTC), datetime.fromtimestamp(until, UTC)
-        return sum(1 for _, modified, _ in self.index.keys(start, end) if start < modified <= end)
+        return self.index.finished(start, end)
 
 
 class Controller:

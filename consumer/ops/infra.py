@@ -247,13 +247,19 @@ def _worker_policy() -> dict[str, Any]:
             "Resource": _objects(OUTPUTS),
         },
         {"Sid": "ReadVoices", "Effect": "Allow", "Action": "s3:GetObject", "Resource": _objects(VOICES)},
-        {
-            "Sid": "IndexAndLiveness",  # jobs-index/{hour}/{id} with claims and outcomes; workers/{id}.json
+        {  # jobs-index/{hour}/ segments of claims and outcomes
+            "Sid": "WriteIndex",
             "Effect": "Allow",
             "Action": "s3:PutObject",
-            "Resource": _objects(INDEX, WORKERS),
+            "Resource": _objects(INDEX),
         },
-        _list_bucket("HonestNotFound", JOBS, OUTPUTS, VOICES),
+        {  # workers/{hour}/{shard}.json: read, merge this worker's entry, conditional put
+            "Sid": "Liveness",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": _objects(WORKERS),
+        },
+        _list_bucket("HonestNotFound", JOBS, OUTPUTS, VOICES, WORKERS),
         {"Sid": "PublishEvents", "Effect": "Allow", "Action": "sns:Publish", "Resource": _ref("EventsTopic")},
     ]
     return _policy(

@@ -13,8 +13,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.aws.queue import DeadLetters, dead_letters
-from consumer.storage.job_index import JobIndex
-from consumer.storage.job_record import Failed, JobStatus, Released
+from consumer.storage.job_record import Failed, Released
 from consumer.storage.jobs import JobStore
 from consumer.storage.workers import WorkerRegistry
 
@@ -52,24 +51,25 @@ def oldest_message_age_s(cloudwatch: Any, queue_url: str) -> float | None:
     return float(max(points, key=lambda p: p["Timestamp"])["Maximum"])
 
 
-def recent_outcomes(index: JobIndex, since: datetime) -> dict[str, Any]:
-    """Jobs per state in the window and the most common error codes of the failed ones."""
-    entries = index.entries(since)
-    states = Counter(e.status for e in entries)
-    errors = Counter(e.error_code for e in entries if e.status == JobStatus.FAILED and e.error_code)
+def recent_outcomes(workers: list[dict[str, Any]], counts: dict[str, int], since: datetime) -> dict[str, Any]:
+    """Jobs completed and failed since `since` (the start of the previous hour), the most common error codes of
+    the failed ones, and the jobs the live workers hold now, from the workers' hourly counts."""
+    errors = Counter({k.removeprefix("error:"): n for k, n in counts.items() if k.startswith("error:")})
     return {
-        "completed": states.get(JobStatus.COMPLETED, 0),
-        "failed": states.get(JobStatus.FAILED, 0),
-        "in_progress": states.get(JobStatus.INPROGRESS, 0),
+        "since": since.isoformat(),
+        "completed": counts.get("completed", 0),
+        "failed": counts.get("failed", 0),
+        "in_progress": sum(int(w.get("in_flight", 0)) for w in workers),
         "top_errors": [{"error_code": code, "count": n} for code, n in errors.most_common(5)],
     }
 
 
-def overview(
-    sqs: Any, cloudwatch: Any, queue_url: str, index: JobIndex, workers: WorkerRegistry, *, window_s: float = 3600
-) -> dict[str, Any]:
-    """Everything `f5-worker status` shows, as data."""
+def overview(sqs: Any, cloudwatch: Any, queue_url: str, registry: WorkerRegistry) -> dict[str, Any]:
+    """Everything `f5-worker status` shows, as data: at most 8 AWS requests whatever the fleet's size or volume
+    (queue counts, its redrive policy, DLQ counts, CloudWatch's oldest age, 2 x 2 worker shards)."""
     dlq = dead_letters(sqs, queue_url)
+    workers, counts = registry.summary()
+    since = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     return {
         "queue": {
             "url": queue_url,
@@ -77,8 +77,8 @@ def overview(
             "oldest_age_s": oldest_message_age_s(cloudwatch, queue_url),
         },
         "dlq": None if dlq is None else {"url": dlq.url, "messages": queue_counts(sqs, dlq.url)["visible"]},
-        "last_hour": recent_outcomes(index, datetime.now(UTC) - timedelta(seconds=window_s)),
-        "workers": workers.recent(),
+        "last_hour": recent_outcomes(workers, counts, since),
+        "workers": workers,
     }
 
 

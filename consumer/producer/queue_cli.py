@@ -40,7 +40,8 @@ def render_status(data: dict[str, Any]) -> str:
         f"queue      {q['url']}",
         f"  waiting {q['visible']}   in flight {q['in_flight']}   delayed {q['delayed']}   oldest {age}",
         f"dlq        {'none' if dlq is None else dlq['messages']}",
-        f"last hour  completed {hour['completed']}   failed {hour['failed']}   in progress {hour['in_progress']}",
+        f"since {hour['since'][11:16]}Z completed {hour['completed']}   failed {hour['failed']}   "
+        f"in progress {hour['in_progress']}",
     ]
     for err in hour["top_errors"]:
         lines.append(f"  {err['count']:>5}  {err['error_code']}")
@@ -58,20 +59,18 @@ def status(
     watch: Annotated[float | None, typer.Option(help="Refresh every N seconds until Ctrl-C.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Queue depth, in flight, delayed, DLQ depth, oldest message; jobs completed and failed in the last hour
-    with the top error codes (from the jobs index); workers seen in the last 5 minutes."""
+    """Queue depth, in flight, delayed, DLQ depth, oldest message; jobs completed and failed this hour and the
+    last with the top error codes (from the workers' hourly counts); workers seen in the last 5 minutes."""
     from consumer.aws.clients import make_cloudwatch
     from consumer.producer.overview import overview
-    from consumer.storage.job_index import JobIndex
     from consumer.storage.workers import WorkerRegistry
 
     clients, s = _aws()
     queue_url, bucket = require(s.queue_url, "queue_url"), require(s.bucket, "bucket")
     cloudwatch = make_cloudwatch(s)
-    index = JobIndex(clients.s3, bucket, s.jobs_index_prefix)
     workers = WorkerRegistry(clients.s3, bucket, s.workers_prefix)
     while True:
-        data = overview(clients.sqs, cloudwatch, queue_url, index, workers)
+        data = overview(clients.sqs, cloudwatch, queue_url, workers)
         if watch and not as_json:
             typer.echo("\x1b[2J\x1b[H", nl=False)
         emit(data, as_json, render_status(data))

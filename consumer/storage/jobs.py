@@ -45,7 +45,7 @@ from consumer.core.errors import (
     LeaseLost,
     StorageError,
 )
-from consumer.storage.job_index import JobIndex
+from consumer.storage.job_index import NoteSink
 from consumer.storage.job_record import (
     DELIVERY_LOG_SIZE,
     TERMINAL,
@@ -139,7 +139,7 @@ class JobStore:
         bucket: str,
         prefix: str,
         clock: Callable[[], datetime] = _now,
-        index: JobIndex | None = None,
+        index: NoteSink | None = None,
         records: RecordBackend | None = None,
     ) -> None:
         self.records: RecordBackend = records or S3Records(s3, bucket, prefix)

@@ -218,6 +218,7 @@ class Worker:
         self.services.queue.flush_deletes()
         self.services.deliveries.close()
         self._poller.shutdown(wait=True)
+        self.services.close()
         self._seen("stopped", force=True)
         log.info("worker_stopped", outcomes=self.outcomes, tasks=self.task_outcomes)
 

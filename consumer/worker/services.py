@@ -14,10 +14,10 @@ from consumer.core.settings import Settings
 from consumer.engine import Engine
 from consumer.engine.asr import Transcriber
 from consumer.storage.audio import AudioStore
-from consumer.storage.job_index import JobIndex
+from consumer.storage.job_index import IndexWriter, JobIndex, Notes
 from consumer.storage.jobs import JobStore
 from consumer.storage.record_backends import records_for
-from consumer.storage.workers import WorkerRegistry
+from consumer.storage.workers import HourlyTally, WorkerRegistry
 from consumer.worker.admission import Admission
 from consumer.worker.delivery import Deliveries
 from consumer.worker.notify import Notifier
@@ -46,6 +46,12 @@ class Services:
     rtf: RealTimeFactor = field(default_factory=RealTimeFactor)  # this worker's measured speed, for ETAs
     workers: WorkerRegistry | None = None  # this worker's liveness record (`f5-worker status`)
     admission: Admission = field(default_factory=lambda: Admission(1))  # jobs' phases, for the poll loop
+    index: IndexWriter | None = None  # this worker's batched index segments, written out at stop
+
+    def close(self) -> None:
+        """Write out what is still buffered (index segments)."""
+        if self.index is not None:
+            self.index.close()
 
 
 class StartupTimeline:
@@ -78,13 +84,21 @@ def build_services(
     metrics = metrics or Metrics()
     # every call by operation (`f5_worker_aws_requests_total`); once per client: a second worker on the same
     # clients (`local --serve`) shares the first one's metrics
-    count_aws_requests((clients.sqs, clients.s3, clients.sns), metrics.aws_requests, unique_id="f5-worker-aws-requests")
+    count_aws_requests(
+        (clients.sqs, clients.s3, clients.sns, clients.dynamodb),
+        metrics.aws_requests,
+        unique_id="f5-worker-aws-requests",
+    )
     queue = Queue(clients.sqs, settings.queue_url, delete_window_s=settings.delete_batch_window_s)
     max_receive = settings.max_receive_count or queue.max_receive_count()
-    index = JobIndex(clients.s3, settings.bucket, settings.jobs_index_prefix)
-    jobs = JobStore(
-        clients.s3, settings.bucket, settings.jobs_prefix, index=index, records=records_for(clients, settings)
+    index = IndexWriter(
+        JobIndex(clients.s3, settings.bucket, settings.jobs_index_prefix),
+        settings.worker_id,
+        flush_s=settings.index_flush_s,
     )
+    tally = HourlyTally()
+    records = records_for(clients, settings)
+    jobs = JobStore(clients.s3, settings.bucket, settings.jobs_prefix, index=Notes(index, tally), records=records)
     notifier = Notifier(clients.sns, settings.topic_arn, attempts=settings.notify_attempts)
     return Services(
         settings=settings,
@@ -106,8 +120,9 @@ def build_services(
         metrics=metrics,
         texts=TextResolver(clients.s3, settings.bucket, settings.allowed_reference_buckets),
         max_receive_count=max_receive,
-        workers=WorkerRegistry(clients.s3, settings.bucket, settings.workers_prefix),
+        workers=WorkerRegistry(clients.s3, settings.bucket, settings.workers_prefix, tally=tally),
         admission=admission_for(settings),
+        index=index,
     )
 
 

@@ -4,7 +4,7 @@ outside the repository."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
 from consumer.api.gateway import Gateway
 from consumer.audio.encoding import EXTENSIONS
@@ -37,9 +37,16 @@ def code_key_patterns() -> list[str]:
         for fmt in AudioFormat
     ]
     voices = VoiceLayout(defaults.voices_prefix)
-    hour = JobIndex(s3=None, bucket="b", prefix=defaults.jobs_index_prefix).key("{job_id}", datetime(2000, 1, 2, 3))
-    index = hour.replace("2000-01-02", "{yyyy-mm-dd}").replace("/03/", "/{hh}/")
-    worker = WorkerRegistry(s3=None, bucket="b", prefix=defaults.workers_prefix).key("{worker_id}")
+    segment = JobIndex(s3=None, bucket="b", prefix=defaults.jobs_index_prefix).segment_key(
+        datetime(2000, 1, 2, 3, 4, 5, tzinfo=UTC), "WRITER", 7, 9
+    )
+    index = (
+        segment.replace("2000-01-02", "{yyyy-mm-dd}")
+        .replace("/03/", "/{hh}/")
+        .replace("0405-WRITER-000007-9", "{mmss}-{writer}-{seq}-{n}")
+    )
+    shard = WorkerRegistry(s3=None, bucket="b", prefix=defaults.workers_prefix).shard_key("2000-01-02/03", 1)
+    worker = shard.replace("2000-01-02", "{yyyy-mm-dd}").replace("/03/", "/{hh}/").replace("/1.json", "/{shard}.json")
     marker = Gateway.marker_key(defaults.api_jobs_prefix, "{job_id}")
     lease = FleetSettings().fleet_lease_key  # `scale`'s one-controller lease
     return [
@@ -78,8 +85,8 @@ def test_code_key_patterns_are_the_documented_layout():
     assert "outputs/{job_id}.mp3" in code_key_patterns()
     assert code_key_patterns()[-5] == "voices/{voice_id}/manifest.json"
     assert code_key_patterns()[-4:] == [
-        "jobs-index/{yyyy-mm-dd}/{hh}/{job_id}",
-        "workers/{worker_id}.json",
+        "jobs-index/{yyyy-mm-dd}/{hh}/{mmss}-{writer}-{seq}-{n}.json",
+        "workers/{yyyy-mm-dd}/{hh}/{shard}.json",
         "api-jobs/{job_id}.json",
         "fleet/controller.json",
     ]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from consumer.core.logs import configure, get_logger, redact
 from consumer.core.settings import Settings
+from consumer.storage.job_index import JobIndex
 from tests.scenarios.test_worker_flow import request
 from tests.unit.worker.test_webhook import SECRET, Receiver
 
@@ -78,5 +80,6 @@ def test_requests_cannot_write_outside_the_configured_place(stack, make_worker, 
     # liveness record
     written = [k for k in stack.objects("") if not k.startswith(("voices/", "jobs-index/", "workers/"))]
     assert written == ["jobs/escape-2.json"]
-    assert [k.rsplit("/", 1)[-1] for k in stack.objects("jobs-index/")] == ["escape-2"]
+    index = JobIndex(stack.clients.s3, stack.resources.bucket, "jobs-index")
+    assert [e.job_id for e in index.entries(datetime.now(UTC) - timedelta(hours=1))] == ["escape-2"]
     assert json.loads(stack.get("jobs/escape-2.json"))["status"] == "FAILED"

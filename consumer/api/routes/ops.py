@@ -22,9 +22,7 @@ router = APIRouter()
 async def status(_key: Caller, api: Api) -> dict[str, Any]:
     settings = api.settings
     workers = WorkerRegistry(api.clients.s3, settings.bucket, settings.workers_prefix)
-    return await run_in_threadpool(
-        overview, api.clients.sqs, api.cloudwatch, settings.queue_url, api.gateway.client.index, workers
-    )
+    return await run_in_threadpool(overview, api.clients.sqs, api.cloudwatch, settings.queue_url, workers)
 
 
 @router.get("/healthz", include_in_schema=False)

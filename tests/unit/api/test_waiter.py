@@ -1,6 +1,6 @@
-"""The API's waiter (`consumer/api/waiter.py`) against real job records and the jobs index on a moto server: a
-waiting request gets its job's outcome from the index rounds, from the fallback read when no index entry moved,
-or from its events queue; it gets None when its time runs out; many waiters share the reads."""
+"""The API's waiter (`consumer/api/waiter.py`) against real job records on a moto server: a waiting request gets
+its job's outcome from its record reads (at doubling gaps) or from its events queue; it gets None when its time
+runs out; many waiters share the reads; nothing is listed, so the hour's volume costs a waiter nothing."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 import pytest
 
 from consumer.api.waiter import Waiter
-from consumer.storage.job_index import JobIndex
 from consumer.storage.jobs import JobStore
 from contracts.codes import ErrorCode
 from contracts.events import SynthesisFailed, event_id_for
@@ -33,13 +32,8 @@ def failed_event(job_id: str) -> SynthesisFailed:
 
 
 @pytest.fixture
-def index(stack) -> JobIndex:
-    return JobIndex(stack.clients.s3, stack.resources.bucket, stack.settings().jobs_index_prefix)
-
-
-@pytest.fixture
-def jobs(stack, index) -> JobStore:
-    return JobStore(stack.clients.s3, stack.resources.bucket, stack.settings().jobs_prefix, index=index)
+def jobs(stack) -> JobStore:
+    return JobStore(stack.clients.s3, stack.resources.bucket, stack.settings().jobs_prefix)
 
 
 @pytest.fixture
@@ -63,39 +57,40 @@ def finish_later(jobs: JobStore, job_id: str, after_s: float) -> threading.Threa
     return thread
 
 
-def test_a_job_finished_before_anyone_waits_is_answered_at_once(jobs, index, waiters):
+def test_a_job_finished_before_anyone_waits_is_answered_at_once(jobs, waiters):
     outcome = failed_event("done-1")
     jobs.fail(jobs.claim("done-1", "w1", ttl_s=60, message_id="m1"), outcome)
-    waiter = Waiter(jobs, index, fallback_s=60)
+    waiter = Waiter(jobs, fallback_s=60)
     waiters.append(waiter)
     started = time.monotonic()
     assert asyncio.run(waiter.wait("done-1", 20)) == outcome
     assert time.monotonic() - started < 5
 
 
-def test_an_outcome_recorded_while_waiting_is_found_through_the_index(jobs, index, waiters):
-    """The fallback read is a minute away: only the index entry's change can wake the request in time."""
-    waiter = Waiter(jobs, index, poll_s=0.1, fallback_s=60)
+def test_an_outcome_recorded_while_waiting_is_read_within_the_gap(jobs, waiters):
+    """Reads after 0.1, 0.2, 0.4, 0.8 s...: a job finished after 1 s is answered within about a gap of it."""
+    waiter = Waiter(jobs, poll_s=0.1, fallback_s=1.0)
     waiters.append(waiter)
     worker = finish_later(jobs, "running-1", after_s=1.0)
     started = time.monotonic()
     event = asyncio.run(waiter.wait("running-1", 20))
     worker.join()
     assert isinstance(event, SynthesisFailed) and event.job_id == "running-1"
-    assert 0.9 < time.monotonic() - started < 10
+    assert 0.9 < time.monotonic() - started < 5
+    assert 3 <= waiter.requests <= 8, waiter.requests  # doubling gaps, not a read every 0.1 s
 
 
-def test_an_outcome_without_an_index_entry_is_found_by_the_fallback_read(stack, index, waiters):
-    unindexed = JobStore(stack.clients.s3, stack.resources.bucket, stack.settings().jobs_prefix)  # notes nothing
-    waiter = Waiter(unindexed, index, poll_s=0.1, fallback_s=0.5)
+def test_the_reads_of_a_long_wait_back_off_to_the_fallback_gap(jobs, waiters):
+    waiter = Waiter(jobs, poll_s=0.1, fallback_s=0.8)
     waiters.append(waiter)
-    finish_later(unindexed, "unindexed-1", after_s=1.0)
-    event = asyncio.run(waiter.wait("unindexed-1", 20))
-    assert isinstance(event, SynthesisFailed) and event.job_id == "unindexed-1"
+    jobs.claim("long-1", "w1", ttl_s=60, message_id="m1")
+    assert asyncio.run(waiter.wait("long-1", 4.0)) is None
+    # 0, 0.1, 0.3, 0.7, then every 0.8 s until 4 s: about 8 reads, where a read per round would be 40
+    assert 5 <= waiter.requests <= 10, waiter.requests
 
 
-def test_a_job_that_does_not_finish_in_time_gives_none_and_goes_on(jobs, index, waiters):
-    waiter = Waiter(jobs, index, poll_s=0.1)
+def test_a_job_that_does_not_finish_in_time_gives_none_and_goes_on(jobs, waiters):
+    waiter = Waiter(jobs, poll_s=0.1)
     waiters.append(waiter)
     jobs.claim("slow-1", "w1", ttl_s=60, message_id="m1")
     started = time.monotonic()
@@ -104,9 +99,9 @@ def test_a_job_that_does_not_finish_in_time_gives_none_and_goes_on(jobs, index, 
     assert jobs.terminal("slow-1") is None  # waiting changed nothing
 
 
-def test_many_requests_waiting_for_one_job_share_its_reads(jobs, index, waiters):
+def test_many_requests_waiting_for_one_job_share_its_reads(jobs, waiters):
     jobs.fail(jobs.claim("shared-1", "w1", ttl_s=60, message_id="m1"), failed_event("shared-1"))
-    waiter = Waiter(jobs, index, poll_s=0.1, fallback_s=60)
+    waiter = Waiter(jobs, poll_s=0.1, fallback_s=60)
     waiters.append(waiter)
 
     async def thirty() -> list:
@@ -117,11 +112,11 @@ def test_many_requests_waiting_for_one_job_share_its_reads(jobs, index, waiters)
     assert waiter.requests < 10, waiter.requests  # a read per request would be 30
 
 
-def test_with_an_events_queue_the_published_event_wakes_the_request(stack, jobs, index, waiters):
-    """No record and no index entry exist for the job: only the event can answer. A message that is no event
-    is skipped; both are consumed."""
+def test_with_an_events_queue_the_published_event_wakes_the_request(stack, jobs, waiters):
+    """No record exists for the job: only the event can answer. A message that is no event is skipped; both are
+    consumed."""
     events_url = stack.resources.events_queue_url
-    waiter = Waiter(jobs, index, fallback_s=60, sqs=stack.clients.sqs, events_queue_url=events_url)
+    waiter = Waiter(jobs, fallback_s=60, sqs=stack.clients.sqs, events_queue_url=events_url)
     waiters.append(waiter)
     event = failed_event("evented-1")
 

@@ -60,6 +60,7 @@ ANY_TEXT = {
     "voices_prefix",
     "topic_arn",
     "events_queue_url",
+    "cloudwatch_namespace",
     "scratch_dir",
     "model_dir",
     "checkpoint",

@@ -157,7 +157,9 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
         for action, resource in _grants(policy):
             assert "*" not in action, action
             assert resource not in ("*", "AudioBucket/*"), resource
-    prefixes = json.dumps({"StringLike": {"s3:prefix": ["jobs/*", "outputs/*", "voices/*"]}}, sort_keys=True)
+    prefixes = json.dumps(
+        {"StringLike": {"s3:prefix": ["jobs/*", "outputs/*", "voices/*", "workers/*"]}}, sort_keys=True
+    )
     assert _grants(policies["WorkerPolicy"]) == {
         ("sqs:ReceiveMessage", "RequestQueue"),
         ("sqs:DeleteMessage", "RequestQueue"),
@@ -170,6 +172,7 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
         ("s3:PutObject", "AudioBucket/outputs/*"),
         ("s3:GetObject", "AudioBucket/voices/*"),
         ("s3:PutObject", "AudioBucket/jobs-index/*"),
+        ("s3:GetObject", "AudioBucket/workers/*"),
         ("s3:PutObject", "AudioBucket/workers/*"),
         ("s3:ListBucket", f"AudioBucket if {prefixes}"),
         ("sns:Publish", "EventsTopic"),

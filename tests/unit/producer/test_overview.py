@@ -1,9 +1,11 @@
-"""The operator's overview: queue counts, the oldest message's age (CloudWatch), recent outcomes from the jobs
-index, live workers, and the dead-letter rows with each job's last error (the DLQ left as it was)."""
+"""The operator's overview: queue counts, the oldest message's age (CloudWatch), recent outcomes from the workers'
+hourly counts, live workers, and the dead-letter rows with each job's last error (the DLQ left as it was); and
+what `status` costs: the same few requests whatever the fleet's size or the hour's volume."""
 
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,10 +27,6 @@ from contracts.codes import ErrorCode
 from contracts.events import SynthesisFailed, event_id_for
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/f5-requests"
-
-
-def _index(stack) -> JobIndex:
-    return JobIndex(stack.clients.s3, stack.resources.bucket, "jobs-index")
 
 
 def _jobs(stack) -> JobStore:
@@ -96,36 +94,78 @@ def test_queue_counts(stack):
     assert queue_counts(stack.clients.sqs, stack.resources.queue_url) == {"visible": 1, "in_flight": 1, "delayed": 1}
 
 
-def test_recent_outcomes_count_each_state_and_the_top_errors_in_the_window(stack):
-    index = _index(stack)
+def _registry(stack, **kwargs) -> WorkerRegistry:
+    return WorkerRegistry(stack.clients.s3, stack.resources.bucket, "workers", **kwargs)
+
+
+def test_recent_outcomes_sum_every_workers_counts_and_rank_the_errors(stack):
     now = datetime.now(UTC)
-    index.note("ok-1", "COMPLETED", now)
-    index.note("ok-2", "COMPLETED", now)
-    index.note("run-1", "INPROGRESS", now)
-    for n in range(3):
-        index.note(f"voice-{n}", "FAILED", now, "unknown_voice")
-    index.note("slow-1", "FAILED", now, "timeout")
-    index.note("old-1", "FAILED", now - timedelta(hours=3), "timeout")  # outside the window
-    outcomes = recent_outcomes(index, now - timedelta(hours=1))
+    for worker, (done, failures) in {"gpu-1": (2, ["unknown_voice"] * 3), "gpu-2": (5, ["timeout"])}.items():
+        registry = _registry(stack)
+        for n in range(done):
+            registry.tally.note(f"{worker}-ok-{n}", "COMPLETED", now)
+        for n, code in enumerate(failures):
+            registry.tally.note(f"{worker}-bad-{n}", "FAILED", now, code)
+        registry.tally.note(f"{worker}-run", "INPROGRESS", now)
+        registry.seen(worker, {"in_flight": 1}, force=True)
+    workers, counts = _registry(stack).summary()
+    outcomes = recent_outcomes(workers, counts, now)
     assert outcomes == {
-        "completed": 2,
+        "since": now.isoformat(),
+        "completed": 7,
         "failed": 4,
-        "in_progress": 1,
+        "in_progress": 2,
         "top_errors": [{"error_code": "unknown_voice", "count": 3}, {"error_code": "timeout", "count": 1}],
     }
+
+
+def test_a_workers_rewrite_replaces_its_entry_and_the_previous_hour_gets_its_final_counts(stack):
+    """A retried or repeated write never counts twice; after the hour turns, the worker's next write closes the
+    previous hour with the counts it had (state moved_on) and it is alive in the new one."""
+    clock = {"now": datetime(2030, 1, 1, 10, 59, tzinfo=UTC)}
+    registry = _registry(stack, now=lambda: clock["now"])
+    registry.tally.note("a", "COMPLETED", clock["now"])
+    registry.seen("gpu-1", {}, force=True)
+    registry.seen("gpu-1", {}, force=True)  # the same counts again: replaced, not added
+    registry.tally.note("b", "COMPLETED", clock["now"])  # before the hour turns, written after
+    clock["now"] = datetime(2030, 1, 1, 11, 0, 30, tzinfo=UTC)
+    registry.tally.note("c", "FAILED", clock["now"], "timeout")
+    registry.seen("gpu-1", {}, force=True)
+    hours = registry.entries(["2030-01-01/10", "2030-01-01/11"])
+    (ten,), (eleven,) = hours["2030-01-01/10"], hours["2030-01-01/11"]
+    assert (ten["state"], ten["counts"]) == ("moved_on", {"completed": 2})
+    assert (eleven["state"], eleven["counts"]) == ("polling", {"failed": 1, "error:timeout": 1})
+    workers, counts = _registry(stack, now=lambda: clock["now"]).summary(within_s=3600)
+    assert [w["worker_id"] for w in workers] == ["gpu-1"]
+    assert counts == {"completed": 2, "failed": 1, "error:timeout": 1}
+
+
+def test_workers_writing_one_shard_at_once_keep_every_entry(stack):
+    """Conditional writes: 12 workers merging into 2 shards concurrently lose nobody's entry."""
+    registries = [_registry(stack) for _ in range(12)]
+    for n, registry in enumerate(registries):
+        registry.tally.note(f"j{n}", "COMPLETED", datetime.now(UTC))
+    threads = [
+        threading.Thread(target=r.seen, args=(f"gpu-{n}", {}), kwargs={"force": True}) for n, r in enumerate(registries)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    workers, counts = _registry(stack).summary()
+    assert len(workers) == 12 and counts["completed"] == 12
 
 
 def test_overview_gathers_queue_dlq_outcomes_and_workers(stack):
     stack.send(_request("waiting"))
     stack.clients.sqs.send_message(QueueUrl=stack.resources.dlq_url, MessageBody=_request("dead"))
-    index = _index(stack)
-    index.note("ok", "COMPLETED", datetime.now(UTC))
-    workers = WorkerRegistry(stack.clients.s3, stack.resources.bucket, "workers")
+    workers = _registry(stack)
+    workers.tally.note("ok", "COMPLETED", datetime.now(UTC))
     workers.seen("gpu-1", {"model_id": "tiny"}, force=True)
     cloudwatch = _cloudwatch()
     with Stubber(cloudwatch) as stub:
         stub.add_response("get_metric_statistics", {"Datapoints": []})
-        data = overview(stack.clients.sqs, cloudwatch, stack.resources.queue_url, index, workers)
+        data = overview(stack.clients.sqs, cloudwatch, stack.resources.queue_url, workers)
     assert data["queue"] == {
         "url": stack.resources.queue_url,
         "visible": 1,
@@ -138,18 +178,45 @@ def test_overview_gathers_queue_dlq_outcomes_and_workers(stack):
     assert [w["worker_id"] for w in data["workers"]] == ["gpu-1"] and data["workers"][0]["model_id"] == "tiny"
 
 
+def test_status_costs_under_ten_requests_whatever_the_volume_and_the_fleet(stack):
+    """100 workers and 5,000 jobs this hour (segments and counts written as the workers would): `overview` makes
+    the same number of requests as with none, under 10."""
+
+    def requests_of_overview() -> int:
+        calls: list[str] = []
+        for client in (stack.clients.sqs, stack.clients.s3):
+            client.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
+        cloudwatch = _cloudwatch()
+        with Stubber(cloudwatch) as stub:
+            stub.add_response("get_metric_statistics", {"Datapoints": []})
+            overview(stack.clients.sqs, cloudwatch, stack.resources.queue_url, _registry(stack))
+        for client in (stack.clients.sqs, stack.clients.s3):
+            client.meta.events.unregister("before-call")
+        return len(calls) + 1  # + CloudWatch's one
+
+    empty = requests_of_overview()
+    index = JobIndex(stack.clients.s3, stack.resources.bucket, "jobs-index")
+    now = datetime.now(UTC)
+    for n in range(100):
+        registry = _registry(stack)
+        entries = []
+        for j in range(50):
+            registry.tally.note(f"w{n}-{j}", "COMPLETED", now)
+            entries.append({"job_id": f"w{n}-{j}", "status": "COMPLETED", "at": now.isoformat(), "error_code": None})
+        index.write(entries, now, f"w{n}", 1)
+        registry.seen(f"worker-{n}", {"in_flight": 1}, force=True)
+    loaded = requests_of_overview()
+    assert empty == loaded <= 9, (empty, loaded)
+    workers, counts = _registry(stack).summary()
+    assert len(workers) == 100 and counts["completed"] == 5000
+
+
 def test_a_queue_without_a_redrive_policy_has_no_dlq(stack):
     plain = stack.clients.sqs.create_queue(QueueName=f"{stack.spec.name}-plain")["QueueUrl"]
     cloudwatch = _cloudwatch()
     with Stubber(cloudwatch) as stub:
         stub.add_response("get_metric_statistics", {"Datapoints": []})
-        data = overview(
-            stack.clients.sqs,
-            cloudwatch,
-            plain,
-            _index(stack),
-            WorkerRegistry(stack.clients.s3, stack.resources.bucket, "workers"),
-        )
+        data = overview(stack.clients.sqs, cloudwatch, plain, _registry(stack))
     assert data["dlq"] is None
 
 

@@ -19,6 +19,7 @@ def _status_data(**changes) -> dict:
         "queue": {"url": "https://q/requests", "visible": 3, "in_flight": 1, "delayed": 0, "oldest_age_s": 42.4},
         "dlq": {"url": "https://q/dlq", "messages": 2},
         "last_hour": {
+            "since": "2026-03-04T04:00:00+00:00",
             "completed": 10,
             "failed": 2,
             "in_progress": 1,
@@ -47,7 +48,7 @@ def test_render_status_shows_each_part():
         "queue      https://q/requests",
         "  waiting 3   in flight 1   delayed 0   oldest 42 s",
         "dlq        2",
-        "last hour  completed 10   failed 2   in progress 1",
+        "since 04:00Z completed 10   failed 2   in progress 1",
         "      2  unknown_voice",
         "workers    1 seen in the last 5 min",
         "  gpu-1  polling  f5 on cuda  in flight 1  seen 2026-03-04T05:06:07",
