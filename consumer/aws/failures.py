@@ -81,6 +81,26 @@ def is_transient_response(response: object) -> bool:
     return code in _TRANSIENT or status >= 500 or status == 429
 
 
+_THROTTLED = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+}
+
+
+def is_throttled_response(response: object) -> bool:
+    """A botocore response saying the caller is over the service's request rate (S3 503 SlowDown, 429, ...)."""
+    if not isinstance(response, tuple) or len(response) != 2 or not isinstance(response[1], dict):
+        return False
+    parsed = response[1]
+    code = str(parsed.get("Error", {}).get("Code", ""))
+    status = int(parsed.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code in _THROTTLED or status == 429
+
+
 def is_receipt_gone(exc: BaseException) -> bool:
     """The SQS receipt handle is no longer valid (the message was redelivered or deleted)."""
     return isinstance(exc, ClientError) and error_code(exc) in RECEIPT_GONE_CODES

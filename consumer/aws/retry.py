@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from consumer.aws.failures import is_transient, is_transient_response
+from consumer.aws.failures import is_throttled_response, is_transient, is_transient_response
 from consumer.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -107,6 +107,15 @@ AWS_CALL = Backoff(
     max_s=2.0,
     per_try="connect 5 s + read 60 s (S3), 30 s (SNS), long poll + 10 s (SQS)",
 )
+AWS_THROTTLED = Backoff(
+    "AWS_THROTTLED",
+    "an AWS call answered with throttling (S3 503 SlowDown, 429, Throttling): backpressure, S3's advice",
+    tries=8,
+    base_s=0.25,
+    max_s=4.0,
+    jitter="upper half",
+    per_try="as AWS_CALL",
+)
 EVENT_PUBLISH = Backoff(
     "EVENT_PUBLISH",
     "an event's SNS `Publish` (tries: `notify_attempts`)",
@@ -158,7 +167,16 @@ HEARTBEAT_EXTENSION = Backoff(
 )
 OPTIMISTIC_WRITE_TRIES = 8  # read, change, write If-Match: another writer's change means read again, at once
 
-POLICIES = (AWS_CALL, EVENT_PUBLISH, QUEUE_POLL, HEARTBEAT_EXTENSION, WEBHOOK_INLINE, DELIVERY_TASK, QUEUE_BACKOFF)
+POLICIES = (
+    AWS_CALL,
+    AWS_THROTTLED,
+    EVENT_PUBLISH,
+    QUEUE_POLL,
+    HEARTBEAT_EXTENSION,
+    WEBHOOK_INLINE,
+    DELIVERY_TASK,
+    QUEUE_BACKOFF,
+)
 _OWN_POLICY = {"Publish", "ReceiveMessage"}  # retried by EVENT_PUBLISH and QUEUE_POLL, not by AWS_CALL
 
 
@@ -180,7 +198,13 @@ def install(client: Any) -> None:
     def needs_retry(
         attempts: int, operation: Any, response: Any = None, caught_exception: Any = None, **_: Any
     ) -> float | None:
-        if operation.name in _OWN_POLICY or attempts >= (AWS_CALL.tries or 0):
+        if operation.name in _OWN_POLICY:
+            return None
+        if caught_exception is None and is_throttled_response(response):
+            # over the service's request rate: wait longer and try more often, spread out (upper-half jitter),
+            # so the calls in flight slow down to what the service takes instead of failing their jobs
+            return AWS_THROTTLED.delay_s(attempts) if attempts < (AWS_THROTTLED.tries or 0) else None
+        if attempts >= (AWS_CALL.tries or 0):
             return None
         transient = is_transient(caught_exception) if caught_exception is not None else is_transient_response(response)
         return AWS_CALL.delay_s(attempts) if transient else None

@@ -1,6 +1,8 @@
 """S3 throttling at its documented per-prefix rates (scaled down to what a moto server and two in-process workers
 can reach): every request over its prefix's budget in a second gets 503 SlowDown. Every job still ends exactly
-once: one COMPLETED record, one audio object and one event id per job, nothing in the DLQ."""
+once: one COMPLETED record, one audio object and one event id per job, nothing in the DLQ. (Before the
+AWS_THROTTLED policy, the same run failed jobs with retries_exhausted, each throttled claim using up a receive,
+and left some with no record at all.)"""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from consumer.worker.loop import Worker
 from consumer.worker.services import build_services
 from tests.aws_faults import PrefixRateLimit
 
-JOBS = 150
+JOBS = 100
 
 
 def test_every_job_finishes_once_under_s3_slowdown_at_the_prefix_limits(stack):
@@ -56,7 +58,7 @@ def test_every_job_finishes_once_under_s3_slowdown_at_the_prefix_limits(stack):
     assert {e.type for e in events} == {"synthesis.completed.v1"}
     assert len({e.event_id for e in events}) == len({e.job_id for e in events}) == JOBS
     assert stack.queue_counts() == (0, 0) and stack.queue_counts(stack.resources.dlq_url) == (0, 0)
-    # the limits were reached (on the records' and the audio's prefixes at least), and retried through
-    assert limit.throttled.get("jobs/", 0) > 0 and limit.throttled.get("outputs/", 0) > 0, limit.throttled
+    # the records' prefix (two writes a job) went over its budget, many times, and the calls waited it out
+    assert limit.throttled.get("jobs/", 0) > JOBS, limit.throttled
     retried = sum(s.metrics.count("retry") for s in services)
     print(f"slowdown: throttled={limit.throttled} allowed={limit.allowed} job_retries={retried}")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from consumer.aws.clients import make_clients
 from consumer.aws.retry import (
     AWS_CALL,
+    AWS_THROTTLED,
     DELIVERY_TASK,
     EVENT_PUBLISH,
     QUEUE_BACKOFF,
@@ -21,6 +23,7 @@ from consumer.aws.retry import (
     render_table,
 )
 from consumer.core.settings import Settings
+from tests.aws_faults import _Body
 from tests.paths import REPO
 
 
@@ -140,4 +143,32 @@ def test_the_docs_table_is_the_generated_one():
     found = re.search(r"<!-- retry-policies -->\n(.*?)<!-- /retry-policies -->", text, re.S)
     assert found is not None, "docs/architecture.md lost its retry-policies table"
     assert found.group(1) == render_table(), "regenerate it: python -m consumer.aws.retry"
-    assert render_table().count("\n| `") == 8  # every policy has its row
+    assert render_table().count("\n| `") == 9  # every policy has its row
+
+
+def test_throttling_is_retried_longer_than_other_faults(stack, monkeypatch):
+    """S3's 503 SlowDown follows AWS_THROTTLED (8 tries, waits in their upper half); a 500 follows AWS_CALL (4)."""
+    waits: list[float] = []
+    monkeypatch.setattr("time.sleep", waits.append)  # botocore sleeps through time.sleep
+    clients = make_clients(Settings(aws_endpoint_url=stack.endpoint_url))
+    sent: list[str] = []
+
+    def answer(code: str, status: int):
+        def send(request, **_):
+            sent.append(code)
+            body = f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
+            return AWSResponse(request.url, status, {"Content-Type": "application/xml"}, _Body(body))
+
+        return send
+
+    clients.s3.meta.events.register("before-send.s3.PutObject", answer("SlowDown", 503), unique_id="answer")
+    with pytest.raises(ClientError, match="SlowDown"):
+        clients.s3.put_object(Bucket=stack.resources.bucket, Key="x", Body=b"x")
+    assert len(sent) == AWS_THROTTLED.tries == 8
+    assert all(AWS_THROTTLED.ceiling_s(n) / 2 <= w <= AWS_THROTTLED.ceiling_s(n) for n, w in enumerate(waits, 1))
+    clients.s3.meta.events.unregister("before-send.s3.PutObject", unique_id="answer")
+    sent.clear()
+    clients.s3.meta.events.register("before-send.s3.PutObject", answer("InternalError", 500), unique_id="answer")
+    with pytest.raises(ClientError, match="InternalError"):
+        clients.s3.put_object(Bucket=stack.resources.bucket, Key="x", Body=b"x")
+    assert len(sent) == AWS_CALL.tries == 4
