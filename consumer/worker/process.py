@@ -12,6 +12,7 @@ from consumer.core.settings import Settings
 from consumer.engine import Engine
 from consumer.engine.asr import Transcriber, build_transcriber
 from consumer.engine.factory import build_engine
+from consumer.worker.cloudwatch_metrics import start_cloudwatch_metrics
 from consumer.worker.health import HealthServer
 from consumer.worker.loop import Worker
 from consumer.worker.preflight import check_aws, check_model, check_settings
@@ -53,13 +54,14 @@ def run_worker(
         check_aws(settings)
     timeline.mark("aws_checked")
     owns_engine = engine is None  # an engine handed in is the caller's to close
-    health = None
+    health = cloudwatch = None
     if settings.health_port is not None:
         health = HealthServer(metrics, settings.health_max_poll_age_s, settings.health_port).start()
     try:
         engine = engine or start_engine(settings, timeline)
         transcriber = start_transcriber(settings, timeline)
         services = build_services(settings, engine, metrics=metrics, transcriber=transcriber)
+        cloudwatch = start_cloudwatch_metrics(settings, metrics)  # None unless cloudwatch_metrics is on
         worker = Worker(services)
         worker.install_signal_handlers()
         metrics.ready.set(1)
@@ -73,6 +75,8 @@ def run_worker(
         )
         return worker.run()
     finally:
+        if cloudwatch is not None:
+            cloudwatch.close()  # sends the last interval's figures
         if owns_engine and engine is not None:
             engine.close()  # frees the device's memory before the process exits
         if health is not None:
