@@ -11,11 +11,15 @@ time, which a slower pipeline could inflate), the device's busy share between it
 state, without start-up and tail), messages/s against the ideal 1/T, p50/p95 job latency (enqueue → outcome
 recorded), and AWS requests per completed job by operation with their cost per million jobs at list prices
 (us-east-1, checked 2026-12-02: SQS $0.40 per million requests, S3 PUT/POST $5.00 and GET/HEAD $0.40 per
-million, SNS publish $0.50 per million). Writes to the jobs index and the worker registry are counted apart from
-the per-job budget. Then job latency at low load (one message at a time), default against `max_in_flight=1`.
+million, SNS publish $0.50 per million, DynamoDB on demand $0.625 per million write units and $0.125 per million
+read units). Writes to the jobs index and the worker registry are counted apart from the per-job budget, and in
+the cost. Job records live in a DynamoDB table, as the infrastructure template deploys them; the default settings
+are run once more with records as S3 objects (F5_WORKER_JOBS_TABLE empty), side by side. Then job latency at
+low load (one message at a time), default against `max_in_flight=1`.
 By default N is 15 s of device work, so that the start (first poll, first voice load) does not dominate.
-Last line: `pipeline: duty_default=D duty_best=B requests_per_job=R latency_ms=L` (R: requests per job in the
-budget at the default settings, L: the injected latency per call).
+Last line: `pipeline: duty_default=D duty_best=B requests_per_job=R latency_ms=L usd_per_million_jobs=C
+usd_per_million_jobs_s3_records=S` (R: requests per job in the budget at the default settings, L: the injected
+latency per call, C and S: AWS requests' cost per million jobs with records in DynamoDB and in S3).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -49,6 +54,11 @@ PRICE_PER_MILLION = {  # USD, us-east-1 list prices, 2026-12-02
     "s3:HeadObject": 0.40,
     "s3:ListObjectsV2": 5.00,
     "sns": 0.50,
+    # DynamoDB on demand: $0.625 per million write request units (1 per started KB of the item written) and
+    # $0.125 per million read request units (a strongly consistent read of up to 4 KB is 1)
+    "dynamodb:PutItem": 0.0,
+    "dynamodb:write units": 0.625,
+    "dynamodb:GetItem": 0.125,
 }
 
 
@@ -102,21 +112,31 @@ def count_and_delay(clients, ms: float, calls: Counter) -> None:
     def count(model, params, **_):
         name = f"{model.service_model.service_name}:{model.name}"
         key = params.get("Key", "") if isinstance(params, dict) else ""
-        extra = next((p for p in EXTRA_WRITES if key.startswith(p)), None)
+        extra = next((p for p in EXTRA_WRITES if isinstance(key, str) and key.startswith(p)), None)
         calls[f"{name} ({extra.rstrip('/')})" if extra else name] += 1
+        if name == "dynamodb:PutItem":
+            calls["dynamodb:write units"] += item_write_units(params["Item"])
 
     def delay(**_):
         if ms > 0:
             time.sleep(ms / 1000)
 
-    for client in (clients.sqs, clients.s3, clients.sns):
+    for client in (clients.sqs, clients.s3, clients.sns, clients.dynamodb):
         client.meta.events.register("before-parameter-build", count)
         client.meta.events.register("before-call", delay)
 
 
-def stack(endpoint: str, tag: str):
+def item_write_units(item: dict) -> int:
+    """DynamoDB's size of an item (attribute names plus values, UTF-8) in started KB: its write units."""
+    size = sum(len(name.encode()) + len(next(iter(value.values())).encode()) for name, value in item.items())
+    return -(-size // 1024)
+
+
+def stack(endpoint: str, tag: str, records: str = "dynamodb"):
+    """`records`: where job records live, "dynamodb" (the infrastructure template's table) or "s3"."""
     admin = make_clients(Settings(aws_endpoint_url=endpoint))
-    res = bootstrap(admin, ResourceSpec(name=f"pipe-{tag}", bucket=f"pipe-{tag}-audio", events_queue=False))
+    spec = ResourceSpec(name=f"pipe-{tag}", bucket=f"pipe-{tag}-audio", events_queue=False)
+    res = bootstrap(admin, replace(spec, jobs_table=records == "dynamodb"))
     VoiceLibrary(admin.s3, res.bucket).add_example("basic-en")
     return admin, res
 
@@ -140,13 +160,28 @@ def body(job_id: str) -> str:
     return json.dumps({"job_id": job_id, "text": "Benchmark text.", "voice": {"voice_id": "basic-en"}})
 
 
-def run(endpoint: str, n: int, in_flight: int | None, device_ms: float, latency_ms: float, tag: str) -> dict:
+def job_store(admin, res):
+    from consumer.storage.jobs import JobStore
+    from consumer.storage.record_backends import records_for
+
+    settings = Settings(bucket=res.bucket, jobs_table=res.jobs_table)
+    return JobStore(admin.s3, res.bucket, "jobs", records=records_for(admin, settings))
+
+
+def run(
+    endpoint: str,
+    n: int,
+    in_flight: int | None,
+    device_ms: float,
+    latency_ms: float,
+    tag: str,
+    records: str = "dynamodb",
+) -> dict:
     """N messages queued up front, one worker in burst mode: throughput, duty cycle, requests per job."""
     from consumer.storage.job_record import Completed, Failed
-    from consumer.storage.jobs import JobStore
     from consumer.worker.loop import Worker
 
-    admin, res = stack(endpoint, tag)
+    admin, res = stack(endpoint, tag, records)
     sent_at = {}
     for start in range(0, n, 10):
         entries = []
@@ -160,7 +195,7 @@ def run(endpoint: str, n: int, in_flight: int | None, device_ms: float, latency_
     Worker(services).run()
     done = services.metrics.count("done")
     spans = list(services.metrics.device._spans)
-    jobs = JobStore(admin.s3, res.bucket, "jobs")
+    jobs = job_store(admin, res)
     latencies, finished = [], []
     for job_id, at in sent_at.items():
         record, _ = jobs.read(job_id)
@@ -184,7 +219,7 @@ def run(endpoint: str, n: int, in_flight: int | None, device_ms: float, latency_
         "msg_per_s": done / wall,
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p95_ms": statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 20 else float("nan"),
-        "requests_per_job": sum(c for op, c in per_job.items() if "(" not in op),
+        "requests_per_job": sum(c for op, c in per_job.items() if "(" not in op and op != "dynamodb:write units"),
         "extra_per_job": sum(c for op, c in per_job.items() if "(" in op),
         "per_op": per_job,
         "usd_per_million_jobs": cost,
@@ -194,7 +229,6 @@ def run(endpoint: str, n: int, in_flight: int | None, device_ms: float, latency_
 def low_load(endpoint: str, n: int, in_flight: int | None, device_ms: float, latency_ms: float, tag: str) -> dict:
     """One message at a time (the next is sent once the last one's outcome is recorded): job latency when the
     worker is idle, enqueue → outcome recorded."""
-    from consumer.storage.jobs import JobStore
     from consumer.worker.loop import Worker
 
     admin, res = stack(endpoint, tag)
@@ -203,7 +237,7 @@ def low_load(endpoint: str, n: int, in_flight: int | None, device_ms: float, lat
     worker = Worker(services)
     thread = threading.Thread(target=worker.run)
     thread.start()
-    jobs = JobStore(admin.s3, res.bucket, "jobs")
+    jobs = job_store(admin, res)
     latencies = []
     try:
         for i in range(n + 1):
@@ -271,6 +305,7 @@ def main() -> None:
     lows = []
     with moto_server() as endpoint:
         rows.append(("default", run(endpoint, n, None, args.device_ms, args.latency_ms, "default")))
+        s3_records = run(endpoint, n, None, args.device_ms, args.latency_ms, "s3rec", records="s3")
         for k in args.in_flight:
             rows.append((f"max_in_flight={k}", run(endpoint, n, k, args.device_ms, args.latency_ms, f"k{k}")))
         if args.low_load:
@@ -287,6 +322,12 @@ def main() -> None:
             f"index/registry writes (${r['usd_per_million_jobs']:.2f} per million jobs): {ops}"
         )
     default = rows[0][1]
+    ops = ", ".join(f"{op} {c:.2f}" for op, c in s3_records["per_op"].items())
+    print(
+        f"  {'default, S3 records':18s} (F5_WORKER_JOBS_TABLE empty): {s3_records['requests_per_job']:.2f} "
+        f"requests/job + {s3_records['extra_per_job']:.2f} (${s3_records['usd_per_million_jobs']:.2f} per million "
+        f"jobs): {ops}"
+    )
     best = max((r for _, r in rows[1:]), key=lambda r: r["duty"])
     print(
         f"best: max_in_flight={best['in_flight']} (duty {best['duty']:.2f}) vs the default "
@@ -303,7 +344,9 @@ def main() -> None:
     )
     print(
         f"pipeline: duty_default={default['duty']:.2f} duty_best={best['duty']:.2f} "
-        f"requests_per_job={default['requests_per_job']:.1f} latency_ms={args.latency_ms:g}"
+        f"requests_per_job={default['requests_per_job']:.1f} latency_ms={args.latency_ms:g} "
+        f"usd_per_million_jobs={default['usd_per_million_jobs']:.2f} "
+        f"usd_per_million_jobs_s3_records={s3_records['usd_per_million_jobs']:.2f}"
     )
 
 
