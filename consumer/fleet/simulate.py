@@ -28,6 +28,7 @@ from typing import Any
 from consumer.fleet import policy as fleet_policy
 from consumer.fleet.policy import Observation, Policy, PolicyState
 from consumer.fleet.providers.base import Pod, PodState, pick_to_stop
+from consumer.fleet.requests import Load
 from consumer.fleet.scenario import RATE_WINDOW, Scenario
 
 
@@ -122,6 +123,20 @@ class Result:
             "audio_s": round(self.audio_s, 1),
             "cost_per_audio_hour": None if self.cost_per_audio_hour is None else round(self.cost_per_audio_hour, 4),
             "decisions": len(self.samples),
+            "aws": self.aws_load(),
+        }
+
+    def aws_load(self) -> dict[str, Any]:
+        """What AWS sees at the mean job rate on the largest fleet (`consumer.fleet.requests`, records in
+        DynamoDB as the template deploys them)."""
+        rate = self.jobs / self.scenario.duration_s if self.scenario.duration_s > 0 else 0.0
+        if rate <= 0:
+            return {"jobs_per_s": 0.0, "usd_per_million_jobs": None, "requests_per_s": {}}
+        load = Load(rate, max(1, self.pods_max), "dynamodb")
+        return {
+            "jobs_per_s": round(rate, 3),
+            "usd_per_million_jobs": round(load.usd_per_million_jobs(), 2),
+            "requests_per_s": {name: round(value, 2) for name, value, _ in load.rows()},
         }
 
 

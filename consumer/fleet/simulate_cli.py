@@ -111,4 +111,14 @@ def table(result: Result) -> str:
         ("pods", f"max {s['pods_max']}, {s['scaling_changes']} scaling changes, {s['end_s']:.0f} s simulated"),
         ("cost", f"${s['cost']:.2f}, {per_hour} per hour of audio"),
     ]
+    aws = s["aws"]
+    if aws["usd_per_million_jobs"] is not None:
+        busiest = max(aws["requests_per_s"].items(), key=lambda item: item[1])
+        rows.append(
+            (
+                "aws",
+                f"at {aws['jobs_per_s']:g} jobs/s: ${aws['usd_per_million_jobs']:.2f} per million jobs in requests, "
+                f"busiest {busiest[0]} {busiest[1]:g}/s",
+            )
+        )
     return "\n".join(f"{name:<10} {value}" for name, value in rows)
