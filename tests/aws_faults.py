@@ -24,6 +24,12 @@ def throttled(url: str) -> AWSResponse:
     return AWSResponse(url, 503, {"Content-Type": "application/xml"}, _Body(body))
 
 
+def internal_error(url: str) -> AWSResponse:
+    """A service's 500 InternalError: a fault a second try may fix (AWS_CALL), not throttling."""
+    body = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
+    return AWSResponse(url, 500, {"Content-Type": "application/xml"}, _Body(body))
+
+
 def stored_then_dropped(request: Any) -> None:
     """Send the request for real (the service stores it), then lose the response as a closed connection does."""
     URLLib3Session().send(request)

@@ -91,7 +91,8 @@ def run_local(
         base = load_settings(**overrides)  # a bad F5_WORKER_* variable: one line and its fix, exit 2
         configure(base.log_level, base.log_json)
         clients = make_clients(base)
-        resources = bootstrap(clients, ResourceSpec(), base.aws_region)
+        # job records in a DynamoDB table, as the infrastructure template deploys them
+        resources = bootstrap(clients, ResourceSpec(jobs_table=True), base.aws_region)
         settings = _engine_settings(load_settings(**(overrides | resources.settings_fields())))
         metrics = Metrics()
         timeline = StartupTimeline(metrics, process_start)
@@ -168,6 +169,7 @@ def _serve_env(settings: Settings, events_queue_url: str | None) -> list[str]:
         f"F5_WORKER_AWS_REGION={settings.aws_region}",
         f"F5_WORKER_QUEUE_URL={settings.queue_url}",
         f"F5_WORKER_BUCKET={settings.bucket}",
+        f"F5_WORKER_JOBS_TABLE={settings.jobs_table}",
         f"F5_WORKER_TOPIC_ARN={settings.topic_arn}",
         f"F5_WORKER_EVENTS_QUEUE_URL={events_queue_url}",
         f"F5_WORKER_MODEL_DIR={settings.model_dir or ''}",

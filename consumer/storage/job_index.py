@@ -180,7 +180,8 @@ def _entry(job_id: str, status: str, at: datetime, error_code: str | None) -> di
 
 class IndexWriter:
     """A worker's batched index writes: `note` gathers entries; a segment is written when `max_entries` are
-    waiting, by a background flush every `flush_s`, and at `close`. Entries are written under the hour they
+    waiting, by a background flush every `flush_s` or as soon as the worker is idle (`flush_soon`), and at
+    `close`. Entries are written under the hour they
     happened in (a batch that spans an hour boundary becomes two segments)."""
 
     def __init__(
@@ -202,6 +203,7 @@ class IndexWriter:
         self._seq = 0
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.segments_written = 0
 
@@ -230,13 +232,25 @@ class IndexWriter:
             if self.index.write([e for _, e in batch], at, self._writer, seq):
                 self.segments_written += 1
 
+    def flush_soon(self) -> None:
+        """Write what is waiting now, in the background (a worker that has nothing in flight says so: at low volume
+        listings then lag by a request, not by `flush_s`)."""
+        with self._lock:
+            waiting = bool(self._pending)
+        if waiting:
+            self._wake.set()
+
     def close(self) -> None:
         """Stop the background flush and write what is left."""
         self._closed.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=self._flush_s + 5)
         self.flush()
 
     def _run(self) -> None:
-        while not self._closed.wait(self._flush_s):
-            self.flush()
+        while not self._closed.is_set():
+            self._wake.wait(self._flush_s)
+            self._wake.clear()
+            if not self._closed.is_set():
+                self.flush()

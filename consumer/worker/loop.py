@@ -150,7 +150,8 @@ class Worker:
                 log.exception("task_crashed", consequence="redelivered after its visibility")
                 result = "crashed"
             self.task_outcomes[result] = self.task_outcomes.get(result, 0) + 1
-        for future in [f for f in self._in_flight if f.done()]:
+        finished = [f for f in self._in_flight if f.done()]
+        for future in finished:
             self._in_flight.discard(future)
             try:
                 outcome = future.result().value
@@ -159,6 +160,8 @@ class Worker:
                 outcome = "crashed"
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         self.services.metrics.in_flight.set(len(self._in_flight))
+        if finished and not self._in_flight and self.services.index is not None:
+            self.services.index.flush_soon()  # idle: the index need not wait for its batch
 
     def _receive(self, max_messages: int) -> list[ReceivedMessage]:
         """One long poll, retried with jittered backoff on AWS errors (longer for credential errors).

@@ -226,7 +226,7 @@ def test_a_long_job_beats_through_the_batch_call_and_renews_its_claim_each_beat(
     stack.send(json.dumps({"job_id": "long-1", "text": "Hello there.", "voice": {"voice_id": "basic-en"}}))
     worker, services = make_worker(FakeEngine(work_s=4.5), visibility_timeout_s=4, heartbeat_interval_s=1)
     timeline: list[str] = []  # "W": a write of the job's record, "V": a visibility beat (one thread each)
-    services.jobs._s3.meta.events.register(
+    services.jobs.records._s3.meta.events.register(  # type: ignore[attr-defined]
         "before-parameter-build.s3.PutObject",
         lambda params, **_: timeline.append("W") if params["Key"] == "jobs/long-1.json" else None,
     )

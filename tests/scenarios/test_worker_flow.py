@@ -19,7 +19,7 @@ from consumer.worker.job import Outcome, process_message
 from consumer.worker.message import RECEIVE_ATTRIBUTES, ReceivedMessage
 from contracts.events import ErrorCode, SynthesisCompleted, SynthesisFailed, event_id_for
 from contracts.limits import MAX_TEXT_CHARS
-from tests.aws_faults import throttled
+from tests.aws_faults import internal_error
 
 
 def request(job_id: str, text: str = "Hello from a test.", **extra) -> str:
@@ -170,7 +170,7 @@ def test_transient_s3_failures_are_retried_without_loss_or_duplicates(stack, mak
     def fail_put(request, **_):
         if "/outputs/" in request.url and failures["left"] > 0:
             failures["left"] -= 1
-            return throttled(request.url)
+            return internal_error(request.url)
         return None
 
     services.audio._s3.meta.events.register("before-send.s3.PutObject", fail_put)

@@ -16,6 +16,7 @@ def test_the_serve_env_names_everything_a_second_terminal_needs(monkeypatch):
         aws_region="eu-west-1",
         queue_url="http://127.0.0.1:5000/123/requests",
         bucket="f5-audio",
+        jobs_table="f5-jobs",
         topic_arn="arn:aws:sns:eu-west-1:123:events",
         model_dir=Path("/models/tiny"),
     )
@@ -26,6 +27,7 @@ def test_the_serve_env_names_everything_a_second_terminal_needs(monkeypatch):
         "F5_WORKER_AWS_REGION=eu-west-1",
         "F5_WORKER_QUEUE_URL=http://127.0.0.1:5000/123/requests",
         "F5_WORKER_BUCKET=f5-audio",
+        "F5_WORKER_JOBS_TABLE=f5-jobs",
         "F5_WORKER_TOPIC_ARN=arn:aws:sns:eu-west-1:123:events",
         "F5_WORKER_EVENTS_QUEUE_URL=http://127.0.0.1:5000/123/events",
         "F5_WORKER_MODEL_DIR=/models/tiny",
