@@ -50,6 +50,7 @@ from consumer.engine.fake import FakeEngine
 from consumer.producer.voice_library import VoiceLibrary
 from consumer.storage.job_record import Failed
 from consumer.storage.jobs import JobStore
+from consumer.storage.record_backends import records_for
 from consumer.worker.synthesize import seed_for, spoken_text
 from contracts.events import SynthesisCompleted, parse_event
 from contracts.requests import AudioFormat, SynthesisOptions, SynthesisRequest, VoiceRef
@@ -503,6 +504,7 @@ def _worker_env(aws: EmbeddedAws, res: Any, ledger: Path, work_s: float, visibil
             "F5_WORKER_QUEUE_URL": res.queue_url,
             "F5_WORKER_BUCKET": res.bucket,
             "F5_WORKER_TOPIC_ARN": res.topic_arn,
+            "F5_WORKER_JOBS_TABLE": res.jobs_table,
             "F5_WORKER_ENGINE": "fake",
             "F5_WORKER_FAKE_WORK_S": str(work_s),
             "F5_WORKER_VISIBILITY_TIMEOUT_S": str(visibility_s),
@@ -537,13 +539,15 @@ def run_chaos(
     failures_allowed: bool = False,
     settle_s: float = 30.0,
     spread_jobs: bool = False,
+    jobs_table: bool = False,
 ) -> ChaosReport:
     """`pause_s`: how long each SIGSTOP lasts (past `visibility_s` to matter). `failures_allowed` (pause
     chaos): a job may end FAILED, as long as that is recorded and published; otherwise every job completes.
     `settle_s` (pause chaos): how long an empty request queue is watched for outcomes still to be told (a
     dead-lettered job's); a job never told ends the run after that instead of at `timeout_s`. `spread_jobs`:
     the jobs are sent in batches, one before each of the driver's actions, instead of all at once, so that the
-    chaos meets work in flight however quickly the workers get through it."""
+    chaos meets work in flight however quickly the workers get through it. `jobs_table`: job records in a
+    DynamoDB table (F5_WORKER_JOBS_TABLE), as the infrastructure template deploys them, instead of S3."""
     random.seed(seed)
     started = time.monotonic()
     report = ChaosReport(jobs=jobs, workers=workers, failures_allowed=failures_allowed)
@@ -560,7 +564,11 @@ def run_chaos(
         # Names of their own: moto's state outlives its server in this process (a second run, the test suite).
         name = f"chaos-{uuid.uuid4().hex[:8]}"
         spec = ResourceSpec(
-            name=name, bucket=f"{name}-audio", visibility_timeout_s=visibility_s, max_receive_count=max_receive_count
+            name=name,
+            bucket=f"{name}-audio",
+            visibility_timeout_s=visibility_s,
+            max_receive_count=max_receive_count,
+            jobs_table=jobs_table,
         )
         res = bootstrap(clients, spec)
         # Versioned: a second upload of a job's audio cannot hide behind the first one's key.
@@ -647,7 +655,8 @@ def run_chaos(
         seen.uploads = Counter(
             json.loads(line)["key"] for line in ledger.read_text().splitlines() if json.loads(line)["kind"] == "upload"
         )
-        store = JobStore(clients.s3, res.bucket, settings.jobs_prefix)
+        records = records_for(clients, settings.model_copy(update={"bucket": res.bucket, "jobs_table": res.jobs_table}))
+        store = JobStore(clients.s3, res.bucket, settings.jobs_prefix, records=records)
         report.stuck, report.leftover = _left_on_queue(clients.sqs, res.queue_url, visibility_s, store)
         dlq = _queue_counts(clients.sqs, res.dlq_url)
         report.dead_lettered = dlq["ApproximateNumberOfMessages"] + dlq["ApproximateNumberOfMessagesNotVisible"]
@@ -692,6 +701,7 @@ def main() -> int:
     parser.add_argument("--visibility-s", type=int, default=4)
     parser.add_argument("--pause-s", type=float, nargs=2, metavar=("LO", "HI"), help="SIGSTOP length (default 5 8)")
     parser.add_argument("--max-receive-count", type=int, help="the queue's redrive policy (default 25)")
+    parser.add_argument("--jobs-table", action="store_true", help="job records in a DynamoDB table, not S3")
     args = parser.parse_args()
     report = run_chaos(
         args.workers,
@@ -705,6 +715,7 @@ def main() -> int:
         max_receive_count=args.max_receive_count or (6 if args.pause_chaos else 25),
         failures_allowed=args.pause_chaos,
         spread_jobs=args.spread_jobs or args.pause_chaos,
+        jobs_table=args.jobs_table,
     )
     print(report.summary())
     for line in report.histories():

@@ -66,6 +66,16 @@ def _install() -> None:
 
             events.register("before-parameter-build.s3.PutObject", track)
             events.register("after-call.s3.PutObject", uploaded)
+        elif service == "dynamodb":  # job records in a table: the same windows around their writes
+
+            def item_write(params, **_):
+                item = params.get("Item", {})
+                job_id = item.get("job_id", {}).get("S", "")
+                completed = '"COMPLETED"' in item.get("body", {}).get("S", "")
+                _note("step", step="complete" if completed else "claim", key=f"jobs/{job_id}.json")
+                time.sleep(WINDOW_S)
+
+            events.register("before-parameter-build.dynamodb.PutItem", item_write)
         elif service == "sns":
             events.register("before-parameter-build.sns.Publish", _before("publish"))
         elif service == "sqs":

@@ -22,7 +22,8 @@ def test_paused_past_visibility_every_job_ends_with_an_outcome(summary_line):
     timeout, more often than killed, while jobs keep arriving, on a queue that dead-letters after 4 receives.
     Jobs use their receives up on abandoned and deferred attempts, so a job may end FAILED (retries exhausted);
     but every job ends with an outcome that is recorded and published, a dead-lettered one included, and none is
-    synthesized twice."""
+    synthesized twice. Job records in a DynamoDB table here (the kill chaos above keeps them in S3), so both
+    stores run under chaos."""
     report = run_chaos(
         workers=3,
         jobs=20,
@@ -36,6 +37,7 @@ def test_paused_past_visibility_every_job_ends_with_an_outcome(summary_line):
         failures_allowed=True,
         settle_s=15.0,
         spread_jobs=True,
+        jobs_table=True,
     )
     summary_line(report.summary())
     histories = "\n".join(report.histories())
