@@ -110,14 +110,18 @@ def local(
 @app.command()
 def check(
     port: Annotated[int, typer.Option(envvar="F5_WORKER_HEALTH_PORT", help="Health port of the worker.")] = 8080,
+    host: Annotated[
+        str, typer.Option(envvar="F5_WORKER_HEALTH_HOST", help="Address it listens on (0.0.0.0: checked on loopback).")
+    ] = "127.0.0.1",
     path: Annotated[
         str | None, typer.Option(help="Only this endpoint: /healthz (liveness) or /readyz. Default: both.")
     ] = None,
 ) -> None:
     """Exit 0 when the worker on this machine is ready (model loaded, AWS answered) and alive (polled the queue
     recently); 1 otherwise, with one line saying why (Docker HEALTHCHECK: unhealthy until ready)."""
+    address = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, f"[{host}]" if ":" in host else host)  # noqa: S104
     for checked in [path] if path else ["/readyz", "/healthz"]:
-        url = f"http://127.0.0.1:{port}{checked}"
+        url = f"http://{address}:{port}{checked}"
         problem = _health_problem(url)
         if problem:
             typer.echo(f"f5-worker check: {url}: {problem}", err=True)
@@ -130,7 +134,7 @@ def _health_problem(url: str, timeout_s: float = 3.0) -> str | None:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (http://127.0.0.1 only)
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (http:// to the worker's host)
             return None if response.status == 200 else f"answered {response.status}"
     except urllib.error.HTTPError as exc:  # /healthz 503: no queue poll for too long; /readyz 503: still starting
         return f"answered {exc.code}: {exc.read().decode(errors='replace').strip()}"

@@ -29,7 +29,8 @@ SQS_MAX_VISIBILITY_S = 12 * 3600
 MAX_IN_FLIGHT = 64  # a fixed max_in_flight: at most this many slots
 AUTO_CAP = 32  # max_in_flight auto: at most this many messages in flight, whatever the measurements say
 # Named in messages, their values never shown.
-SECRET_SETTINGS = frozenset({"webhook_secret", "api_key_hashes", "fleet_runpod_api_key"})
+SECRET_SETTINGS = frozenset({"webhook_secret", "api_key_hashes", "fleet_runpod_api_key", "health_token"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def _default_worker_id() -> str:
@@ -133,6 +134,13 @@ class WorkerSettings(LogSettings, VoiceCacheSettings, WebhookTargetSettings, Aws
     # --- Process --------------------------------------------------------------------------------------------
     worker_id: str = Field(default_factory=_default_worker_id, description="Names this process in claims/events.")
     health_port: int | None = Field(None, ge=0, le=65535, description="Serve /healthz /readyz /metrics here.")
+    health_host: str = Field(
+        "127.0.0.1",
+        description="Address the health port listens on; another than loopback needs health_token (/metrics).",
+    )
+    health_token: SecretStr | None = Field(
+        None, description="Bearer token /metrics requires (Prometheus: `authorization`); /healthz /readyz stay open."
+    )
     health_max_poll_age_s: float = Field(90.0, gt=0, description="/healthz fails when no poll succeeded since.")
     cloudwatch_metrics: bool = Field(
         False,
@@ -161,6 +169,13 @@ class WorkerSettings(LogSettings, VoiceCacheSettings, WebhookTargetSettings, Aws
                 ("retry_base_delay_s", "retry_max_delay_s"),
                 "the first retry delay must not exceed the ceiling",
                 "lower F5_WORKER_RETRY_BASE_DELAY_S to F5_WORKER_RETRY_MAX_DELAY_S or less, or unset it",
+            )
+        if self.health_host not in LOOPBACK_HOSTS and self.health_token is None:
+            raise self._conflict(
+                ("health_host",),
+                "a health port beyond this machine serves /metrics to anyone who reaches it",
+                "set F5_WORKER_HEALTH_TOKEN (Prometheus sends it as a bearer token), or keep "
+                "F5_WORKER_HEALTH_HOST=127.0.0.1",
             )
         return self
 

@@ -56,7 +56,10 @@ def run_worker(
     owns_engine = engine is None  # an engine handed in is the caller's to close
     health = cloudwatch = None
     if settings.health_port is not None:
-        health = HealthServer(metrics, settings.health_max_poll_age_s, settings.health_port).start()
+        token = settings.health_token.get_secret_value() if settings.health_token else None
+        health = HealthServer(
+            metrics, settings.health_max_poll_age_s, settings.health_port, settings.health_host, token
+        ).start()
     try:
         engine = engine or start_engine(settings, timeline)
         transcriber = start_transcriber(settings, timeline)

@@ -103,6 +103,10 @@ def _worker_env() -> dict[str, str]:
         if "configMapRef" in source:
             assert source["configMapRef"]["name"] == configmap["metadata"]["name"]
             env |= configmap["data"]
+        if "secretRef" in source:  # the health token comes from the Secret
+            secret = _one("Secret")
+            assert source["secretRef"]["name"] == secret["metadata"]["name"]
+            env |= secret["stringData"]
     env |= {e["name"]: e["value"] for e in _container().get("env", []) if "value" in e}
     return {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
 
@@ -260,7 +264,7 @@ def test_references_agree():
 
 def test_the_example_secret_holds_placeholders_only():
     secret = _one("Secret")
-    assert set(secret["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert set(secret["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "F5_WORKER_HEALTH_TOKEN"}
     assert "data" not in secret
     for value in secret["stringData"].values():
         assert value.startswith("REPLACE_WITH_"), value

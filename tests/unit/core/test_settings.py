@@ -61,6 +61,8 @@ ANY_TEXT = {
     "topic_arn",
     "events_queue_url",
     "cloudwatch_namespace",
+    "health_host",
+    "health_token",
     "scratch_dir",
     "model_dir",
     "checkpoint",
