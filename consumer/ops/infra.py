@@ -17,6 +17,12 @@ from typing import Any
 
 from consumer.aws.resources import ResourceSpec, allow_topic_policy, queue_attributes
 from consumer.core.settings import Settings
+from consumer.ops import infra_fleet, infra_monitoring
+from consumer.ops.cfn import NO_VALUE, not_empty
+from consumer.ops.cfn import arn as _arn
+from consumer.ops.cfn import if_ as _if
+from consumer.ops.cfn import ref as _ref
+from consumer.ops.cfn import sub as _sub
 
 DEFAULT_OUTPUT = Path("infra/f5-worker.yaml")
 DEFAULT_OUTPUT_EXPIRATION_DAYS = 30
@@ -27,26 +33,6 @@ HEADER = (
 _DAY_S = 24 * 3600
 
 Template = dict[str, Any]
-
-
-# --- intrinsic functions --------------------------------------------------------------------------------------
-def _ref(name: str) -> dict[str, str]:
-    return {"Ref": name}
-
-
-def _arn(logical_id: str) -> dict[str, list[str]]:
-    return {"Fn::GetAtt": [logical_id, "Arn"]}
-
-
-def _sub(text: str) -> dict[str, str]:
-    return {"Fn::Sub": text}
-
-
-def _if(condition: str, then: Any, otherwise: Any) -> dict[str, list[Any]]:
-    return {"Fn::If": [condition, then, otherwise]}
-
-
-NO_VALUE = {"Ref": "AWS::NoValue"}
 
 
 def _prefix(field: str) -> str:
@@ -261,6 +247,14 @@ def _worker_policy() -> dict[str, Any]:
         },
         _list_bucket("HonestNotFound", JOBS, OUTPUTS, VOICES, WORKERS),
         {"Sid": "PublishEvents", "Effect": "Allow", "Action": "sns:Publish", "Resource": _ref("EventsTopic")},
+        infra_fleet.table_statement("JobRecordsTable", infra_fleet.WORKER_TABLE_ACTIONS),
+        {  # F5_WORKER_CLOUDWATCH_METRICS (off by default): its namespace only; PutMetricData has no resource
+            "Sid": "WorkerMetrics",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": infra_monitoring.NAMESPACE}},
+        },
     ]
     return _policy(
         "worker", "WorkerRoleName", statements, "f5-worker process: consume requests, write audio and job records"
@@ -279,6 +273,7 @@ def _producer_policy() -> dict[str, Any]:
             "Action": ["s3:GetObject", "s3:PutObject"],
             "Resource": _objects(JOBS),
         },
+        infra_fleet.table_statement("JobRecordsTable", infra_fleet.PRODUCER_TABLE_ACTIONS),
         {  # `jobs list` and `status`: the hourly index and the workers' liveness records
             "Sid": "ReadIndexAndLiveness",
             "Effect": "Allow",
@@ -375,10 +370,6 @@ def _parameters(spec: ResourceSpec) -> dict[str, Any]:
     }
 
 
-def _not_empty(parameter: str) -> dict[str, Any]:
-    return {"Fn::Not": [{"Fn::Equals": [_ref(parameter), ""]}]}
-
-
 def render_cloudformation(spec: ResourceSpec | None = None) -> Template:
     """The CloudFormation template (a dict) for `spec` (default: `ResourceSpec()`): what `bootstrap(clients, spec)`
     creates, plus what only a real account needs (public access block, lifecycle, bucket and queue policies, IAM)."""
@@ -386,6 +377,7 @@ def render_cloudformation(spec: ResourceSpec | None = None) -> Template:
     resources = _queues(spec) | _bucket()
     resources["WorkerPolicy"] = _worker_policy()
     resources["ProducerPolicy"] = _producer_policy()
+    resources |= infra_fleet.resources() | infra_monitoring.resources()
     outputs: dict[str, Any] = {
         "QueueUrl": {"Description": "F5_WORKER_QUEUE_URL", "Value": _ref("RequestQueue")},
         "DlqUrl": {"Description": "Dead-letter queue", "Value": _ref("DeadLetterQueue")},
@@ -398,18 +390,22 @@ def render_cloudformation(spec: ResourceSpec | None = None) -> Template:
         },
         "WorkerPolicyArn": {"Description": "Attach to the worker's role", "Value": _ref("WorkerPolicy")},
         "ProducerPolicyArn": {"Description": "Attach to producers' roles", "Value": _ref("ProducerPolicy")},
+        **infra_fleet.outputs(),
+        **infra_monitoring.outputs(),
     }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": "f5-worker: SQS request queue + DLQ, S3 audio bucket, SNS events topic, IAM policies "
-        "for the worker and producers.",
-        "Parameters": _parameters(spec),
+        "Description": "f5-worker: SQS request queue + DLQ, S3 audio bucket, DynamoDB job records, SNS events "
+        "topic, IAM policies (and optionally a fleet user), CloudWatch alarms and dashboard.",
+        "Parameters": _parameters(spec) | infra_fleet.parameters() | infra_monitoring.parameters(),
         "Conditions": {
             "IsFifo": {"Fn::Equals": [_ref("Fifo"), "true"]},
             "HasEventsQueue": {"Fn::Equals": [_ref("CreateEventsQueue"), "true"]},
-            "HasBucketName": _not_empty("BucketName"),
-            "HasWorkerRoleName": _not_empty("WorkerRoleName"),
-            "HasProducerRoleName": _not_empty("ProducerRoleName"),
+            "HasBucketName": not_empty("BucketName"),
+            "HasWorkerRoleName": not_empty("WorkerRoleName"),
+            "HasProducerRoleName": not_empty("ProducerRoleName"),
+            **infra_fleet.conditions(),
+            **infra_monitoring.conditions(),
         },
         "Resources": resources,
         "Outputs": outputs,

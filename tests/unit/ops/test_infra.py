@@ -176,6 +176,9 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
         ("s3:PutObject", "AudioBucket/workers/*"),
         ("s3:ListBucket", f"AudioBucket if {prefixes}"),
         ("sns:Publish", "EventsTopic"),
+        ("dynamodb:GetItem", "JobsTable"),
+        ("dynamodb:PutItem", "JobsTable"),
+        ("cloudwatch:PutMetricData", '* if {"StringEquals": {"cloudwatch:namespace": "F5Worker"}}'),
     }
     producer_prefixes = json.dumps(
         {"StringLike": {"s3:prefix": ["outputs/*", "voices/*", "jobs-index/*", "workers/*", "api-jobs/*"]}},
@@ -187,6 +190,8 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
         ("s3:GetObject", "AudioBucket/outputs/*"),
         ("s3:GetObject", "AudioBucket/jobs/*"),
         ("s3:PutObject", "AudioBucket/jobs/*"),
+        ("dynamodb:GetItem", "JobsTable"),
+        ("dynamodb:PutItem", "JobsTable"),
         ("s3:GetObject", "AudioBucket/jobs-index/*"),
         ("s3:GetObject", "AudioBucket/workers/*"),
         ("s3:GetObject", "AudioBucket/api-jobs/*"),
