@@ -118,23 +118,28 @@ def check(
     ] = None,
 ) -> None:
     """Exit 0 when the worker on this machine is ready (model loaded, AWS answered) and alive (polled the queue
-    recently); 1 otherwise, with one line saying why (Docker HEALTHCHECK: unhealthy until ready)."""
+    recently); 1 otherwise, with one line saying why (Docker HEALTHCHECK: unhealthy until ready). It sends
+    F5_WORKER_HEALTH_TOKEN, when set, as a bearer token (read from the environment only: never an argument)."""
+    import os
+
     address = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, f"[{host}]" if ":" in host else host)  # noqa: S104
+    token = os.environ.get("F5_WORKER_HEALTH_TOKEN") or None
     for checked in [path] if path else ["/readyz", "/healthz"]:
         url = f"http://{address}:{port}{checked}"
-        problem = _health_problem(url)
+        problem = _health_problem(url, token)
         if problem:
             typer.echo(f"f5-worker check: {url}: {problem}", err=True)
             raise typer.Exit(1)
 
 
-def _health_problem(url: str, timeout_s: float = 3.0) -> str | None:
+def _health_problem(url: str, token: str | None = None, timeout_s: float = 3.0) -> str | None:
     """Why the worker's health endpoint at `url` is not healthy; None when it answers 200."""
     import urllib.error
     import urllib.request
 
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})  # noqa: S310
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (http:// to the worker's host)
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 (http:// to the worker's host)
             return None if response.status == 200 else f"answered {response.status}"
     except urllib.error.HTTPError as exc:  # /healthz 503: no queue poll for too long; /readyz 503: still starting
         return f"answered {exc.code}: {exc.read().decode(errors='replace').strip()}"

@@ -7,6 +7,7 @@ docs/settings.md: `settings_doc`.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import uuid
 from collections.abc import Callable
@@ -30,7 +31,14 @@ MAX_IN_FLIGHT = 64  # a fixed max_in_flight: at most this many slots
 AUTO_CAP = 32  # max_in_flight auto: at most this many messages in flight, whatever the measurements say
 # Named in messages, their values never shown.
 SECRET_SETTINGS = frozenset({"webhook_secret", "api_key_hashes", "fleet_runpod_api_key", "health_token"})
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: only this machine reaches it (0.0.0.0, "" and :: are every address)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _default_worker_id() -> str:
@@ -170,10 +178,11 @@ class WorkerSettings(LogSettings, VoiceCacheSettings, WebhookTargetSettings, Aws
                 "the first retry delay must not exceed the ceiling",
                 "lower F5_WORKER_RETRY_BASE_DELAY_S to F5_WORKER_RETRY_MAX_DELAY_S or less, or unset it",
             )
-        if self.health_host not in LOOPBACK_HOSTS and self.health_token is None:
+        token = self.health_token.get_secret_value().strip() if self.health_token is not None else ""
+        if not is_loopback(self.health_host) and not token:  # an empty token would leave /metrics open
             raise self._conflict(
                 ("health_host",),
-                "a health port beyond this machine serves /metrics to anyone who reaches it",
+                "without F5_WORKER_HEALTH_TOKEN, a health port beyond this machine serves /metrics to anyone",
                 "set F5_WORKER_HEALTH_TOKEN (Prometheus sends it as a bearer token), or keep "
                 "F5_WORKER_HEALTH_HOST=127.0.0.1",
             )

@@ -95,7 +95,8 @@ def render_settings_doc() -> str:
         "classes are shared: their fields belong to each role built on them.",
         "Cross-field rules: `heartbeat_interval_s < visibility_timeout_s`; `retry_base_delay_s <= retry_max_delay_s`;",
         "`model_dir` and `checkpoint` are exclusive (`vocab`, `architecture` go with `checkpoint`); "
-        "`max_in_flight >= batch_max_size` when `max_in_flight` is a number (checked when both roles are read).",
+        "`max_in_flight >= batch_max_size` when `max_in_flight` is a number (checked when both roles are read); "
+        "`health_host` other than loopback needs `health_token`.",
         f"Defaults derived from another setting when not set: {derived}.",
         f'Lists ({lists}) are comma-separated (`a,b`); a JSON array (`["a","b"]`) works too.',
         "An invalid setting stops the command that reads it with exit code 2 and two lines: the variable, the value",

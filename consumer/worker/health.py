@@ -2,8 +2,9 @@
 answered), /metrics (Prometheus). Also the check behind `f5-worker check` for a Docker HEALTHCHECK.
 
 It listens on loopback unless told otherwise (F5_WORKER_HEALTH_HOST); beyond loopback the settings require a
-token (F5_WORKER_HEALTH_TOKEN), which /metrics then asks for as `Authorization: Bearer <token>` (compared in
-constant time). The probes stay open: an orchestrator's probe sends no header, and they tell only liveness."""
+token (F5_WORKER_HEALTH_TOKEN), which /metrics (and any path but the probes) then asks for as
+`Authorization: Bearer <token>` (compared in constant time). /healthz and /readyz stay open: an orchestrator's
+probe sends no header, and they tell only whether the worker is alive and ready."""
 
 from __future__ import annotations
 
@@ -55,9 +56,9 @@ class HealthServer:
             return (200 if alive else 503), text.encode(), "text/plain"
         if path == "/readyz":
             return (200, b"ready\n", "text/plain") if self.ready.is_set() else (503, b"starting\n", "text/plain")
+        if not self._authorized(authorization):  # everything but the probes: /metrics, and any other path
+            return 401, b"a bearer token is required (F5_WORKER_HEALTH_TOKEN)\n", "text/plain"
         if path == "/metrics":
-            if not self._authorized(authorization):
-                return 401, b"a bearer token is required (F5_WORKER_HEALTH_TOKEN)\n", "text/plain"
             return 200, self.metrics.render(), "text/plain; version=0.0.4"
         return 404, b"not found\n", "text/plain"
 
