@@ -5,7 +5,6 @@ IAM policy the stack created for it."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import subprocess
@@ -22,7 +21,7 @@ import yaml
 from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 
-from consumer.aws.clients import AwsClients, make_clients
+from consumer.aws.clients import make_clients
 from consumer.aws.resources import ResourceSpec, bootstrap
 from consumer.cli import app
 from consumer.core.settings import Settings
@@ -35,6 +34,7 @@ from consumer.worker.loop import Worker
 from consumer.worker.services import build_services
 from contracts.events import SynthesisCompleted, parse_event
 from tests.paths import REPO
+from tests.unit.ops.iam_check import CallLog, denied, policy_document, stack_account
 from tests.webhook_receiver import Receiver
 
 runner = CliRunner()
@@ -215,69 +215,7 @@ def test_rendering_follows_the_spec() -> None:
     assert template["Parameters"]["CreateEventsQueue"]["Default"] == "false"
 
 
-# --- (d) deploy on moto's CloudFormation and run a job on the stack -------------------------------------------------
-class CallLog:
-    """Every AWS API call made through some clients, as (service, operation, params)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, dict[str, Any]]] = []
-
-    def attach(self, clients: AwsClients) -> AwsClients:
-        for client in (clients.sqs, clients.s3, clients.sns):
-            client.meta.events.register("provide-client-params", self._record)
-        return clients
-
-    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
-        self.calls.append((model.service_model.service_name, model.name, dict(params)))
-
-
-# The IAM action an API operation is authorized by, where the names differ.
-_IAM_ACTION = {
-    "HeadObject": "GetObject",
-    "ListObjectsV2": "ListBucket",
-    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
-    "DeleteMessageBatch": "DeleteMessage",
-    "SendMessageBatch": "SendMessage",
-}
-
-
-def _request_arn(service: str, params: dict[str, Any]) -> str:
-    if service == "s3":
-        return f"arn:aws:s3:::{params['Bucket']}" + (f"/{params['Key']}" if "Key" in params else "")
-    if service == "sqs":
-        account, name = params["QueueUrl"].rstrip("/").split("/")[-2:]
-        return f"arn:aws:sqs:{REGION}:{account}:{name}"
-    return params["TopicArn"]
-
-
-def _allows(document: dict[str, Any], action: str, arn: str, params: dict[str, Any]) -> bool:
-    for statement in document["Statement"]:
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        if not any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions):
-            continue
-        if not any(fnmatch.fnmatchcase(arn, r) for r in resources):
-            continue
-        condition = statement.get("Condition")
-        if condition:  # the only condition used: StringLike on s3:prefix (ListBucket)
-            patterns = condition.get("StringLike", {}).get("s3:prefix", [])
-            if not any(fnmatch.fnmatchcase(params.get("Prefix", ""), p) for p in patterns):
-                continue
-        if statement["Effect"] == "Allow":
-            return True
-    return False
-
-
-def _denied(log: CallLog, document: dict[str, Any]) -> list[str]:
-    out = []
-    for service, operation, params in log.calls:
-        action = f"{service}:{_IAM_ACTION.get(operation, operation)}"
-        arn = _request_arn(service, params)
-        if not _allows(document, action, arn, params):
-            out.append(f"{action} on {arn}")
-    return out
-
-
+# --- (d) deploy on moto's CloudFormation and run a job on the stack (the policy checker: tests/unit/ops/iam_check.py)
 @pytest.fixture
 def cfn(aws_endpoint: str) -> Iterator[Any]:
     client = boto3.client("cloudformation", endpoint_url=aws_endpoint, region_name=REGION)
@@ -300,13 +238,6 @@ def _deploy(cfn: Any, **parameters: str) -> dict[str, str]:
     cfn.get_waiter("stack_create_complete").wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     described = cfn.describe_stacks(StackName=stack)["Stacks"][0]
     return {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]}
-
-
-def _policy_document(aws_endpoint: str, arn: str) -> dict[str, Any]:
-    iam = boto3.client("iam", endpoint_url=aws_endpoint, region_name=REGION)
-    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-    document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
-    return json.loads(document) if isinstance(document, str) else document
 
 
 def test_stack_runs_a_job_within_its_policies(aws_endpoint: str, cfn: Any) -> None:
@@ -382,19 +313,30 @@ def test_stack_runs_a_job_within_its_policies(aws_endpoint: str, cfn: Any) -> No
     assert client.cancel("cfn-1", by="test") == CancelResult.FINISHED
     assert client.cancel("cfn-never-sent", by="test") == CancelResult.QUEUED  # a conditional PutObject
     assert {"ListObjectsV2", "SendMessage", "ReceiveMessage", "GetObject"} <= {op for _, op, _ in producer_log.calls}
-    assert _denied(worker_log, _policy_document(aws_endpoint, outputs["WorkerPolicyArn"])) == []
-    assert _denied(producer_log, _policy_document(aws_endpoint, outputs["ProducerPolicyArn"])) == []
+    account = stack_account(outputs)
+    assert denied(worker_log, policy_document(aws_endpoint, outputs["WorkerPolicyArn"]), account) == []
+    assert denied(producer_log, policy_document(aws_endpoint, outputs["ProducerPolicyArn"]), account) == []
 
 
 def test_policy_check_catches_a_missing_grant(aws_endpoint: str, cfn: Any) -> None:
-    # The checker above is only worth something if it can fail: the producer may not consume requests.
+    # The checker above is only worth something if it can fail: the producer may not consume requests,
     outputs = _deploy(cfn, Name=f"c{uuid.uuid4().hex[:10]}")
-    document = _policy_document(aws_endpoint, outputs["ProducerPolicyArn"])
+    document = policy_document(aws_endpoint, outputs["ProducerPolicyArn"])
     log = CallLog()
     log.calls.append(("sqs", "ReceiveMessage", {"QueueUrl": outputs["QueueUrl"]}))
     log.calls.append(("s3", "PutObject", {"Bucket": outputs["BucketName"], "Key": "outputs/x.wav"}))
     log.calls.append(("s3", "PutObject", {"Bucket": outputs["BucketName"], "Key": "voices/v/reference.wav"}))
-    assert len(_denied(log, document)) == 2
+    assert len(denied(log, document)) == 2
+    # and the worker may read and write its table's items, not delete them, nor touch another table.
+    worker = policy_document(aws_endpoint, outputs["WorkerPolicyArn"])
+    account, table = stack_account(outputs), outputs["JobsTableName"]
+    log = CallLog()
+    log.calls.append(("dynamodb", "GetItem", {"TableName": table}))
+    log.calls.append(("dynamodb", "PutItem", {"TableName": table}))
+    assert denied(log, worker, account) == []
+    log.calls.append(("dynamodb", "DeleteItem", {"TableName": table}))
+    log.calls.append(("dynamodb", "PutItem", {"TableName": table + "-other"}))
+    assert len(denied(log, worker, account)) == 2
 
 
 def test_fifo_variant_deploys(aws_endpoint: str, cfn: Any) -> None:

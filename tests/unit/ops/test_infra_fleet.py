@@ -17,12 +17,14 @@ from consumer.aws.resources import ResourceSpec, bootstrap
 from consumer.core.settings import Settings
 from consumer.engine.fake import FakeEngine
 from consumer.ops.infra import render_cloudformation
+from consumer.producer.client import Client
 from consumer.producer.voice_library import VoiceLibrary
-from consumer.storage.jobs import JobStore
+from consumer.storage.jobs import CancelResult, JobStore
 from consumer.storage.record_backends import records_for
 from consumer.worker.loop import Worker
 from consumer.worker.services import build_services
 from tests.paths import REPO
+from tests.unit.ops.iam_check import CallLog, denied, policy_document, stack_account
 
 REGION = "us-east-1"
 TEMPLATE = REPO / "infra" / "f5-worker.yaml"
@@ -70,10 +72,25 @@ def test_a_worker_runs_a_job_on_the_stacks_table(aws_endpoint: str):
         topic_arn=outputs["TopicArn"],
         jobs_table=outputs["JobsTableName"],
     )
-    assert Worker(build_services(settings, FakeEngine(), clients=make_clients(settings))).run() == 0
+    worker_log, producer_log = CallLog(), CallLog()
+    assert Worker(build_services(settings, FakeEngine(), clients=worker_log.attach(make_clients(settings)))).run() == 0
     record, _ = JobStore(admin.s3, outputs["BucketName"], "jobs", records=records_for(admin, settings)).read("tbl-1")
     assert record is not None and record.status == "COMPLETED"
     assert admin.s3.list_objects_v2(Bucket=outputs["BucketName"], Prefix="jobs/").get("KeyCount", 0) == 0
+    # A producer on the table reads the outcome and cancels (a conditional PutItem) a job not yet sent,
+    producer = producer_log.attach(
+        make_clients(Settings(aws_endpoint_url=aws_endpoint, jobs_table=settings.jobs_table))
+    )
+    client = Client(producer, outputs["QueueUrl"], outputs["BucketName"], records=records_for(producer, settings))
+    result = client.result("tbl-1")
+    assert result is not None and result.job_id == "tbl-1"
+    assert client.cancel("tbl-never-sent", by="test") == CancelResult.QUEUED
+    # and every call of both, DynamoDB's included, is allowed by the policy the stack created for it.
+    assert "PutItem" in worker_log.operations("dynamodb")  # claim, then complete: conditional writes
+    assert {"GetItem", "PutItem"} <= producer_log.operations("dynamodb")
+    account = stack_account(outputs)
+    assert denied(worker_log, policy_document(aws_endpoint, outputs["WorkerPolicyArn"]), account) == []
+    assert denied(producer_log, policy_document(aws_endpoint, outputs["ProducerPolicyArn"]), account) == []
 
 
 def test_the_fleet_user_exists_only_when_asked_and_its_key_is_in_secrets_manager(aws_endpoint: str, template):
@@ -100,6 +117,18 @@ def test_the_fleet_user_exists_only_when_asked_and_its_key_is_in_secrets_manager
     user = template["Resources"]["FleetUser"]
     assert user["Condition"] == "HasFleetUser" and user["Properties"]["ManagedPolicyArns"] == [{"Ref": "WorkerPolicy"}]
     assert template["Resources"]["FleetUserKey"]["Properties"]["Serial"] == {"Ref": "FleetKeySerial"}
+    # Only with CreateFleetUser=true (default false): the user, its key, the secret and their outputs;
+    assert template["Parameters"]["CreateFleetUser"]["Default"] == "false"
+    assert template["Conditions"]["HasFleetUser"] == {"Fn::Equals": [{"Ref": "CreateFleetUser"}, "true"]}
+    fleet = {k for k, v in template["Resources"].items() if v.get("Condition") == "HasFleetUser"}
+    assert fleet == {"FleetUser", "FleetUserKey", "FleetUserSecret"}
+    assert {k for k, v in template["Outputs"].items() if v.get("Condition") == "HasFleetUser"} == {
+        "FleetUserAccessKeyId",
+        "FleetUserSecretArn",
+    }
+    # an existing role still gets the worker policy, user or not.
+    roles = template["Resources"]["WorkerPolicy"]["Properties"]["Roles"]
+    assert roles == {"Fn::If": ["HasWorkerRoleName", [{"Ref": "WorkerRoleName"}], {"Ref": "AWS::NoValue"}]}
 
 
 def test_the_table_is_on_demand_with_ttl_and_recovery(template):
