@@ -33,13 +33,15 @@ KeyPrefix = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!_.*'()/-]{0,2
 
 
 class AudioFormat(StrEnum):
-    """Output container/codec. `pcm` is raw little-endian 16-bit mono without a header."""
+    """Output container/codec. `pcm` is raw little-endian 16-bit mono without a header; `aac` is AAC-LC in ADTS
+    frames (`.aac`)."""
 
     WAV = "wav"
     FLAC = "flac"
     MP3 = "mp3"
     OPUS = "opus"
     PCM = "pcm"
+    AAC = "aac"
 
 
 class _Strict(BaseModel):
@@ -74,6 +76,21 @@ class OutputSpec(_Strict):
     )
     key_prefix: KeyPrefix | None = Field(None, description="Prefix under which {job_id}.{ext} is written.")
     target_lufs: float | None = Field(None, ge=-70, le=-5, description="Integrated loudness target (LUFS).")
+    stream: bool = Field(
+        False,
+        description="Write the audio in blocks while the job runs (streams/ in the worker's bucket), the first "
+        "one after a short first chunk, so readers hear it before the job ends (`Client.stream`, the HTTP API). "
+        "The final object and the completion event are as without it. Not with target_lufs (a loudness target "
+        "needs the whole audio) nor flac.",
+    )
+
+    @model_validator(mode="after")
+    def _streamable(self) -> OutputSpec:
+        if self.stream and self.target_lufs is not None:
+            raise ValueError("stream and target_lufs do not go together: a loudness target needs the whole audio")
+        if self.stream and self.format is AudioFormat.FLAC:
+            raise ValueError("stream is not offered for flac; use wav, pcm, mp3, opus or aac")
+        return self
 
     @field_validator("key_prefix")
     @classmethod

@@ -25,6 +25,7 @@ class ApiMetrics:
     registry: CollectorRegistry
     requests_total: Counter  # by route and status
     speech_seconds: Histogram
+    speech_first_byte_seconds: Histogram  # streamed answers: request to first audio byte
     aws_requests: Counter  # by operation
 
     @classmethod
@@ -34,6 +35,9 @@ class ApiMetrics:
             registry=registry,
             requests_total=Counter("f5_api_requests", "API requests", ["route", "status"], registry=registry),
             speech_seconds=Histogram("f5_api_speech_seconds", "Speech request latency", registry=registry),
+            speech_first_byte_seconds=Histogram(
+                "f5_api_speech_first_byte_seconds", "Streamed speech: time to the first audio byte", registry=registry
+            ),
             aws_requests=Counter(
                 "f5_api_aws_requests", "AWS API calls made by this process", ["operation"], registry=registry
             ),

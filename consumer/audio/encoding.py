@@ -1,7 +1,8 @@
 """Audio encoding (torch-free): content types and file extensions per format, loudness, containers.
 
 `encode` turns mono float samples into the requested container: resample (scipy `resample_poly`), optional
-loudness normalisation (pyloudnorm, ITU-R BS.1770), clip to [-1, 1], then write with soundfile. Loudness
+loudness normalisation (pyloudnorm, ITU-R BS.1770), clip to [-1, 1], then write with soundfile (AAC, which
+libsndfile cannot write: PyAV's encoder, through `consumer.audio.stream_encoding`). Loudness
 normalisation needs at least one 400 ms gating block: shorter (or silent) audio is left at its level and a
 note is logged, rather than guessing a gain from a peak.
 """
@@ -29,6 +30,7 @@ CONTENT_TYPES = {
     AudioFormat.MP3: "audio/mpeg",
     AudioFormat.OPUS: "audio/ogg; codecs=opus",
     AudioFormat.PCM: "audio/L16",
+    AudioFormat.AAC: "audio/aac",
 }
 EXTENSIONS = {
     AudioFormat.WAV: "wav",
@@ -36,6 +38,7 @@ EXTENSIONS = {
     AudioFormat.MP3: "mp3",
     AudioFormat.OPUS: "opus",
     AudioFormat.PCM: "pcm",
+    AudioFormat.AAC: "aac",
 }
 _SOUNDFILE_ARGS: dict[AudioFormat, dict[str, str]] = {
     AudioFormat.WAV: {"format": "WAV", "subtype": "PCM_16"},
@@ -95,6 +98,12 @@ def encode(
     if target_lufs is not None:
         x = normalise_loudness(x, rate, target_lufs)
     x = np.clip(x, -1.0, 1.0)
+    if fmt is AudioFormat.AAC:
+        from consumer.audio.stream_encoding import StreamEncoder
+
+        encoder = StreamEncoder(fmt, rate)
+        data = encoder.push(x) + encoder.finish()
+        return EncodedAudio(data, fmt, CONTENT_TYPES[fmt], rate, decoded_duration_s(io.BytesIO(data), rate))
 
     buffer = io.BytesIO()
     sf.write(buffer, x, rate, **_SOUNDFILE_ARGS[fmt])
@@ -105,3 +114,11 @@ def encode(
         info = sf.info(io.BytesIO(data))
         rate, duration = info.samplerate, info.frames / info.samplerate
     return EncodedAudio(data=data, format=fmt, content_type=CONTENT_TYPES[fmt], sample_rate=rate, duration_s=duration)
+
+
+def decoded_duration_s(source: io.BytesIO | str, rate: int) -> float:
+    """What a decoder gives for a file soundfile cannot read (AAC: its priming and last frame's padding count)."""
+    import av
+
+    with av.open(source, "r") as container:
+        return sum(int(frame.samples) for frame in container.decode(audio=0)) / rate

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from consumer.audio.encoding import _SOUNDFILE_ARGS, CONTENT_TYPES, MIN_LOUDNESS_S, opus_rate
+from consumer.audio.encoding import _SOUNDFILE_ARGS, CONTENT_TYPES, MIN_LOUDNESS_S, decoded_duration_s, opus_rate
 from consumer.audio.loudness import LoudnessMeter
 from consumer.core.logs import get_logger
 from contracts.requests import AudioFormat
@@ -88,6 +88,8 @@ class LongformWriter:
         self._encode(measured, out, gain)
         if self.format is AudioFormat.PCM:
             rate, duration = self.out_rate, out.stat().st_size / 2 / self.out_rate
+        elif self.format is AudioFormat.AAC:
+            rate, duration = self.out_rate, decoded_duration_s(str(out), self.out_rate)
         else:  # what a player will decode (codecs may pad frames)
             info = sf.info(str(out))
             rate, duration = info.samplerate, info.frames / info.samplerate
@@ -140,6 +142,15 @@ class LongformWriter:
         return float(10.0 ** ((self.target_lufs - loudness) / 20.0))
 
     def _encode(self, source: Path, out: Path, gain: float) -> None:
+        if self.format is AudioFormat.AAC:  # libsndfile has no AAC encoder
+            from consumer.audio.stream_encoding import StreamEncoder
+
+            encoder = StreamEncoder(self.format, self.out_rate)
+            with out.open("wb") as f:
+                for x in self._blocks(source, self.out_rate):
+                    f.write(encoder.push(np.clip(x * np.float32(gain), -1.0, 1.0)))
+                f.write(encoder.finish())
+            return
         args = dict(_SOUNDFILE_ARGS[self.format])
         with sf.SoundFile(str(out), "w", samplerate=self.out_rate, channels=1, **args) as f:
             for x in self._blocks(source, self.out_rate):

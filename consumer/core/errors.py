@@ -244,6 +244,20 @@ class JobTimeoutError(TimeoutError):
     """The producer client's wait for a job's outcome ran out."""
 
 
+class StreamFailed(Exception):
+    """A streamed job ended without its audio: it failed (`event` says why), or its final object is gone. The
+    blocks read so far are not the whole audio."""
+
+    def __init__(self, message: str, event: SynthesisFailed | None = None) -> None:
+        super().__init__(message)
+        self.event = event
+
+
+class StreamCut(Exception):
+    """A streamed HTTP answer that cannot finish (the job failed after its first bytes): the connection is closed
+    without the chunked body's end, so the client knows the audio is incomplete."""
+
+
 # --- the fleet -------------------------------------------------------------------------------------------------------
 class ProviderError(RuntimeError):
     """A provider refused or failed to start or stop workers (capacity, credentials, its API). `config` errors

@@ -271,6 +271,12 @@ class ApiSettings(LogSettings, VoiceCacheSettings, AwsSettings):
     api_speech_wait_s: float = Field(
         120.0, gt=0, le=3600, description="`/v1/audio/speech` waits this long for the audio, then answers 504."
     )
+    api_stream: bool = Field(
+        True,
+        description="`POST /v1/audio/speech` sends the audio as the worker makes it (OpenAI's behaviour: the "
+        "first block after a short first chunk); false: when the job is done. A request's `stream` field decides "
+        "for itself. Costs a PUT and a GET per block.",
+    )
     api_rate_per_minute: float = Field(
         120.0, gt=0, description="Requests per minute per key (token bucket, per API replica); then 429."
     )
@@ -280,7 +286,8 @@ class ApiSettings(LogSettings, VoiceCacheSettings, AwsSettings):
     api_events_queue_url: str | None = Field(
         None,
         description="An SQS queue subscribed to the topic for this API replica alone (raw delivery): waiting "
-        "requests wake when their event arrives. Without it, the jobs index is polled every 250 ms.",
+        "requests wake when their event arrives. Without it, each waiting job's record is read at doubling gaps "
+        "(250 ms to 5 s).",
     )
     api_jobs_prefix: str = Field(
         "api-jobs", description="Key prefix of the API's job markers (owner key, body hash: idempotency)."

@@ -49,6 +49,7 @@ class SynthesisJob:
     # on_progress(chunk, chunks): called before each chunk (0-based) and once more with (chunks, chunks) at the
     # end. It must be quick and must not raise.
     on_progress: Callable[[int, int], None] = field(default=lambda i, n: None, repr=False, compare=False)
+    stream: bool = False  # the job is streamed: its first chunk is cut short
 
     @property
     def expected_audio_s(self) -> float:

@@ -19,9 +19,10 @@ class FakeEngine:
     device = "cpu"
     sample_rate = 24_000
 
-    def __init__(self, seconds_per_char: float = 0.06, work_s: float = 0.0) -> None:
+    def __init__(self, seconds_per_char: float = 0.06, work_s: float = 0.0, chunk_s: float = 0.0) -> None:
         self.seconds_per_char = seconds_per_char
         self.work_s = work_s  # wall time each synthesis takes (to exercise heartbeats and shutdown)
+        self.chunk_s = chunk_s  # wall time of each chunk (sentence) of a streamed synthesis
         self.calls = 0
         self.texts: list[str] = []  # what each call was asked to speak
         self.loaded = False
@@ -52,18 +53,39 @@ class FakeEngine:
         if job.should_abort():
             raise SynthesisAborted("aborted")
         job.on_progress(chunks, chunks)
+        return SynthesizedAudio(samples=self._tone(job), sample_rate=self.sample_rate, seed=job.seed)
+
+    def synthesize_stream(self, job: SynthesisJob) -> Iterator[np.ndarray]:
+        """The same tone, one block per sentence, each yielded `chunk_s` after the last (plus `work_s` spread
+        over them) as a real engine yields its chunks: concatenated, `synthesize`'s samples."""
+        if "\x00" in job.text:
+            raise TextNotRepresentable("text contains NUL characters")
+        with self._lock:
+            self.calls += 1
+            self.texts.append(job.text)
+        samples = self._tone(job)
+        chunks = max(1, sum(job.text.count(mark) for mark in ".!?"))
+        per_chunk = self.chunk_s + self.work_s / chunks
+        for i, block in enumerate(np.array_split(samples, chunks)):
+            job.on_progress(i, chunks)
+            self._work(time.monotonic() + per_chunk, job)
+            yield block
+        job.on_progress(chunks, chunks)
+
+    def _work(self, until: float, job: SynthesisJob) -> None:
+        while time.monotonic() < until:
+            if job.should_abort():
+                raise SynthesisAborted("aborted")
+            time.sleep(min(0.02, max(0.0, until - time.monotonic())))
+        if job.should_abort():
+            raise SynthesisAborted("aborted")
+
+    def _tone(self, job: SynthesisJob) -> np.ndarray:
         digest = hashlib.sha256(f"{job.text}|{job.seed}".encode()).digest()
         freq = 120 + digest[0]
         duration = max(0.3, len(job.text) * self.seconds_per_char / job.options.speed)
         t = np.arange(int(duration * self.sample_rate), dtype=np.float32) / self.sample_rate
-        samples = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-        return SynthesizedAudio(samples=samples, sample_rate=self.sample_rate, seed=job.seed)
-
-    def synthesize_stream(self, job: SynthesisJob) -> Iterator[np.ndarray]:
-        """The same tone, one block per sentence, as `synthesize` makes it."""
-        samples = self.synthesize(job).samples
-        sentences = max(1, sum(job.text.count(mark) for mark in ".!?"))
-        yield from np.array_split(samples, sentences)
+        return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
     def close(self) -> None:
         self.loaded = False

@@ -23,6 +23,7 @@ from consumer.ops.cfn import arn as _arn
 from consumer.ops.cfn import if_ as _if
 from consumer.ops.cfn import ref as _ref
 from consumer.ops.cfn import sub as _sub
+from consumer.storage.stream_blocks import STREAMS_PREFIX
 
 DEFAULT_OUTPUT = Path("infra/f5-worker.yaml")
 DEFAULT_OUTPUT_EXPIRATION_DAYS = 30
@@ -42,6 +43,8 @@ def _prefix(field: str) -> str:
 
 OUTPUTS, JOBS, VOICES = _prefix("output_prefix"), _prefix("jobs_prefix"), _prefix("voices_prefix")
 INDEX, WORKERS, API_JOBS = _prefix("jobs_index_prefix"), _prefix("workers_prefix"), _prefix("api_jobs_prefix")
+STREAMS = STREAMS_PREFIX  # streamed jobs' blocks, removed when the job finishes
+STREAM_BLOCK_EXPIRATION_DAYS = 1  # what a killed worker left behind
 
 
 # --- queues -----------------------------------------------------------------------------------------------------
@@ -140,6 +143,12 @@ def _bucket() -> dict[str, Any]:
                         expire("expire-jobs-index", INDEX, "JobRecordExpirationDays"),
                         expire("expire-worker-records", WORKERS, "JobRecordExpirationDays"),
                         expire("expire-api-job-markers", API_JOBS, "JobRecordExpirationDays"),
+                        {
+                            "Id": "expire-stream-blocks",
+                            "Status": "Enabled",
+                            "Prefix": f"{STREAMS}/",
+                            "ExpirationInDays": STREAM_BLOCK_EXPIRATION_DAYS,
+                        },
                         {
                             "Id": "abort-incomplete-uploads",
                             "Status": "Enabled",
@@ -245,7 +254,13 @@ def _worker_policy() -> dict[str, Any]:
             "Action": ["s3:GetObject", "s3:PutObject"],
             "Resource": _objects(WORKERS),
         },
-        _list_bucket("HonestNotFound", JOBS, OUTPUTS, VOICES, WORKERS),
+        {  # streams/{job}/{generation}/{attempt}/{seq}: blocks written as made, all removed once the job ends
+            "Sid": "StreamBlocks",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:DeleteObject"],
+            "Resource": _objects(STREAMS),
+        },
+        _list_bucket("HonestNotFound", JOBS, OUTPUTS, VOICES, WORKERS, STREAMS),
         {"Sid": "PublishEvents", "Effect": "Allow", "Action": "sns:Publish", "Resource": _ref("EventsTopic")},
         infra_fleet.table_statement("JobRecordsTable", infra_fleet.WORKER_TABLE_ACTIONS),
         {  # F5_WORKER_CLOUDWATCH_METRICS (off by default): its namespace only; PutMetricData has no resource
@@ -293,7 +308,8 @@ def _producer_policy() -> dict[str, Any]:
             "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
             "Resource": _objects(VOICES),
         },
-        _list_bucket("HonestNotFound", OUTPUTS, VOICES, INDEX, WORKERS, API_JOBS),
+        {"Sid": "ReadStreams", "Effect": "Allow", "Action": "s3:GetObject", "Resource": _objects(STREAMS)},
+        _list_bucket("HonestNotFound", OUTPUTS, VOICES, INDEX, WORKERS, API_JOBS, STREAMS),
         _if(
             "HasEventsQueue",
             {

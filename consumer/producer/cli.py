@@ -77,19 +77,27 @@ def say(
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 600.0,
     play: Annotated[
-        bool, typer.Option("--play", help="Play the audio when it is saved (needs an audio player).")
+        bool,
+        typer.Option(
+            "--play",
+            help="Play the audio (needs an audio player): from its first block while the job runs when the player "
+            "reads a stream (ffplay; sox's play and aplay for some formats), else once saved.",
+        ),
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Text → job → wait (showing its phases on stderr) → download the audio file. Exit 1 if the job failed or
     was cancelled, or did not finish within --timeout."""
     from consumer.producer.playback import play as play_file
+    from consumer.producer.playback import stream_command
     from consumer.producer.progress_view import PhaseReporter
     from contracts.events import SynthesisCompleted
 
     text = _read_text(text)
     options = {"seed": seed, "speed": speed, "nfe_steps": nfe_steps}
-    output = {"format": audio_format, "sample_rate": sample_rate, "target_lufs": loudness}
+    player = stream_command(audio_format, sample_rate or 24_000) if play else None
+    streamed = player is not None and audio_format != "flac" and loudness is None
+    output = {"format": audio_format, "sample_rate": sample_rate, "target_lufs": loudness, "stream": streamed or None}
     request = _build_request(
         {
             "job_id": job_id or f"say-{uuid.uuid4().hex[:16]}",
@@ -103,6 +111,9 @@ def say(
     _require_voices(client, s.voices_prefix, [request])
     client.submit(request)
     started = time.monotonic()
+    if streamed:
+        assert player is not None
+        _play_stream(client, request.job_id, player, timeout)
     phases = PhaseReporter(sys.stderr)
     try:
         event = client.wait(request.job_id, timeout_s=timeout, poll_s=0.5, on_record=phases)
@@ -118,10 +129,30 @@ def say(
     client.download(event, out)
     summary = f"saved {out} ({event.output.duration_s:.2f} s audio in {time.monotonic() - started:.1f} s)"
     emit({"event": json.loads(event.model_dump_json()), "file": str(out)}, as_json, summary)
-    if play:
+    if play and not streamed:
         problem = play_file(out)
         if problem:
             typer.echo(f"not played: {problem}", err=True)
+
+
+def _play_stream(client: Any, job_id: str, command: list[str], timeout: float) -> None:
+    """Feed the job's blocks to a player as they come; the player is done when this returns. A failed job
+    exits 1 with its reason (the player has played what came before)."""
+    from consumer.core.errors import StreamFailed
+    from consumer.producer.playback import StreamPlayer
+
+    player = StreamPlayer(command)
+    playing = True
+    try:
+        for block in client.stream(job_id, timeout_s=timeout):
+            playing = playing and player.feed(block)  # a player closed by its user is not fed again
+    except (StreamFailed, TimeoutError) as exc:
+        player.finish()
+        typer.echo(f"failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    problem = player.finish()
+    if problem:
+        typer.echo(f"not played: {problem}", err=True)
 
 
 def _require_voices(client: Any, voices_prefix: str, requests: list[Any]) -> None:

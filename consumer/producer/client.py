@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from consumer.storage.job_index import IndexEntry, JobIndex
 from consumer.storage.job_record import Completed, Failed, JobRecord
 from consumer.storage.jobs import CancelResult, JobStore
 from consumer.storage.record_backends import RecordBackend
+from consumer.storage.stream_reader import StreamReader
 from contracts.events import Event, SynthesisCompleted, parse_event
 from contracts.requests import SynthesisRequest
 from contracts.tasks import DELIVER_KIND, KIND_ATTRIBUTE, DeliveryTask
@@ -50,6 +51,7 @@ class Client:
         self.events_queue_url = events_queue_url
         self.index = JobIndex(clients.s3, bucket, jobs_index_prefix)
         self._jobs = JobStore(clients.s3, bucket, jobs_prefix, index=self.index, records=records)
+        self.streams = StreamReader(clients.s3, self._jobs, bucket)
         self._fifo = queue_url.endswith(".fifo")
         self._seen: dict[str, tuple[Event, str]] = {}
 
@@ -127,6 +129,14 @@ class Client:
     ) -> list[IndexEntry]:
         """Jobs claimed or finished since `since`, newest first, from the hourly index."""
         return self.index.entries(since, status=status, limit=limit, job_prefix=job_prefix)
+
+    def stream(
+        self, job_id: str, timeout_s: float = 300.0, stop: Callable[[], bool] = lambda: False
+    ) -> Iterator[bytes]:
+        """The job's audio bytes while it is made (a request with `output.stream`; any other job gives its whole
+        object once done): concatenated, the final object's bytes (a WAV's header sizes aside). Raises
+        `StreamFailed` when the job fails, `JobTimeoutError` after `timeout_s` (`consumer.storage.stream_reader`)."""
+        return self.streams.blocks(job_id, timeout_s, stop)
 
     def wait(
         self,

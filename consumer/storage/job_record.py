@@ -4,7 +4,7 @@ A discriminated union on `status` (see `consumer/storage/jobs.py` for the transi
 
     InProgress  a worker holds the job until `expires_at` (its progress, the delivery that opened it)
     Released    given up for another attempt (or created by a cancel before any worker saw the job)
-    Completed   final: the completion event, the webhook and its delivery log
+    Completed   final: the completion event, the webhook and its delivery log (a streamed job: its blocks)
     Failed      the failure event, why and on which delivery; a new message for the job may reopen it
 
 Additive rule, as for events: a record only grows by optional fields. A field this version does not know is
@@ -71,6 +71,15 @@ class ChunkProgress(_Part):
     eta_s: float | None = None
 
 
+class StreamRef(_Part):
+    """The block sequence a streamed job completed with (`consumer.storage.stream_blocks`): its key prefix and
+    how many blocks and bytes it holds (the final object's bytes, a WAV's header sizes aside)."""
+
+    prefix: str
+    blocks: int
+    bytes: int
+
+
 class Release(_Part):
     """Why a worker gave the job up, and which delivery it held."""
 
@@ -122,7 +131,7 @@ class _Record(BaseModel):
         return json.dumps(fields).encode()
 
 
-_ABSENT_WHEN_NONE = ("cancel", "opened", "released")
+_ABSENT_WHEN_NONE = ("cancel", "opened", "released", "stream")
 
 
 class InProgress(_Record):
@@ -167,6 +176,7 @@ class _Finished(_Record):
 class Completed(_Finished):
     status: Literal[JobStatus.COMPLETED] = JobStatus.COMPLETED
     event: SynthesisCompleted
+    stream: StreamRef | None = None  # a streamed job's block sequence
 
 
 class Failed(_Finished):

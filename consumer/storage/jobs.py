@@ -63,6 +63,7 @@ from consumer.storage.job_record import (
     Opened,
     Release,
     Released,
+    StreamRef,
     parse_record,
 )
 from consumer.storage.record_backends import RecordBackend, S3Records
@@ -235,12 +236,19 @@ class JobStore:
         """Record progress without extending the claim (its expiry stays tied to the message's visibility)."""
         return self._rewrite(replace(claim, progress=progress), self._inprogress)
 
-    def complete(self, claim: Claim, event: SynthesisCompleted, webhook_url: str | None = None) -> None:
-        """Record the completion (final; a cancel that came too late is ignored). Raises `LeaseLost` if another
-        worker took the job over meanwhile (it will find the uploaded audio and finish the job)."""
+    def complete(
+        self,
+        claim: Claim,
+        event: SynthesisCompleted,
+        webhook_url: str | None = None,
+        stream: StreamRef | None = None,
+    ) -> None:
+        """Record the completion (final; a cancel that came too late is ignored), with a streamed job's block
+        sequence. Raises `LeaseLost` if another worker took the job over meanwhile (it will find the uploaded
+        audio and finish the job)."""
         self._rewrite(
             claim,
-            lambda c: Completed(event=event, **self._finished(c, webhook_url)).dump(),
+            lambda c: Completed(event=event, stream=stream, **self._finished(c, webhook_url)).dump(),
             "was taken over before completion",
         )
         self._note(claim.job_id, JobStatus.COMPLETED)

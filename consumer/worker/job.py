@@ -46,11 +46,14 @@ from consumer.core.errors import (
 )
 from consumer.core.logs import get_logger
 from consumer.storage.audio import OutputLocation, StoredAudio, output_location
+from consumer.storage.job_record import StreamRef
+from consumer.storage.stream_blocks import sequence_prefix
 from consumer.worker.abort import Abort, AbortCause, AbortCheck
 from consumer.worker.held_claim import HeldClaim
 from consumer.worker.message import ReceivedMessage
 from consumer.worker.outcome_events import cancel_message, completed_event, failed_event
 from consumer.worker.services import Services
+from consumer.worker.stream_out import StreamOut
 from consumer.worker.synthesize import synthesize
 from consumer.worker.validate import RequestBody
 from consumer.worker.webhook import resolve_target
@@ -87,6 +90,8 @@ class JobRun:
         self.generation = 1
         self.webhook_url: str | None = None  # where this job's outcome is delivered
         self._webhook_refused = False  # the request's webhook broke the address rules: never POST to it
+        self.stream: StreamRef | None = None  # the block sequence this attempt streamed, once finished
+        self._out: StreamOut | None = None
 
     # --- the whole life, one branch per exit -------------------------------------------------------------
     def run(self) -> Outcome:
@@ -102,6 +107,8 @@ class JobRun:
             self.held.heartbeat.stop()
             self.services.metrics.heartbeats.inc(self.held.heartbeat.extensions)
             structlog.contextvars.unbind_contextvars("job_id", "message_id", "attempt")
+        if outcome in (Outcome.DONE, Outcome.FAILED, Outcome.REPLAYED) and self.body.wants_stream:
+            self.services.streams.remove(self.job_id)  # every attempt's blocks: the outcome is recorded
         self.services.metrics.jobs.labels(outcome.value).inc()
         log.info(
             "job_finished",
@@ -140,7 +147,8 @@ class JobRun:
             # outcome is recorded, no later error may produce another one).
             event = self._produce(request, text, location)
             self.held.record(
-                lambda claim: self.services.jobs.complete(claim, event, self.webhook_url), "the completion"
+                lambda claim: self.services.jobs.complete(claim, event, self.webhook_url, self.stream),
+                "the completion",
             )
         except (JobAlreadyCompleted, JobAlreadyFailed) as done:
             log.info("job_already_finished", event_id=done.event.event_id, consequence="recorded event replayed")
@@ -237,6 +245,7 @@ class JobRun:
             longform_above_chars=self.settings.longform_above_chars,
             scratch_dir=self.settings.scratch_dir,
             device_span=self._on_device,
+            stream_out=lambda: self._stream_out(request),
         ) as result:
             encoded, synthesis_s = result.encoded, result.synthesis_s
             self.services.rtf.observe(synthesis_s, encoded.duration_s)
@@ -252,6 +261,8 @@ class JobRun:
                 synthesis_s=synthesis_s,
                 voice_version=result.voice_version,
             )
+            if self._out is not None:
+                self.stream = StreamRef(prefix=self._out.prefix, blocks=self._out.seq, bytes=self._out.bytes)
         self.services.metrics.synthesis_seconds.observe(synthesis_s)
         if encoded.duration_s > 0:
             self.services.metrics.real_time_factor.observe(synthesis_s / encoded.duration_s)
@@ -263,6 +274,22 @@ class JobRun:
             bytes=stored.output.bytes,
         )
         return stored
+
+    def _stream_out(self, request: SynthesisRequest) -> StreamOut:
+        """The block writer of this attempt's sequence (`consumer.storage.stream_blocks`)."""
+        claim = self.held.claim
+        assert claim is not None
+        prefix = sequence_prefix(self.job_id, claim.generation, claim.attempt, claim.message_id)
+        log.info("stream_started", prefix=prefix)
+        self._out = StreamOut(
+            self.services.streams,
+            prefix,
+            request.output.format,
+            self.services.engine.sample_rate,
+            out_sample_rate=request.output.sample_rate,
+            scratch_dir=self.settings.scratch_dir,
+        )
+        return self._out
 
     def _completed_event(self, request: SynthesisRequest, text: str, stored: StoredAudio) -> SynthesisCompleted:
         self.services.metrics.queue_wait_seconds.observe(self.msg.queue_wait_s)

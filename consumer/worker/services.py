@@ -17,6 +17,7 @@ from consumer.storage.audio import AudioStore
 from consumer.storage.job_index import IndexWriter, JobIndex, Notes
 from consumer.storage.jobs import JobStore
 from consumer.storage.record_backends import records_for
+from consumer.storage.stream_blocks import StreamBlocks
 from consumer.storage.workers import HourlyTally, WorkerRegistry
 from consumer.worker.admission import Admission
 from consumer.worker.delivery import Deliveries
@@ -42,6 +43,7 @@ class Services:
     deliveries: Deliveries
     metrics: Metrics
     texts: TextResolver
+    streams: StreamBlocks  # streamed jobs' blocks (in the worker's bucket)
     max_receive_count: int | None = None
     rtf: RealTimeFactor = field(default_factory=RealTimeFactor)  # this worker's measured speed, for ETAs
     workers: WorkerRegistry | None = None  # this worker's liveness record (`f5-worker status`)
@@ -119,6 +121,7 @@ def build_services(
         deliveries=Deliveries(settings, queue, jobs, notifier, metrics),
         metrics=metrics,
         texts=TextResolver(clients.s3, settings.bucket, settings.allowed_reference_buckets),
+        streams=StreamBlocks(clients.s3, settings.bucket),
         max_receive_count=max_receive,
         workers=WorkerRegistry(clients.s3, settings.bucket, settings.workers_prefix, tally=tally),
         admission=admission_for(settings),

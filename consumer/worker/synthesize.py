@@ -1,9 +1,11 @@
 """The synthesize step of a job: voice → text → engine → encoded audio. It writes nothing to S3; the lifecycle
 uploads the result while it still owns the job.
 
-Two paths with one result shape: a text up to `longform_above_chars` is synthesized and encoded in memory
+Three paths with one result shape: a text up to `longform_above_chars` is synthesized and encoded in memory
 (`encode`); a longer one streams from the engine chunk by chunk into a `LongformWriter` file (memory bounded by
-a few chunks), encoded there and uploaded from disk. Either way the same job gives the same audio."""
+a few chunks), encoded there and uploaded from disk. Either way the same job gives the same audio. A streamed
+job (`output.stream`) goes chunk by chunk into a `StreamOut`, which writes each block to S3 as it comes and
+keeps the file that becomes the final object; its first chunk is cut short (`SynthesisJob.stream`)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from consumer.audio.text import normalize_english
 from consumer.core.errors import EngineError, SynthesisAborted, WorkerError
 from consumer.engine import Engine, SynthesisJob
 from consumer.worker.progress import Progress
+from consumer.worker.stream_out import StreamOut
 from consumer.worker.voices import VoiceResolver
 from contracts.requests import SynthesisRequest
 
@@ -63,18 +66,32 @@ def synthesize(
     longform_above_chars: int | None = None,
     scratch_dir: Path | None = None,
     device_span: Callable[[], AbstractContextManager[None]] = nullcontext,
+    stream_out: Callable[[], StreamOut] | None = None,
 ) -> Iterator[Synthesized]:
-    """A context: a long-form result's file lives until the block ends. `device_span` wraps every engine call
-    (device time: metrics, admission). Raises the voice resolver's errors, `SynthesisAborted`, the engine's
-    `WorkerError`s, and `EngineError` (with its cause) for anything else."""
+    """A context: a long-form or streamed result's file lives until the block ends. `device_span` wraps every
+    engine call (device time: metrics, admission). `stream_out` opens the block writer of a streamed job (its
+    `output.stream`). Raises the voice resolver's errors, `SynthesisAborted`, the engine's `WorkerError`s, and
+    `EngineError` (with its cause) for anything else."""
     reference = voices.resolve(request.voice)
     seed = request.options.seed if request.options.seed is not None else seed_for(request.job_id)
     on_progress = progress.update if progress is not None else (lambda i, n: None)
-    job = SynthesisJob(spoken_text(request, text), reference, request.options, seed, should_abort, on_progress)
+    streamed = request.output.stream and stream_out is not None
+    job = SynthesisJob(
+        spoken_text(request, text), reference, request.options, seed, should_abort, on_progress, stream=streamed
+    )
     if progress is not None:
         progress.start(job.expected_audio_s)
     long = longform_above_chars is not None and len(text) > longform_above_chars
     t0 = time.monotonic()
+    if streamed:
+        assert stream_out is not None
+        with stream_out() as sink:
+            with _engine_errors():
+                for block in _timed_blocks(engine.synthesize_stream(job), device_span):
+                    sink.write(block)
+            synthesis_s = time.monotonic() - t0
+            yield Synthesized(sink.finish(), seed, synthesis_s, reference.version)
+        return
     if not long:
         with device_span(), _engine_errors():
             audio = engine.synthesize(job)

@@ -86,6 +86,11 @@ class RequestBody:
         """`notify.webhook_url` when it is an http(s) URL, even if the rest of the body is invalid."""
         return _webhook(self._field("notify", "webhook_url"))
 
+    @property
+    def wants_stream(self) -> bool:
+        """The body asks for `output.stream` (it may have left blocks in S3), valid or not."""
+        return self._field("output", "stream") is True and self.job_id is not None
+
     @cached_property
     def _validated(self) -> SynthesisRequest | InvalidRequest:
         try:

@@ -16,6 +16,11 @@ state are reported, and every receive's exit, counted from the workers' own `job
 
     .venv/bin/python -m tests.harness.chaos --workers 4 --jobs 500 --kills 150 --pauses 60     # long form
     python -m tests.harness.chaos --pause-chaos --jobs 60 --kills 0 --pauses 36 --max-receive-count 10 --work-s 2
+    python -m tests.harness.chaos --stream --jobs 40 --kills 20 --work-s 2    # readers follow streamed jobs
+
+Streamed (`--stream`): every request asks for `output.stream`, and a reader follows each job from its sending
+to its end, through the kills; each must end with the whole audio (the final object's samples) or raise a
+clear error, never return a truncated file.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from consumer.aws.resources import ResourceSpec, bootstrap
 from consumer.core.settings import Settings
 from consumer.engine import Reference, SynthesisJob
 from consumer.engine.fake import FakeEngine
+from consumer.producer.client import Client
 from consumer.producer.voice_library import VoiceLibrary
 from consumer.storage.job_record import Failed
 from consumer.storage.jobs import JobStore
@@ -166,6 +172,10 @@ class ChaosReport:
     dead_unrecorded: list[str] = field(default_factory=list)  # in the DLQ without a recorded, published outcome
     receives: ReceiveLog = field(default_factory=ReceiveLog)
     workdir: str = ""  # the workers' logs and the ledger, kept for a post-mortem
+    # streamed jobs (`stream=True`): what each job's reader got, read while the chaos ran
+    streams_whole: int = 0  # readers whose bytes are the final object's (a WAV's header sizes aside)
+    stream_errors: dict[str, str] = field(default_factory=dict)  # job → the error its reader raised
+    stream_truncated: list[str] = field(default_factory=list)  # readers that ended normally with other bytes
 
     @property
     def p95_latency_s(self) -> float:
@@ -183,7 +193,15 @@ class ChaosReport:
             f"stuck={self.stuck} leftover={self.leftover} dlq={self.dead_lettered} "
             f"p95_latency_s={self.p95_latency_s:.2f} "
             f"killed_between_upload_and_ledger={self.unrecorded_uploads} "
-            f"{self.outcome_summary()} elapsed_s={self.elapsed_s:.1f}"
+            f"{self.outcome_summary()} {self.stream_summary()}elapsed_s={self.elapsed_s:.1f}"
+        )
+
+    def stream_summary(self) -> str:
+        if not (self.streams_whole or self.stream_errors or self.stream_truncated):
+            return ""
+        return (
+            f"streams: whole={self.streams_whole} errors={len(self.stream_errors)} "
+            f"truncated={len(self.stream_truncated)} "
         )
 
     def outcome_summary(self) -> str:
@@ -226,6 +244,7 @@ class ChaosReport:
             "dead_unrecorded": self.dead_unrecorded,
             "stuck": self.stuck,
             "dlq": 0 if self.failures_allowed else self.dead_lettered,
+            "stream_truncated": self.stream_truncated,
         }
         return [name for name, value in checks.items() if value]
 
@@ -426,6 +445,36 @@ def _check_job(report: ChaosReport, seen: Observed, s3: Any, bucket: str, job_id
         report.mismatched.append(job_id)
 
 
+def _follow(client: Client, job_id: str, timeout_s: float, into: dict[str, bytes | BaseException]) -> threading.Thread:
+    """A reader of one streamed job, from before any worker took it, in a thread."""
+
+    def read() -> None:
+        try:
+            into[job_id] = b"".join(client.stream(job_id, timeout_s=timeout_s))
+        except Exception as exc:  # what the reader raised is the finding
+            into[job_id] = exc
+
+    thread = threading.Thread(target=read, name=f"reader-{job_id}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _check_streams(report: ChaosReport, streamed: dict[str, bytes | BaseException], s3: Any, bucket: str) -> None:
+    """Each reader ended with the whole audio (the final object's samples) or with a clear error."""
+    for job_id, got in sorted(streamed.items()):
+        if isinstance(got, BaseException):
+            report.stream_errors[job_id] = f"{type(got).__name__}: {got}"
+            continue
+        try:
+            final = s3.get_object(Bucket=bucket, Key=f"outputs/{job_id}.wav")["Body"].read()
+        except Exception:  # no final object: whatever the reader returned is not the audio
+            final = b""
+        if got[44:] == final[44:] and len(got) > 44:  # a WAV: the stream's header says "size unknown"
+            report.streams_whole += 1
+        else:
+            report.stream_truncated.append(f"{job_id}: {len(got)} bytes streamed, {len(final)} in the object")
+
+
 def _batches(items: list[str], n: int) -> list[list[str]]:
     """`items` in `n` consecutive batches of (nearly) equal size."""
     return [items[i * len(items) // n : (i + 1) * len(items) // n] for i in range(n)]
@@ -540,6 +589,7 @@ def run_chaos(
     settle_s: float = 30.0,
     spread_jobs: bool = False,
     jobs_table: bool = False,
+    stream: bool = False,
 ) -> ChaosReport:
     """`pause_s`: how long each SIGSTOP lasts (past `visibility_s` to matter). `failures_allowed` (pause
     chaos): a job may end FAILED, as long as that is recorded and published; otherwise every job completes.
@@ -547,7 +597,9 @@ def run_chaos(
     dead-lettered job's); a job never told ends the run after that instead of at `timeout_s`. `spread_jobs`:
     the jobs are sent in batches, one before each of the driver's actions, instead of all at once, so that the
     chaos meets work in flight however quickly the workers get through it. `jobs_table`: job records in a
-    DynamoDB table (F5_WORKER_JOBS_TABLE), as the infrastructure template deploys them, instead of S3."""
+    DynamoDB table (F5_WORKER_JOBS_TABLE), as the infrastructure template deploys them, instead of S3. `stream`:
+    every request asks for `output.stream` and a reader (`Client.stream`) follows each job from its sending on,
+    through the kills: it must end with the whole audio or raise, never return a truncated one."""
     random.seed(seed)
     started = time.monotonic()
     report = ChaosReport(jobs=jobs, workers=workers, failures_allowed=failures_allowed)
@@ -577,6 +629,10 @@ def run_chaos(
         receiver = Receiver(answer=lambda n: 500 if n % 3 == 0 else 200)  # fails a third of its requests
         texts = {f"chaos-{i:04d}": f"Chaos job number {i}, {'spoken ' * (i % 5)}clearly." for i in range(jobs)}
         sent_at: dict[str, float] = {}
+        records = records_for(clients, settings.model_copy(update={"bucket": res.bucket, "jobs_table": res.jobs_table}))
+        reader_client = Client(clients, res.queue_url, res.bucket, records=records)
+        readers: list[threading.Thread] = []
+        streamed: dict[str, bytes | BaseException] = {}
 
         def send(batch: list[str]) -> None:
             for job_id in batch:
@@ -586,8 +642,12 @@ def run_chaos(
                     "voice": {"voice_id": "basic-en"},
                     "notify": {"webhook_url": receiver.url},
                 }
+                if stream:
+                    body["output"] = {"stream": True}
                 clients.sqs.send_message(QueueUrl=res.queue_url, MessageBody=json.dumps(body))
                 sent_at[job_id] = time.time()
+                if stream:
+                    readers.append(_follow(reader_client, job_id, timeout_s, streamed))
 
         actions = ["kill"] * kills + ["pause"] * pauses
         batches = _batches(list(texts), len(actions) + 1 if spread_jobs else 1)
@@ -645,6 +705,8 @@ def run_chaos(
                 idle_since = (idle_since or time.monotonic()) if idle else None
         time.sleep(2)
         drain()
+        for thread in readers:
+            thread.join(timeout=max(1.0, deadline - time.monotonic()))
         fleet.stop()
         receiver.close()
         report.webhook_posts, report.webhook_refusals = (
@@ -655,8 +717,8 @@ def run_chaos(
         seen.uploads = Counter(
             json.loads(line)["key"] for line in ledger.read_text().splitlines() if json.loads(line)["kind"] == "upload"
         )
-        records = records_for(clients, settings.model_copy(update={"bucket": res.bucket, "jobs_table": res.jobs_table}))
         store = JobStore(clients.s3, res.bucket, settings.jobs_prefix, records=records)
+        _check_streams(report, streamed, clients.s3, res.bucket)
         report.stuck, report.leftover = _left_on_queue(clients.sqs, res.queue_url, visibility_s, store)
         dlq = _queue_counts(clients.sqs, res.dlq_url)
         report.dead_lettered = dlq["ApproximateNumberOfMessages"] + dlq["ApproximateNumberOfMessagesNotVisible"]
@@ -702,6 +764,7 @@ def main() -> int:
     parser.add_argument("--pause-s", type=float, nargs=2, metavar=("LO", "HI"), help="SIGSTOP length (default 5 8)")
     parser.add_argument("--max-receive-count", type=int, help="the queue's redrive policy (default 25)")
     parser.add_argument("--jobs-table", action="store_true", help="job records in a DynamoDB table, not S3")
+    parser.add_argument("--stream", action="store_true", help="streamed jobs, each followed by a reader")
     args = parser.parse_args()
     report = run_chaos(
         args.workers,
@@ -716,6 +779,7 @@ def main() -> int:
         failures_allowed=args.pause_chaos,
         spread_jobs=args.spread_jobs or args.pause_chaos,
         jobs_table=args.jobs_table,
+        stream=args.stream,
     )
     print(report.summary())
     for line in report.histories():

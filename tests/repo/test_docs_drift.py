@@ -12,6 +12,7 @@ from consumer.core.settings import FleetSettings, Settings
 from consumer.storage.audio import output_location
 from consumer.storage.job_index import JobIndex
 from consumer.storage.record_backends import S3Records
+from consumer.storage.stream_blocks import block_key, sequence_prefix
 from consumer.storage.voice_layout import VoiceLayout
 from consumer.storage.workers import WorkerRegistry
 from contracts.requests import AudioFormat, OutputSpec, SynthesisRequest
@@ -49,6 +50,8 @@ def code_key_patterns() -> list[str]:
     worker = shard.replace("2000-01-02", "{yyyy-mm-dd}").replace("/03/", "/{hh}/").replace("/1.json", "/{shard}.json")
     marker = Gateway.marker_key(defaults.api_jobs_prefix, "{job_id}")
     lease = FleetSettings().fleet_lease_key  # `scale`'s one-controller lease
+    block = block_key(sequence_prefix("{job_id}", 7, 8, "MESSAGE"), 9)
+    stream_block = block.replace("/7/", "/{generation}/").replace("8-MESSAGE", "{attempt}-{message_id}")
     return [
         jobs,
         *outputs,
@@ -58,6 +61,7 @@ def code_key_patterns() -> list[str]:
         worker,
         marker,
         lease,
+        stream_block.replace("/00009", "/{seq}"),
     ]
 
 
@@ -83,12 +87,13 @@ def _produced(doc_key: str, patterns: list[str]) -> bool:
 def test_code_key_patterns_are_the_documented_layout():
     assert code_key_patterns()[0] == "jobs/{job_id}.json"
     assert "outputs/{job_id}.mp3" in code_key_patterns()
-    assert code_key_patterns()[-5] == "voices/{voice_id}/manifest.json"
-    assert code_key_patterns()[-4:] == [
+    assert code_key_patterns()[-6] == "voices/{voice_id}/manifest.json"
+    assert code_key_patterns()[-5:] == [
         "jobs-index/{yyyy-mm-dd}/{hh}/{mmss}-{writer}-{seq}-{n}.json",
         "workers/{yyyy-mm-dd}/{hh}/{shard}.json",
         "api-jobs/{job_id}.json",
         "fleet/controller.json",
+        "streams/{job_id}/{generation}/{attempt}-{message_id}/{seq}",
     ]
 
 

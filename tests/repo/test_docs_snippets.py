@@ -20,12 +20,14 @@ DOC = REPO / "docs" / "producers.md"
 
 def _python_snippets() -> list[str]:
     snippets = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
-    assert len(snippets) == 2, "docs/producers.md: one snippet to submit and wait, one to verify a webhook"
+    assert len(snippets) == 3, "docs/producers.md: a snippet to submit and wait, one to stream, one to verify a webhook"
     return snippets
 
 
-def test_submit_and_wait_snippet_runs_as_written(stack, make_worker, reference_wav, monkeypatch, capsys):
-    submit = next(s for s in _python_snippets() if "client.submit" in s)
+def test_submit_and_wait_snippet_runs_as_written(stack, make_worker, reference_wav, monkeypatch, capsys, tmp_path):
+    submit = next(s for s in _python_snippets() if "client.wait" in s)
+    stream = next(s for s in _python_snippets() if "client.stream" in s)
+    monkeypatch.chdir(tmp_path)
     for name, value in stack.settings().model_dump().items():
         if name in ("queue_url", "bucket", "aws_endpoint_url"):
             monkeypatch.setenv(f"F5_WORKER_{name.upper()}", str(value))
@@ -37,6 +39,8 @@ def test_submit_and_wait_snippet_runs_as_written(stack, make_worker, reference_w
     try:
         namespace: dict[str, Any] = {}
         exec(compile(submit, str(DOC), "exec"), namespace)  # the snippet itself, unchanged
+        namespace["long_text"] = "A chapter, read aloud. It streams while it is made."
+        exec(compile(stream, str(DOC), "exec"), namespace)  # the streaming one, with the first one's client
     finally:
         worker.stop()
         thread.join(timeout=30)
@@ -45,6 +49,9 @@ def test_submit_and_wait_snippet_runs_as_written(stack, make_worker, reference_w
     printed = capsys.readouterr().out.splitlines()
     url = next(line for line in printed if line.startswith("http"))  # the worker's logs share stdout here
     assert url.startswith(stack.endpoint_url) and "order-42-line-1" in url and "Signature" in url
+    streamed = (tmp_path / "chapter-1.mp3").read_bytes()
+    final = stack.get("outputs/chapter-1.mp3")
+    assert streamed == final and len(final) > 1000
 
 
 def test_webhook_verification_snippet_accepts_our_signature_and_refuses_a_forgery():

@@ -161,11 +161,11 @@ BAD = [
         "unknown_voice",
     ),
     (
-        "aac",
+        "stream with a loudness target",
         KEY,
         "post",
         "/v1/audio/speech",
-        {"json": {"model": "tts-1", "input": "x", "voice": "basic-en", "response_format": "aac"}},
+        {"json": {"model": "tts-1", "input": "x", "voice": "basic-en", "stream": True, "target_lufs": -16}},
         400,
         "unsupported",
     ),
@@ -374,7 +374,7 @@ def test_with_its_own_events_queue_a_waiting_request_wakes_on_its_event(stack, a
     with running_worker(make_worker), serving(settings) as url, _http(url) as http:
         started = time.monotonic()
         body = {"model": "tts-1", "input": "Woken by the event.", "voice": "basic-en", "response_format": "wav"}
-        response = http.post("/v1/audio/speech", json=body)
+        response = http.post("/v1/audio/speech", json=body | {"stream": False})  # the waiter, not a stream
         elapsed = time.monotonic() - started
         metrics = http.get("/metrics").text
     assert response.status_code == 200 and response.content[:4] == b"RIFF"

@@ -45,3 +45,17 @@ def test_paused_past_visibility_every_job_ends_with_an_outcome(summary_line):
     assert report.no_outcome == [] and report.dead_unrecorded == [], histories
     assert report.duplicated == [] and report.mismatched == [], histories
     assert report.contradictory == [] and report.stuck == 0, histories
+
+
+def test_readers_of_streamed_jobs_get_the_whole_audio_or_an_error_through_kills(summary_line):
+    """Streamed jobs (`output.stream`), each followed by a `Client.stream` reader from the moment it is sent,
+    while workers are killed mid-stream: a reader resumes on the next attempt's blocks, and ends with exactly
+    the final object's audio or raises; none returns a truncated file. Nothing lost or duplicated either."""
+    report = run_chaos(workers=2, jobs=8, kills=5, seed=11, work_s=2.0, stream=True)
+    summary_line(report.summary())
+    assert sum(report.kills.values()) >= 5
+    assert report.stream_truncated == [], report.stream_truncated
+    assert report.streams_whole + len(report.stream_errors) == 8
+    assert report.streams_whole >= 6, report.stream_errors  # an error is allowed, the whole audio is the rule
+    assert report.lost == [] and report.duplicated == [] and report.mismatched == []
+    assert report.stuck == 0 and report.dead_lettered == 0

@@ -14,6 +14,7 @@ from consumer.api.deps import Api, Caller
 from consumer.api.errors import declared
 from consumer.api.gateway import Submitted
 from consumer.api.speech import MODEL_NAMES, SpeechRequest
+from consumer.api.speech_stream import SSE_TYPE, failure_error, stream_speech
 from consumer.api.state import ApiState
 from consumer.api.submission import submit_job
 from consumer.audio.encoding import CONTENT_TYPES
@@ -25,14 +26,19 @@ from contracts.requests import AudioFormat
 log = get_logger(__name__)
 router = APIRouter()
 AUDIO_TYPES = {media: {"schema": {"type": "string", "format": "binary"}} for media in CONTENT_TYPES.values()}
-# failures that are the request's fault: 400 rather than 500
-CLIENT_ERRORS = {"invalid_json", "invalid_request", "unknown_voice", "bad_reference_audio", "text_not_representable"}
+AUDIO_TYPES[SSE_TYPE] = {"schema": {"type": "string", "description": "speech.audio.delta/done events"}}
 
 
 @router.post(
     "/v1/audio/speech",
     response_class=Response,
-    responses={200: {"description": "The audio.", "content": AUDIO_TYPES}, **declared(400, 409, 500, 504)},
+    responses={
+        200: {
+            "description": "The audio (streamed as it is made unless the body says stream: false).",
+            "content": AUDIO_TYPES,
+        },
+        **declared(400, 409, 500, 504),
+    },
 )
 async def speech(
     request: Request,
@@ -47,7 +53,20 @@ async def speech(
     if problem:
         raise ApiError(400, problem[1], param=problem[0], code="unsupported")
     await api.voices.require(body.voice_id, status=400, cached=True)
-    submitted = await run_in_threadpool(submit_job, api.gateway, key, body.synthesis_body(), idempotency_key)
+    streamed = body.streamed(api.settings.api_stream)
+    submitted = await run_in_threadpool(submit_job, api.gateway, key, body.synthesis_body(streamed), idempotency_key)
+    media = CONTENT_TYPES[AudioFormat(body.response_format)]
+    if streamed or body.stream_format == "sse":
+        return await stream_speech(
+            request,
+            api,
+            key,
+            submitted,
+            media_type=media,
+            sse=body.stream_format == "sse",
+            input_chars=len(body.input),
+            cancel_on_disconnect=cancel_on_disconnect,
+        )
     wait_s = api.settings.api_speech_wait_s
     if cancel_on_disconnect:
         event = await _wait_while_connected(request, api, key, submitted)
@@ -63,11 +82,9 @@ async def speech(
             headers=headers,
         )
     if not isinstance(event, SynthesisCompleted):
-        status = 400 if event.error_code.value in CLIENT_ERRORS else 409 if event.error_code == "cancelled" else 500
-        raise ApiError(status, event.error_message, code=event.error_code.value, headers=headers)
+        raise failure_error(event, headers)
     audio = await run_in_threadpool(api.gateway.audio, event)
     api.metrics.speech_seconds.observe(time.monotonic() - started)
-    media = CONTENT_TYPES[AudioFormat(body.response_format)]
     return Response(audio, media_type=media, headers={"x-f5-job-id": submitted.client_id})
 
 

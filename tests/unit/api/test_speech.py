@@ -31,8 +31,9 @@ def test_every_served_model_name_and_openais_defaults_are_accepted(model):
     ("fields", "param", "says"),
     [
         ({"model": "whisper-1"}, "model", "f5-tts"),
-        ({"response_format": "aac"}, "response_format", "wav"),
-        ({"stream_format": "sse"}, "stream_format", "whole files"),
+        ({"stream": True, "target_lufs": -16}, "stream", "target_lufs"),
+        ({"stream": True, "response_format": "flac"}, "stream", "flac"),
+        ({"stream": "yes"}, "stream", "true or false"),
         ({"speed": 0.25}, "speed", "0.3-3.0"),  # OpenAI's range, outside F5's
         ({"speed": 4.0}, "speed", "0.3-3.0"),
     ],
@@ -92,3 +93,23 @@ def test_without_extras_the_body_names_no_language_and_the_workers_defaults_appl
     assert "language" not in body
     assert body["options"] == {"speed": 1.0} and body["output"] == {"format": "wav"}
     SynthesisRequest.model_validate(body | {"job_id": "local.job-2"})
+
+
+@pytest.mark.parametrize(
+    ("fields", "default", "streamed"),
+    [
+        ({}, True, True),  # OpenAI's behaviour: audio as it is made
+        ({}, False, False),  # F5_WORKER_API_STREAM=false
+        ({"stream": False}, True, False),
+        ({"stream": True}, False, True),
+        ({"response_format": "flac"}, True, False),  # needs the whole audio: answered when done
+        ({"target_lufs": -16}, True, False),
+        ({"response_format": "aac", "stream_format": "sse"}, True, True),
+    ],
+)
+def test_whether_the_worker_streams_follows_the_body_then_the_setting(fields, default, streamed):
+    request = speech(**fields)
+    assert request.problem() is None
+    assert request.streamed(default) is streamed
+    assert request.synthesis_body(request.streamed(default))["output"].get("stream", False) is streamed
+    SynthesisRequest.model_validate({"job_id": "j", **request.synthesis_body(request.streamed(default))})

@@ -54,7 +54,12 @@ def test_defaults_are_upstreams():
         (_request(job_id="../etc/passwd"), "job_id: String should match pattern"),
         (_request(voice={}), "give exactly one of voice_id or audio_uri"),
         (_request(voice={"voice_id": "x", "audio_uri": "s3://bucket-b/r.wav", "transcript": "t"}), "exactly one"),
-        (_request(output={"format": "aac"}), "output.format: Input should be 'wav', 'flac', 'mp3', 'opus' or 'pcm'"),
+        (
+            _request(output={"format": "ogg"}),
+            "output.format: Input should be 'wav', 'flac', 'mp3', 'opus', 'pcm' or 'aac'",
+        ),
+        (_request(output={"stream": True, "target_lufs": -16}), "output: Value error, stream and target_lufs"),
+        (_request(output={"stream": True, "format": "flac"}), "output: Value error, stream is not offered for flac"),
         (_request(output={"key_prefix": "a/../b"}), "key_prefix must be relative"),
         (_request(output={"key_prefix": "/abs"}), "key_prefix"),
         (_request(options={"nfe_steps": 0}), "options.nfe_steps: Input should be greater than or equal to 1"),

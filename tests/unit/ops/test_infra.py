@@ -158,7 +158,7 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
             assert "*" not in action, action
             assert resource not in ("*", "AudioBucket/*"), resource
     prefixes = json.dumps(
-        {"StringLike": {"s3:prefix": ["jobs/*", "outputs/*", "voices/*", "workers/*"]}}, sort_keys=True
+        {"StringLike": {"s3:prefix": ["jobs/*", "outputs/*", "voices/*", "workers/*", "streams/*"]}}, sort_keys=True
     )
     assert _grants(policies["WorkerPolicy"]) == {
         ("sqs:ReceiveMessage", "RequestQueue"),
@@ -174,6 +174,8 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
         ("s3:PutObject", "AudioBucket/jobs-index/*"),
         ("s3:GetObject", "AudioBucket/workers/*"),
         ("s3:PutObject", "AudioBucket/workers/*"),
+        ("s3:PutObject", "AudioBucket/streams/*"),
+        ("s3:DeleteObject", "AudioBucket/streams/*"),
         ("s3:ListBucket", f"AudioBucket if {prefixes}"),
         ("sns:Publish", "EventsTopic"),
         ("dynamodb:GetItem", "JobsTable"),
@@ -181,7 +183,11 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
         ("cloudwatch:PutMetricData", '* if {"StringEquals": {"cloudwatch:namespace": "F5Worker"}}'),
     }
     producer_prefixes = json.dumps(
-        {"StringLike": {"s3:prefix": ["outputs/*", "voices/*", "jobs-index/*", "workers/*", "api-jobs/*"]}},
+        {
+            "StringLike": {
+                "s3:prefix": ["outputs/*", "voices/*", "jobs-index/*", "workers/*", "api-jobs/*", "streams/*"]
+            }
+        },
         sort_keys=True,
     )
     assert _grants(policies["ProducerPolicy"]) == {
@@ -196,6 +202,7 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
         ("s3:GetObject", "AudioBucket/workers/*"),
         ("s3:GetObject", "AudioBucket/api-jobs/*"),
         ("s3:PutObject", "AudioBucket/api-jobs/*"),
+        ("s3:GetObject", "AudioBucket/streams/*"),
         ("s3:GetObject", "AudioBucket/voices/*"),
         ("s3:PutObject", "AudioBucket/voices/*"),
         ("s3:DeleteObject", "AudioBucket/voices/*"),

@@ -100,11 +100,11 @@ def test_a_renewal_between_synthesis_and_completion_still_ends_done(stack, make_
         renewals.release()
         return renewed
 
-    def complete_after_a_renewal(claim, event, webhook_url=None):
+    def complete_after_a_renewal(claim, event, webhook_url=None, stream=None):
         while renewals.acquire(blocking=False):  # forget renewals from before the completion began
             pass
         renewals.acquire(timeout=1.0)
-        return real_complete(claim, event, webhook_url)
+        return real_complete(claim, event, webhook_url, stream)
 
     services.jobs.renew = counting_renew
     services.jobs.complete = complete_after_a_renewal
