@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -54,8 +55,8 @@ def text_of(chars: int) -> str:
 
 
 class LatencyProxy:
-    """A TCP proxy to `upstream` that holds every request for `latency_s` before passing it on (answers flow
-    back at once): one added round trip per AWS call, whichever process makes it."""
+    """A TCP proxy to `upstream` that holds every request for `latency_s` before passing it on (its later bytes
+    and the answers flow at once): one added round trip per AWS call, whichever process makes it."""
 
     def __init__(self, upstream: str, latency_s: float) -> None:
         host, port = upstream.removeprefix("http://").split(":")
@@ -72,42 +73,58 @@ class LatencyProxy:
 
     def _serve(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._connection, "127.0.0.1", self.port))
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._connection, "127.0.0.1", self.port))
         ready.set()
-        with server:
-            self._loop.run_forever()
+        self._loop.run_forever()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        answered = asyncio.Event()  # a request's first bytes after an answer (or the first) start a new request
+        answered.set()
 
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, delay: float) -> None:
+        async def requests() -> None:
             try:
-                while data := await src.read(1 << 16):
-                    if delay:
-                        await asyncio.sleep(delay)
-                    dst.write(data)
-                    await dst.drain()
+                while data := await reader.read(1 << 16):
+                    if answered.is_set():
+                        answered.clear()
+                        await asyncio.sleep(self._latency_s)
+                    up_writer.write(data)
+                    await up_writer.drain()
             except OSError:
                 pass
             finally:
-                dst.close()
+                up_writer.close()
 
-        await asyncio.gather(pump(reader, up_writer, self._latency_s), pump(up_reader, writer, 0.0))
+        async def answers() -> None:
+            try:
+                while data := await up_reader.read(1 << 16):
+                    answered.set()
+                    writer.write(data)
+                    await writer.drain()
+            except OSError:
+                pass
+            finally:
+                writer.close()
+
+        await asyncio.gather(requests(), answers())
 
 
-def worker_requests(registry) -> float:
-    return sum(
-        s.value
-        for metric in registry.collect()
-        if metric.name == "f5_worker_aws_requests"
-        for s in metric.samples
-        if s.name.endswith("_total")
+def worker_requests(registry) -> Counter:
+    return Counter(
+        {
+            f"worker {s.labels['operation']}": s.value
+            for metric in registry.collect()
+            if metric.name == "f5_worker_aws_requests"
+            for s in metric.samples
+            if s.name.endswith("_total")
+        }
     )
 
 
-def api_requests(url: str) -> float:
+def api_requests(url: str) -> Counter:
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    return sum(float(v) for v in re.findall(r"^f5_api_aws_requests_total\{[^}]*\} (\S+)$", text, re.MULTILINE))
+    found = re.findall(r'^f5_api_aws_requests_total\{operation="([^"]*)"\} (\S+)$', text, re.MULTILINE)
+    return Counter({f"api {op}": float(v) for op, v in found})
 
 
 def speak(http: httpx.Client, text: str, stream: bool) -> tuple[float, float, int]:
@@ -166,6 +183,7 @@ def run(engine, label: str, args: argparse.Namespace, text: str) -> dict[str, fl
         api = start_api(proxy.url, res, port)
         url = f"http://127.0.0.1:{port}"
         rows: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
+        breakdown: dict[bool, Counter] = {}
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -184,8 +202,10 @@ def run(engine, label: str, args: argparse.Namespace, text: str) -> dict[str, fl
                         before = api_requests(url) + worker_requests(services.metrics.registry)
                         ttfb, full, _size = speak(http, text, stream)
                         time.sleep(0.5)  # the worker's cleanup after the answer's end
-                        requests = api_requests(url) + worker_requests(services.metrics.registry) - before
-                        rows[stream].append((ttfb, full, requests))
+                        used = api_requests(url) + worker_requests(services.metrics.registry)
+                        used.subtract(before)
+                        rows[stream].append((ttfb, full, sum(used.values())))
+                        breakdown[stream] = +used
         finally:
             api.terminate()
             api.wait(timeout=30)
@@ -197,6 +217,7 @@ def run(engine, label: str, args: argparse.Namespace, text: str) -> dict[str, fl
         out[f"{name}_ttfb_ms"] = statistics.median(ttfbs) * 1000
         out[f"{name}_full_ms"] = statistics.median(fulls) * 1000
         out[f"{name}_requests"] = statistics.median(reqs)
+        print(f"{name}: requests of the last job by operation: {dict(sorted(breakdown[stream].items()))}")
     return out
 
 

@@ -22,7 +22,7 @@ class FakeEngine:
     def __init__(self, seconds_per_char: float = 0.06, work_s: float = 0.0, chunk_s: float = 0.0) -> None:
         self.seconds_per_char = seconds_per_char
         self.work_s = work_s  # wall time each synthesis takes (to exercise heartbeats and shutdown)
-        self.chunk_s = chunk_s  # wall time of each chunk (sentence) of a streamed synthesis
+        self.chunk_s = chunk_s  # wall time of each chunk (sentence), whole or streamed, besides `work_s`
         self.calls = 0
         self.texts: list[str] = []  # what each call was asked to speak
         self.loaded = False
@@ -45,11 +45,7 @@ class FakeEngine:
         started = time.monotonic()
         for i in range(chunks):
             job.on_progress(i, chunks)
-            deadline = started + self.work_s * (i + 1) / chunks
-            while time.monotonic() < deadline:
-                if job.should_abort():
-                    raise SynthesisAborted("aborted")
-                time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+            self._work(started + (self.work_s / chunks + self.chunk_s) * (i + 1), job)
         if job.should_abort():
             raise SynthesisAborted("aborted")
         job.on_progress(chunks, chunks)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
+from cachetools import LRUCache
 
 from consumer.aws.clients import AwsClients
 from consumer.aws.failures import error_code
@@ -21,6 +22,7 @@ from consumer.storage.job_index import IndexEntry, JobIndex
 from consumer.storage.job_record import Completed, Failed, JobRecord
 from consumer.storage.jobs import CancelResult, JobStore
 from consumer.storage.record_backends import RecordBackend
+from consumer.storage.stream_blocks import sequence_prefix
 from consumer.storage.stream_reader import StreamReader
 from contracts.events import Event, SynthesisCompleted, parse_event
 from contracts.requests import SynthesisRequest
@@ -52,6 +54,7 @@ class Client:
         self.index = JobIndex(clients.s3, bucket, jobs_index_prefix)
         self._jobs = JobStore(clients.s3, bucket, jobs_prefix, index=self.index, records=records)
         self.streams = StreamReader(clients.s3, self._jobs, bucket)
+        self._sent: LRUCache[str, str] = LRUCache(maxsize=10_000)  # job id → MessageId, for `stream`
         self._fifo = queue_url.endswith(".fifo")
         self._seen: dict[str, tuple[Event, str]] = {}
 
@@ -86,7 +89,8 @@ class Client:
         return done.event
 
     def submit(self, request: SynthesisRequest) -> str:
-        self._aws.sqs.send_message(QueueUrl=self.queue_url, **self._message(request))
+        sent = self._aws.sqs.send_message(QueueUrl=self.queue_url, **self._message(request))
+        self._sent[request.job_id] = sent.get("MessageId", "")
         return request.job_id
 
     def submit_batch(self, requests: list[SynthesisRequest]) -> BatchResult:
@@ -135,8 +139,12 @@ class Client:
     ) -> Iterator[bytes]:
         """The job's audio bytes while it is made (a request with `output.stream`; any other job gives its whole
         object once done): concatenated, the final object's bytes (a WAV's header sizes aside). Raises
-        `StreamFailed` when the job fails, `JobTimeoutError` after `timeout_s` (`consumer.storage.stream_reader`)."""
-        return self.streams.blocks(job_id, timeout_s, stop)
+        `StreamFailed` when the job fails, `JobTimeoutError` after `timeout_s` (`consumer.storage.stream_reader`).
+        A job this client sent is looked for where its first attempt writes (its MessageId names the sequence)
+        before its record says where."""
+        message_id = self._sent.get(job_id)
+        expected = sequence_prefix(job_id, 1, 1, message_id) if message_id else None
+        return self.streams.blocks(job_id, timeout_s, stop, expected=expected)
 
     def wait(
         self,

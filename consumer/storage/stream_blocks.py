@@ -65,17 +65,23 @@ class StreamBlocks:
                 Metadata=metadata,
             )
 
-    def remove(self, job_id: str) -> int:
-        """Delete every block of every attempt of `job_id` (a listing and one batch delete per 1,000 keys).
-        Best effort: a failure is logged (the lifecycle rule removes them later). Returns the blocks deleted."""
+    def remove(self, job_id: str, known: list[str] | None = None) -> int:
+        """Delete a job's blocks: `known` keys in one batch delete (the job's only attempt knows its own), else
+        every attempt's, found by a listing (a batch delete per 1,000 keys). Best effort: a failure is logged
+        (the lifecycle rule removes them later). Returns the blocks deleted."""
         deleted = 0
         try:
-            paginator = self._s3.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{STREAMS_PREFIX}/{job_id}/"):
+            if known is not None:
+                pages: Any = [{"Contents": [{"Key": key} for key in known]}]
+            else:
+                paginator = self._s3.get_paginator("list_objects_v2")
+                pages = paginator.paginate(Bucket=self.bucket, Prefix=f"{STREAMS_PREFIX}/{job_id}/")
+            for page in pages:
                 keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-                if keys:
-                    self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
-                    deleted += len(keys)
+                for i in range(0, len(keys), 1000):
+                    batch = keys[i : i + 1000]
+                    self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+                    deleted += len(batch)
         except Exception as exc:  # noqa: BLE001 - best effort; the lifecycle rule is the net
             log.warning("stream_blocks_not_removed", job_id=job_id, error=str(exc), consequence="lifecycle rule")
         return deleted

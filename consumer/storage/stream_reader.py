@@ -5,8 +5,8 @@ How a reader learns of new blocks, without listing: the job's record names the a
 that sequence by key. Each block says when the next is expected (`next-ms`), so the reader asks about then, and
 a miss is retried at short gaps (`poll_s`, growing). Before the first block, nothing is known: it asks every
 `first_poll_s`, and reads the record again after `record_s`, doubling up to `max_record_s` (a short job may be
-done, its blocks removed, before the reader asked). A block overdue by an interval (at least `late_s`) has the
-record read again too, then at the same doubling gaps while blocks stop coming. An attempt that died is
+done, its blocks removed, before the reader asked). A block overdue by half an interval (at least `late_s`) has
+the record read again too, then at the same doubling gaps while blocks stop coming. An attempt that died is
 replaced by the next one's sequence, and the reader goes on at the same block index there (the engine and
 encoder are deterministic for a job's seed, so the blocks line up); a completed record ends the stream with the
 rest of the final object from the byte offset reached (a ranged GET: the final object is the blocks' bytes); a
@@ -29,6 +29,8 @@ from consumer.storage.job_record import Completed, Failed, InProgress
 from consumer.storage.jobs import JobStore
 from consumer.storage.stream_blocks import LAST, NEXT_MS, block_key, sequence_prefix
 
+FIRST_BLOCK_FAST_S = 2.0  # the first block is asked for every `first_poll_s` this long, then at growing gaps
+
 
 class StreamReader:
     def __init__(
@@ -39,10 +41,10 @@ class StreamReader:
         *,
         first_poll_s: float = 0.1,
         poll_s: float = 0.05,
-        max_poll_s: float = 0.5,
+        max_poll_s: float = 1.0,
         record_s: float = 0.5,
         max_record_s: float = 8.0,
-        late_s: float = 0.5,
+        late_s: float = 0.15,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._s3 = s3
@@ -53,14 +55,24 @@ class StreamReader:
         self._sleep = sleep
         self.requests = 0
 
-    def blocks(self, job_id: str, timeout_s: float, stop: Callable[[], bool] = lambda: False) -> Iterator[bytes]:
+    def blocks(
+        self,
+        job_id: str,
+        timeout_s: float,
+        stop: Callable[[], bool] = lambda: False,
+        *,
+        expected: str | None = None,
+    ) -> Iterator[bytes]:
         """The job's audio bytes as they come, the whole file once concatenated. Raises `StreamFailed` (the job
         failed, or its audio is gone), `JobTimeoutError` after `timeout_s` without the end; returns early when
-        `stop()` turns true."""
-        deadline = time.monotonic() + timeout_s
-        prefix: str | None = None
+        `stop()` turns true. `expected`: the sequence the job's first attempt writes (its sender knows the
+        MessageId): asked for at once, the record read only on the doubling schedule."""
+        started = time.monotonic()
+        deadline = started + timeout_s
+        prefix: str | None = expected
         seq = sent = 0
-        ask_at = record_at = time.monotonic()
+        ask_at = started
+        record_at = started + (self.record_s if expected else 0.0)
         gap, record_gap = self.first_poll_s, self.record_s
         while not stop():
             now = time.monotonic()
@@ -86,7 +98,9 @@ class StreamReader:
             block = self._block(prefix, seq)
             if block is None:  # not written yet
                 ask_at = time.monotonic() + gap
-                gap = min(gap * 1.5, self.max_poll_s) if seq else gap
+                # the first block: every `first_poll_s` for a while, then less often (a job may wait in the queue)
+                if seq or time.monotonic() - started > FIRST_BLOCK_FAST_S:
+                    gap = min(gap * 1.5, self.max_poll_s)
                 continue
             data, meta = block
             if data:
@@ -94,13 +108,13 @@ class StreamReader:
             seq, sent = seq + 1, sent + len(data)
             if meta.get(LAST):
                 return
+            # The next block is due one interval (`next-ms`, the writer's last) after this one was found; one
+            # overdue by half an interval (at least `late_s`) has the record read: the job may have ended
+            # meanwhile (its blocks go once its outcome is recorded: the rest comes from the final object) or
+            # moved to another attempt.
             next_s = int(meta.get(NEXT_MS, "0") or 0) / 1000
             ask_at, gap = time.monotonic() + next_s, self.poll_s
-            # Overdue by an interval (at least `late_s`): the record says whether the job ended meanwhile (its
-            # blocks are removed once its outcome is recorded: the rest comes from the final object) or moved
-            # to another attempt.
-            record_gap = self.record_s
-            record_at = ask_at + max(self.late_s, next_s)
+            record_at, record_gap = ask_at + max(self.late_s, next_s / 2), self.record_s
 
     # --- requests ---------------------------------------------------------------------------------------------
     def _record(self, job_id: str) -> Any:

@@ -92,6 +92,7 @@ class JobRun:
         self._webhook_refused = False  # the request's webhook broke the address rules: never POST to it
         self.stream: StreamRef | None = None  # the block sequence this attempt streamed, once finished
         self._out: StreamOut | None = None
+        self._fresh = False  # this attempt's claim was the job's first
 
     # --- the whole life, one branch per exit -------------------------------------------------------------
     def run(self) -> Outcome:
@@ -108,7 +109,9 @@ class JobRun:
             self.services.metrics.heartbeats.inc(self.held.heartbeat.extensions)
             structlog.contextvars.unbind_contextvars("job_id", "message_id", "attempt")
         if outcome in (Outcome.DONE, Outcome.FAILED, Outcome.REPLAYED) and self.body.wants_stream:
-            self.services.streams.remove(self.job_id)  # every attempt's blocks: the outcome is recorded
+            # The outcome is recorded: the blocks go (ours by key when no attempt came before, else listed).
+            only_attempt = self._out is not None and self._fresh
+            self.services.streams.remove(self.job_id, self._out.keys() if only_attempt and self._out else None)
         self.services.metrics.jobs.labels(outcome.value).inc()
         log.info(
             "job_finished",
@@ -197,7 +200,7 @@ class JobRun:
                 if not self._wait_out(elsewhere):
                     raise
         self.held.taken(claim, started, ttl)
-        self.generation = claim.generation
+        self.generation, self._fresh = claim.generation, claim.fresh
         self.started = time.monotonic()
         self.deadline = self.started + self.settings.job_timeout_s
         if claim.cancel:

@@ -1,14 +1,18 @@
-"""A streamed job's output: each engine block is encoded, written to S3 as the sequence's next block, and
-appended to a scratch file that becomes the final object, so the final object is the blocks' bytes (a WAV's
-header aside: the stream's says "size unknown", the file's gets the sizes).
+"""A streamed job's output: each engine block is encoded, written to S3 as the sequence's next block, and appended to a
+scratch file that becomes the final object, so the final object is the blocks' bytes (a WAV's header aside: the
+stream's says "size unknown", the file's gets the sizes).
 
-A block is written only when the encoder has bytes for it; the last one (`finish`) is always written, marked
-`last`, even when empty. Each block says when the next is expected (`next-ms`: the time this one took), so a
-reader asks for it about then rather than polling."""
+A block is written only when the encoder has bytes for it; the encoder's last bytes (`finish`: a lossy codec's
+flush) go in a block marked `last`, and when there are none, the job's completed record ends the stream. Each block
+says when the next is expected (`next-ms`: the time this one took), so a reader asks for it about then rather than
+polling. The PUTs run on a thread of their own, in order, so the engine makes the next chunk while a block uploads
+(the device never waits on S3); a failed PUT fails the job at its next block or at `finish`."""
 
 from __future__ import annotations
 
+import queue
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +20,7 @@ import numpy as np
 
 from consumer.audio.longform import EncodedFile
 from consumer.audio.stream_encoding import WAV_HEADER_BYTES, StreamEncoder, wav_header
-from consumer.storage.stream_blocks import StreamBlocks
+from consumer.storage.stream_blocks import StreamBlocks, block_key
 from contracts.requests import AudioFormat
 
 
@@ -41,13 +45,17 @@ class StreamOut:
         self._file = self._path.open("wb")
         self.seq = 0  # blocks written
         self.bytes = 0
-        self._last_put = time.monotonic()
-        self._interval_ms: int | None = None
+        self._last_block = time.monotonic()  # the first block's hint: the time it took since the stream began
+        self._puts: queue.Queue[tuple[int, bytes, int, bool, int | None] | None] = queue.Queue()
+        self._failure: BaseException | None = None
+        self._writer = threading.Thread(target=self._upload, name="stream-blocks", daemon=True)
+        self._writer.start()
 
     def __enter__(self) -> StreamOut:
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        self._stop_writer()
         if not self._file.closed:
             self._file.close()
         self._dir.cleanup()
@@ -56,8 +64,10 @@ class StreamOut:
         self._put(self._encoder.push(samples), last=False)
 
     def finish(self) -> EncodedFile:
-        """The last block, then the final object's file."""
+        """The last block (every block uploaded when this returns), then the final object's file."""
         self._put(self._encoder.finish(), last=True)
+        self._stop_writer()
+        self._raise_failure()
         self._file.close()
         enc = self._encoder
         if enc.format is AudioFormat.WAV:
@@ -65,16 +75,37 @@ class StreamOut:
                 f.write(wav_header(self.bytes - WAV_HEADER_BYTES, enc.sample_rate))
         return EncodedFile(self._path, enc.format, enc.content_type, enc.sample_rate, enc.duration_s, self.bytes)
 
+    def keys(self) -> list[str]:
+        """The blocks written so far."""
+        return [block_key(self.prefix, seq) for seq in range(self.seq)]
+
     def _put(self, data: bytes, *, last: bool) -> None:
-        if not data and not last:
+        self._raise_failure()
+        if not data:
             return
         now = time.monotonic()
-        if self.seq > 0:
-            self._interval_ms = int((now - self._last_put) * 1000)
-        self._blocks.put(
-            self.prefix, self.seq, data, self.bytes, last=last, next_ms=None if last else self._interval_ms
-        )
+        interval_ms = int((now - self._last_block) * 1000)
+        self._puts.put((self.seq, data, self.bytes, last, None if last else interval_ms))
         self._file.write(data)
-        self._last_put = now
+        self._last_block = now
         self.seq += 1
         self.bytes += len(data)
+
+    def _upload(self) -> None:
+        while (item := self._puts.get()) is not None:
+            if self._failure is not None:
+                continue  # the job fails: later blocks are not written
+            seq, data, offset, last, next_ms = item
+            try:
+                self._blocks.put(self.prefix, seq, data, offset, last=last, next_ms=next_ms)
+            except BaseException as exc:  # noqa: BLE001 - raised in the job's thread
+                self._failure = exc
+
+    def _stop_writer(self) -> None:
+        if self._writer.is_alive():
+            self._puts.put(None)
+            self._writer.join()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
