@@ -4,6 +4,7 @@ follow the text and seed. Counts calls so tests can prove a job was (not) synthe
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import numpy as np
 
 from consumer.core.errors import SynthesisAborted, TextNotRepresentable
 from consumer.engine import SynthesisJob, SynthesizedAudio
+from consumer.engine.first_chunk import first_chunk_cut
 
 
 class FakeEngine:
@@ -52,17 +54,20 @@ class FakeEngine:
         return SynthesizedAudio(samples=self._tone(job), sample_rate=self.sample_rate, seed=job.seed)
 
     def synthesize_stream(self, job: SynthesisJob) -> Iterator[np.ndarray]:
-        """The same tone, one block per sentence, each yielded `chunk_s` after the last (plus `work_s` spread
-        over them) as a real engine yields its chunks: concatenated, `synthesize`'s samples."""
+        """The same tone, one block per sentence (a streamed job's first one cut short as the F5 planner cuts
+        it), each yielded `chunk_s` after the last (plus `work_s` spread over them) as a real engine yields its
+        chunks: concatenated, `synthesize`'s samples."""
         if "\x00" in job.text:
             raise TextNotRepresentable("text contains NUL characters")
         with self._lock:
             self.calls += 1
             self.texts.append(job.text)
         samples = self._tone(job)
-        chunks = max(1, sum(job.text.count(mark) for mark in ".!?"))
+        pieces = _pieces(job)
+        chunks = len(pieces)
         per_chunk = self.chunk_s + self.work_s / chunks
-        for i, block in enumerate(np.array_split(samples, chunks)):
+        bounds = np.cumsum([len(p) for p in pieces])[:-1] * len(samples) // max(1, sum(len(p) for p in pieces))
+        for i, block in enumerate(np.split(samples, bounds)):
             job.on_progress(i, chunks)
             self._work(time.monotonic() + per_chunk, job)
             yield block
@@ -85,3 +90,11 @@ class FakeEngine:
 
     def close(self) -> None:
         self.loaded = False
+
+
+def _pieces(job: SynthesisJob) -> list[str]:
+    """The fake's chunks: sentences, the first one cut short for a streamed job."""
+    text = " ".join(job.text.split())
+    first, rest = first_chunk_cut(text) if job.stream else ("", text)
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", rest) if s]
+    return [p for p in (first, *sentences) if p] or [text]

@@ -15,6 +15,7 @@ from consumer.engine.f5.items import Item, make_item
 from consumer.engine.f5.memory import ItemCap
 from consumer.engine.f5.prompts import Prompt
 from consumer.engine.f5.seeding import chunk_seed
+from consumer.engine.first_chunk import first_chunk_cut
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,15 @@ class ChunkPlan:
 
 
 def plan_job(job: SynthesisJob, text: str, vocab: dict[str, int]) -> ChunkPlan:
-    """Vocabulary checks of the transcript and `text` (the job's normalized text), chunks and chunk seeds."""
+    """Vocabulary checks of the transcript and `text` (the job's normalized text), chunks and chunk seeds. A
+    streamed job's first chunk is cut short (`consumer.engine.first_chunk`)."""
     check_representable(job.reference.transcript, "the reference transcript", vocab)
     check_representable(text, "the text", vocab)
-    chunks = split_into_chunks(text, job.reference, job.options.speed)
+    if job.stream:  # the first audio after a short synthesis; the rest as without streaming
+        first, rest = first_chunk_cut(text)
+        chunks = [first, *(split_into_chunks(rest, job.reference, job.options.speed) if rest else [])]
+    else:
+        chunks = split_into_chunks(text, job.reference, job.options.speed)
     if not chunks:
         raise InvalidRequest("the text to synthesize has nothing to speak")
     return ChunkPlan(chunks, tuple(chunk_seed(job.seed, i) for i in range(len(chunks))))

@@ -1,0 +1,52 @@
+"""The first chunk of a streamed job, cut short (torch-free: the F5 planner and the fake engine share it).
+
+F5 generates reference and chunk together, so a chunk's time is a fixed part (the reference, the vocoder) plus
+a part that grows with its text. A streamed job's first audio waits for its first chunk: cutting that chunk at
+the first sentence end, else the first clause end (upstream's `chunk_text` punctuation: `; : , . ! ?` and their
+CJK forms), else the last word within `FIRST_CHUNK_MAX_BYTES`, makes it a short synthesis. The rest of the text
+is chunked as without streaming.
+
+The bound, measured with `benchmarks/first_chunk.py` (time of one chunk by its text's UTF-8 bytes, the example
+voice as reference, 32 steps): the tiny model on CPU reaches 40 % of a full chunk's time at 74 bytes and twice an
+empty chunk's at 62; the full-size architecture's figures are in docs/engine.md. 80 bytes keeps the first chunk
+near 40 % of a full one: a sentence or a clause of a dozen words.
+"""
+
+from __future__ import annotations
+
+import re
+
+FIRST_CHUNK_MAX_BYTES = 80
+# CJK sentence and clause marks (ideographic full stop, fullwidth ! ? ; : , and the enumeration comma)
+_SENTENCE_END = re.compile("(?<=[.!?])\\s+|(?<=[\u3002\uff01\uff1f])")
+_CLAUSE_END = re.compile("(?<=[;:,])\\s+|(?<=[\uff1b\uff1a\uff0c\u3001])")
+
+
+def _fits(text: str, max_bytes: int) -> bool:
+    return len(text.encode("utf-8")) <= max_bytes
+
+
+def first_chunk_cut(text: str, max_bytes: int = FIRST_CHUNK_MAX_BYTES) -> tuple[str, str]:
+    """(first, rest): `text`'s first sentence if it fits in `max_bytes`, else its first clauses that fit, else
+    its first words that fit (a single longer word stays whole). `rest` is empty when all of `text` fits."""
+    text = text.strip()
+    if _fits(text, max_bytes):
+        return text, ""
+    for boundary in (_SENTENCE_END, _CLAUSE_END):
+        first = ""
+        for match in boundary.finditer(text):
+            candidate = text[: match.start()].strip()
+            if not _fits(candidate, max_bytes):
+                break
+            first = candidate
+            if boundary is _SENTENCE_END:
+                break  # the first sentence, not several
+        if first:
+            return first, text[len(first) :].strip()
+    words = text.split(" ")
+    first = words[0]
+    for word in words[1:]:
+        if not _fits(f"{first} {word}", max_bytes):
+            break
+        first = f"{first} {word}"
+    return first, text[len(first) :].strip()
