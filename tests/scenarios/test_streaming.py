@@ -149,6 +149,21 @@ def test_the_openai_sdk_streams_wav_to_a_file_while_the_job_runs(stack, stream_a
     assert rate == 24_000 and np.array_equal(streamed, whole)
 
 
+def test_the_openai_sdk_reads_sse_events_of_aac(stack, stream_api, make_worker):
+    client = openai.OpenAI(base_url=f"{stream_api}/v1", api_key=KEY)
+    with running_worker(make_worker, FakeEngine(chunk_s=0.2)):
+        with client.audio.speech.with_streaming_response.create(
+            model="gpt-4o-mini-tts", voice="basic-en", input=TEXT, response_format="aac", stream_format="sse"
+        ) as response:
+            job_id = response.headers["x-f5-job-id"]
+            events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+        final = _final(stack, f"team-a.{job_id}")
+    deltas = [e for e in events if e["type"] == "speech.audio.delta"]
+    assert len(deltas) >= 3 and events[-1]["type"] == "speech.audio.done"
+    audio = b"".join(base64.b64decode(e["audio"]) for e in deltas)
+    assert audio == final and _decoded_seconds(audio) == pytest.approx(_decoded_seconds(final))
+
+
 def test_sse_sends_openai_delta_and_done_events(stack, stream_api, make_worker):
     body = {"model": "tts-1", "voice": "basic-en", "input": TEXT, "response_format": "pcm", "stream_format": "sse"}
     events = []
