@@ -4,9 +4,11 @@ stream's says "size unknown", the file's gets the sizes).
 
 A block is written only when the encoder has bytes for it; the encoder's last bytes (`finish`: a lossy codec's
 flush) go in a block marked `last`, and when there are none, the job's completed record ends the stream. Each block
-says when the next is expected (`next-ms`: the time this one took), so a reader asks for it about then rather than
-polling. The PUTs run on a thread of their own, in order, so the engine makes the next chunk while a block uploads
-(the device never waits on S3); a failed PUT fails the job at its next block or at `finish`."""
+says when the next is expected (`next-ms`), so a reader asks for it about then rather than polling: at once when
+the next is already made (the engine yields a group of chunks together), else after as long as this group took,
+scaled by the next group's expected size. The PUTs run on a thread of their own, in order, so the engine makes the
+next chunk while a block uploads (the device never waits on S3); a failed PUT fails the job at its next block or at
+`finish`."""
 
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ class StreamOut:
         self._file = self._path.open("wb")
         self.seq = 0  # blocks written
         self.bytes = 0
-        self._last_block = time.monotonic()  # the first block's hint: the time it took since the stream began
+        self._started = time.monotonic()
         self._puts: queue.Queue[tuple[int, bytes, int, bool, int | None] | None] = queue.Queue()
         self._failure: BaseException | None = None
         self._writer = threading.Thread(target=self._upload, name="stream-blocks", daemon=True)
@@ -83,19 +85,25 @@ class StreamOut:
         self._raise_failure()
         if not data:
             return
-        now = time.monotonic()
-        interval_ms = int((now - self._last_block) * 1000)
-        self._puts.put((self.seq, data, self.bytes, last, None if last else interval_ms))
+        self._puts.put((self.seq, data, self.bytes, last, None if last else 0))  # `_upload` sets the hint
         self._file.write(data)
-        self._last_block = now
         self.seq += 1
         self.bytes += len(data)
 
     def _upload(self) -> None:
+        burst, last_burst, burst_end = 0, 1, self._started  # blocks made together (an engine's group of chunks)
         while (item := self._puts.get()) is not None:
             if self._failure is not None:
                 continue  # the job fails: later blocks are not written
             seq, data, offset, last, next_ms = item
+            burst += 1
+            if next_ms is not None:
+                if not self._puts.empty():
+                    next_ms = 0  # the next block is already made: ask for it at once
+                else:  # the burst's last block: the next burst as long as this one took, scaled by its size
+                    now = time.monotonic()
+                    next_ms = int((now - burst_end) * burst / last_burst * 1000)
+                    burst, last_burst, burst_end = 0, burst, now
             try:
                 self._blocks.put(self.prefix, seq, data, offset, last=last, next_ms=next_ms)
             except BaseException as exc:  # noqa: BLE001 - raised in the job's thread

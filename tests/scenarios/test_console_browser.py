@@ -96,7 +96,11 @@ def test_the_console_plays_a_slow_job_while_it_is_made(stack, make_worker):
             assert "uncheck Stream" in page.get_attribute("#format", "title")
 
             page.select_option("#voice", "basic-en")
-            page.fill("#text", "One comes first. Two follows it. Three is here. Four is near. Five ends it.")
+            page.fill(  # over the first chunk's bound: the first sentence alone, then a block per sentence
+                "#text",
+                "One comes first of all. Two follows it closely. Three is here as well. Four is near the end. "
+                "Five ends it.",
+            )
             page.click("#speak")
             page.wait_for_function("document.getElementById('speak-status').textContent.startsWith('playing while')")
             page.wait_for_function("document.getElementById('player').duration > 0", timeout=60_000)
