@@ -67,3 +67,42 @@ def test_a_player_that_fails_is_named_with_its_last_error_line(bin_dir, tmp_path
 def test_a_silent_failure_gives_the_exit_status(bin_dir, tmp_path):
     _install(bin_dir, "afplay", "exit 4")
     assert play(tmp_path / "a.wav") == f"afplay could not play {tmp_path / 'a.wav'}: exit 4"
+
+
+def test_a_stream_goes_to_a_player_that_reads_standard_input_told_the_raw_format(bin_dir):
+    from consumer.producer.playback import stream_command
+
+    assert stream_command("mp3", 24000) is None  # nothing installed
+    aplay = _install(bin_dir, "aplay")
+    assert stream_command("mp3", 24000) is None  # aplay reads wav and raw pcm only
+    assert stream_command("pcm", 16000) == [
+        str(aplay),
+        "-q",
+        "-t",
+        "raw",
+        "-f",
+        "S16_LE",
+        "-c",
+        "1",
+        "-r",
+        "16000",
+        "-",
+    ]
+    ffplay = _install(bin_dir, "ffplay")
+    command = stream_command("pcm", 24000)
+    assert command is not None and command[0] == str(ffplay) and command[-2:] == ["-i", "-"]
+    assert "s16le" in command and "24000" in command
+    assert stream_command("aac", 24000) == [str(ffplay), "-nodisp", "-autoexit", "-loglevel", "error", "-i", "-"]
+
+
+def test_a_stream_player_is_fed_until_it_goes_away_and_reports_a_failure(bin_dir, tmp_path):
+    from consumer.producer.playback import StreamPlayer
+
+    heard = tmp_path / "heard"
+    player = StreamPlayer([str(_install(bin_dir, "ffplay", f"/bin/cat > {heard}"))])
+    assert player.feed(b"abc") and player.feed(b"def")
+    assert player.finish() is None and heard.read_bytes() == b"abcdef"
+    broken = StreamPlayer([str(_install(bin_dir, "play", 'echo "no audio device" >&2; exit 1'))])
+    while broken.feed(b"x" * 65536):  # a player gone: feeding stops instead of raising
+        pass
+    assert broken.finish() == "play could not play the stream: no audio device"
