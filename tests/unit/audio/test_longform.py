@@ -55,7 +55,13 @@ def test_the_block_loudness_meter_measures_what_pyloudnorm_measures(rate):
 
 @pytest.mark.parametrize(
     ("fmt", "rate", "lufs"),
-    [("wav", None, -16.0), ("wav", 44_100, -20.0), ("flac", 16_000, None), ("opus", None, -18.0)],
+    [
+        ("wav", None, -16.0),
+        ("wav", 44_100, -20.0),
+        ("flac", 16_000, None),
+        ("opus", None, -18.0),
+        ("aac", 44_100, None),
+    ],
 )
 def test_encoding_from_disk_agrees_with_encoding_in_memory(fmt, rate, lufs):
     rng = np.random.default_rng(1)
