@@ -3,13 +3,14 @@
 F5 generates reference and chunk together, so a chunk's time is a fixed part (the reference, the vocoder) plus
 a part that grows with its text. A streamed job's first audio waits for its first chunk: cutting that chunk at
 the first sentence end, else the first clause end (upstream's `chunk_text` punctuation: `; : , . ! ?` and their
-CJK forms), else the last word within `FIRST_CHUNK_MAX_BYTES`, makes it a short synthesis. The rest of the text
-is chunked as without streaming.
+CJK forms, and dashes), else the last word, else the last character within `FIRST_CHUNK_MAX_BYTES` (or a
+chunk's size, when a long reference leaves less: the planner's bound), makes it a short synthesis. The rest of
+the text is chunked as without streaming.
 
 The bound, measured with `benchmarks/first_chunk.py` (time of one chunk by its text's UTF-8 bytes, the example
 voice as reference, 32 steps): the tiny model on CPU reaches 40 % of a full chunk's time at 74 bytes and twice an
-empty chunk's at 62; the full-size architecture's figures are in docs/engine.md. 80 bytes keeps the first chunk
-near 40 % of a full one: a sentence or a clause of a dozen words.
+empty chunk's at 62 (docs/engine.md has the table; the full-size architecture could not be timed cleanly on this
+CPU). 80 bytes keeps the first chunk near 40 % of a full one: a sentence or a clause of a dozen words.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from __future__ import annotations
 import re
 
 FIRST_CHUNK_MAX_BYTES = 80
-# CJK sentence and clause marks (ideographic full stop, fullwidth ! ? ; : , and the enumeration comma)
+# CJK sentence and clause marks (ideographic full stop, fullwidth ! ? ; : , and the enumeration comma); dashes
+# (em, en) end a clause before a space, an em dash also between words
 _SENTENCE_END = re.compile("(?<=[.!?])\\s+|(?<=[\u3002\uff01\uff1f])")
-_CLAUSE_END = re.compile("(?<=[;:,])\\s+|(?<=[\uff1b\uff1a\uff0c\u3001])")
+_CLAUSE_END = re.compile("(?<=[;:,\u2014\u2013])\\s+|(?<=\u2014)(?=\\w)|(?<=[\uff1b\uff1a\uff0c\u3001])")
 
 
 def _fits(text: str, max_bytes: int) -> bool:
@@ -28,7 +30,8 @@ def _fits(text: str, max_bytes: int) -> bool:
 
 def first_chunk_cut(text: str, max_bytes: int = FIRST_CHUNK_MAX_BYTES) -> tuple[str, str]:
     """(first, rest): `text`'s first sentence if it fits in `max_bytes`, else its first clauses that fit, else
-    its first words that fit (a single longer word stays whole). `rest` is empty when all of `text` fits."""
+    its first words that fit, else (a first word longer than the bound, or text without spaces such as Chinese)
+    its first characters that fit. `rest` is empty when all of `text` fits."""
     text = text.strip()
     if _fits(text, max_bytes):
         return text, ""
@@ -49,4 +52,6 @@ def first_chunk_cut(text: str, max_bytes: int = FIRST_CHUNK_MAX_BYTES) -> tuple[
         if not _fits(f"{first} {word}", max_bytes):
             break
         first = f"{first} {word}"
+    if not _fits(first, max_bytes):  # never the whole of a text without spaces: at most the bound
+        first = first.encode("utf-8")[: max(1, max_bytes)].decode("utf-8", "ignore") or first[0]
     return first, text[len(first) :].strip()

@@ -42,13 +42,18 @@ def split_into_chunks(text: str, reference: Reference, speed: float = 1.0) -> li
     long, pass) is split at spaces, or between characters when it has none."""
     from f5_tts.infer.utils_infer import chunk_text
 
-    ref_s = reference.duration_s
-    max_chars = max(1, int(len(reference.transcript.encode("utf-8")) / ref_s * (MAX_PROMPT_S - ref_s) * speed))
+    max_chars = chunk_max_bytes(reference, speed)
     hard_limit = max(2 * max_chars, 200)
     out: list[str] = []
     for chunk in chunk_text(text, max_chars=max_chars):
         out.extend(split_long(chunk, hard_limit) if len(chunk.encode("utf-8")) > hard_limit else [chunk])
     return out
+
+
+def chunk_max_bytes(reference: Reference, speed: float = 1.0) -> int:
+    """upstream's `max_chars`: the UTF-8 bytes `reference` speaks in the time left of ~22 s, at `speed`."""
+    ref_s = reference.duration_s
+    return max(1, int(len(reference.transcript.encode("utf-8")) / ref_s * (MAX_PROMPT_S - ref_s) * speed))
 
 
 def split_long(chunk: str, limit: int) -> list[str]:

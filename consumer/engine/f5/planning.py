@@ -10,12 +10,17 @@ from dataclasses import dataclass
 
 from consumer.core.errors import InvalidRequest
 from consumer.engine import Reference, SamplerKey, SynthesisJob, sampler_key
-from consumer.engine.f5.chunking import check_representable, normalized_text, split_into_chunks
+from consumer.engine.f5.chunking import (
+    check_representable,
+    chunk_max_bytes,
+    normalized_text,
+    split_into_chunks,
+)
 from consumer.engine.f5.items import Item, make_item
 from consumer.engine.f5.memory import ItemCap
 from consumer.engine.f5.prompts import Prompt
 from consumer.engine.f5.seeding import chunk_seed
-from consumer.engine.first_chunk import first_chunk_cut
+from consumer.engine.first_chunk import FIRST_CHUNK_MAX_BYTES, first_chunk_cut
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,8 @@ def plan_job(job: SynthesisJob, text: str, vocab: dict[str, int]) -> ChunkPlan:
     check_representable(job.reference.transcript, "the reference transcript", vocab)
     check_representable(text, "the text", vocab)
     if job.stream:  # the first audio after a short synthesis; the rest as without streaming
-        first, rest = first_chunk_cut(text)
+        bound = min(FIRST_CHUNK_MAX_BYTES, chunk_max_bytes(job.reference, job.options.speed))
+        first, rest = first_chunk_cut(text, bound)  # never longer than a chunk (a long reference leaves less)
         chunks = [first, *(split_into_chunks(rest, job.reference, job.options.speed) if rest else [])]
     else:
         chunks = split_into_chunks(text, job.reference, job.options.speed)
