@@ -53,6 +53,19 @@ def own_events_queue(clients, topic_arn: str, name: str) -> str:
     return url
 
 
+def wait_until_up(url: str, timeout_s: float = 60.0) -> None:
+    """Until the API child answers `/healthz` (exits naming it after `timeout_s`)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            httpx.get(f"{url}/healthz", timeout=1)
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                sys.exit("the API did not start")
+            time.sleep(0.2)
+
+
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
     return int(re.search(rf"{field}:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
 
@@ -114,15 +127,7 @@ def main() -> None:
         api = subprocess.Popen([sys.executable, "-m", "consumer.cli", "api"], env=env)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(f"{url}/healthz", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        sys.exit("the API did not start")
-                    time.sleep(0.2)
+            wait_until_up(url)
 
             client = Client(admin, res.queue_url, res.bucket, events_queue_url=res.events_queue_url)
             direct, through_api = [], []

@@ -36,6 +36,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._moto import moto_server
+from benchmarks.api import wait_until_up
 from consumer.aws.clients import make_clients
 from consumer.aws.resources import ResourceSpec, bootstrap
 from consumer.core.logs import configure
@@ -186,15 +187,7 @@ def run(engine, label: str, args: argparse.Namespace, text: str) -> dict[str, fl
         breakdown: dict[bool, Counter] = {}
         puts: dict[bool, list[float]] = {True: [], False: []}
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(f"{url}/healthz", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        sys.exit("the API did not start")
-                    time.sleep(0.2)
+            wait_until_up(url)
             with httpx.Client(base_url=url, timeout=600) as http:
                 speak(http, "Warm up.", True)
                 for _ in range(args.jobs):

@@ -26,6 +26,8 @@ TIMEOUT_S = 240
 CASES: dict[str, str] = {
     "benchmarks/longform.py": "benchmarks/longform.py --chars 200 --device cpu",
     "benchmarks/api.py": "benchmarks/api.py --jobs 1 --concurrent 2",
+    "benchmarks/streaming.py": "benchmarks/streaming.py --jobs 1 --chars 500 --chunk-ms 50",
+    "benchmarks/first_chunk.py": "benchmarks/first_chunk.py --lengths 10 60 --repeats 1 --nfe 2 4",
     "benchmarks/cli_startup.py": "benchmarks/cli_startup.py --runs 1",
     "benchmarks/consumer.py": "benchmarks/consumer.py --messages 5",
     "benchmarks/pipeline.py": "benchmarks/pipeline.py --messages 2 --device-ms 10 --latency-ms 0 --in-flight 1 "
