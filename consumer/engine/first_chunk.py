@@ -8,9 +8,19 @@ chunk's size, when a long reference leaves less: the planner's bound), makes it 
 the text is chunked as without streaming.
 
 The bound, measured with `benchmarks/first_chunk.py` (time of one chunk by its text's UTF-8 bytes, the example
-voice as reference, 32 steps): the tiny model on CPU reaches 40 % of a full chunk's time at 74 bytes and twice an
-empty chunk's at 62 (docs/engine.md has the table; the full-size architecture could not be timed cleanly on this
-CPU). 80 bytes keeps the first chunk near 40 % of a full one: a sentence or a clause of a dozen words.
+voice as reference: 5.0 s, 50 bytes, a full chunk 168 bytes; 32 steps extrapolated from 2 and 4; 2 CPU cores):
+
+    chunk bytes                        4     17     37     53     73     94    120    168
+    F5TTS_v1_Base (random weights)    75 s   86 s  113 s  136 s  169 s  204 s  250 s  337 s
+      of a full chunk                 22 %   25 %   33 %   39 %   50 %   60 %   74 %  100 %
+    tiny model, of a full chunk       17 %   17 %   23 %   28 %   39 %          62 %  100 %
+
+(full-size: undisturbed rows of several runs; between runs the floor took 75-84 s, the full chunk 337-346 s).
+The reference's share is the floor, about a fifth of a full chunk: the full-size model reaches 40 % at about 55
+bytes, twice the floor at 60-70 bytes, and 80 bytes at about 53 %; the tiny model reaches 40 % at 74 bytes. 80
+bytes, a sentence or a clause of a dozen words, halves the first audio's wait on the full-size model, and cutting
+further gains less for each byte; a GPU's fixed per-step cost raises the floor's share, which favours the larger
+bound there (not measured).
 """
 
 from __future__ import annotations
