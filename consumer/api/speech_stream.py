@@ -41,6 +41,12 @@ def failure_error(event: SynthesisFailed, headers: dict[str, str]) -> ApiError:
     return ApiError(status, event.error_message, code=code, headers=headers)
 
 
+def timeout_error(client_id: str, wait_s: float, headers: dict[str, str]) -> ApiError:
+    """A job not done within the speech wait: 504 naming where it goes on."""
+    message = f"job {client_id} did not finish within {wait_s:.0f} s; it goes on: GET /v1/jobs/{client_id}"
+    return ApiError(504, message, code="timeout", headers=headers)
+
+
 async def stream_speech(
     request: Request,
     api: ApiState,
@@ -113,13 +119,7 @@ async def _first_block(
             raise failure_error(exc.event, headers) from exc
         raise ApiError(500, str(exc), code="stream_failed", headers=headers) from exc
     except JobTimeoutError as exc:
-        raise ApiError(
-            504,
-            f"job {submitted.client_id} did not finish within {api.settings.api_speech_wait_s:.0f} s; it goes on: "
-            f"GET /v1/jobs/{submitted.client_id}",
-            code="timeout",
-            headers=headers,
-        ) from exc
+        raise timeout_error(submitted.client_id, api.settings.api_speech_wait_s, headers) from exc
     finally:
         if not task.done():
             stop.set()

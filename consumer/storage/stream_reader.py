@@ -11,8 +11,6 @@ replaced by the next one's sequence, and the reader goes on at the same block in
 encoder are deterministic for a job's seed, so the blocks line up); a completed record ends the stream with the
 rest of the final object from the byte offset reached (a ranged GET: the final object is the blocks' bytes); a
 failed one raises `StreamFailed`.
-
-`requests` counts every AWS request, for the benchmarks.
 """
 
 from __future__ import annotations
@@ -53,7 +51,6 @@ class StreamReader:
         self.first_poll_s, self.poll_s, self.max_poll_s = first_poll_s, poll_s, max_poll_s
         self.record_s, self.max_record_s, self.late_s = record_s, max_record_s, late_s
         self._sleep = sleep
-        self.requests = 0
 
     def blocks(
         self,
@@ -118,12 +115,10 @@ class StreamReader:
 
     # --- requests ---------------------------------------------------------------------------------------------
     def _record(self, job_id: str) -> Any:
-        self.requests += 1
         record, _ = self._jobs.read(job_id)
         return record
 
     def _block(self, prefix: str, seq: int) -> tuple[bytes, dict[str, str]] | None:
-        self.requests += 1
         with storage_errors(f"reading stream block {seq} of {prefix}"):
             try:
                 got = self._s3.get_object(Bucket=self.bucket, Key=block_key(prefix, seq))
@@ -138,7 +133,6 @@ class StreamReader:
         output = record.event.output
         if sent >= output.bytes:
             return
-        self.requests += 1
         with storage_errors(f"reading {output.uri}"):
             try:
                 got = self._s3.get_object(Bucket=output.bucket, Key=output.key, Range=f"bytes={sent}-")

@@ -14,7 +14,7 @@ from consumer.api.deps import Api, Caller
 from consumer.api.errors import declared
 from consumer.api.gateway import Submitted
 from consumer.api.speech import MODEL_NAMES, SpeechRequest
-from consumer.api.speech_stream import SSE_TYPE, failure_error, stream_speech
+from consumer.api.speech_stream import SSE_TYPE, failure_error, stream_speech, timeout_error
 from consumer.api.state import ApiState
 from consumer.api.submission import submit_job
 from consumer.audio.encoding import CONTENT_TYPES
@@ -74,13 +74,7 @@ async def speech(
         event = await api.waiter.wait(submitted.job_id, wait_s)
     headers = {"x-should-retry": "false", "x-f5-job-id": submitted.client_id}
     if event is None:
-        raise ApiError(
-            504,
-            f"job {submitted.client_id} did not finish within {wait_s:.0f} s; it goes on: "
-            f"GET /v1/jobs/{submitted.client_id}",
-            code="timeout",
-            headers=headers,
-        )
+        raise timeout_error(submitted.client_id, wait_s, headers)
     if not isinstance(event, SynthesisCompleted):
         raise failure_error(event, headers)
     audio = await run_in_threadpool(api.gateway.audio, event)
